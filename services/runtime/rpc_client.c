@@ -39,6 +39,7 @@ struct fd_client_stream {
 	grpc_slice details;
 	grpc_byte_buffer *recv;
 	bool recv_pending;
+	bool initial_md_asked;
 	bool finished;       /* the status arrived */
 	char tag_status, tag_recv, tag_send;
 };
@@ -409,6 +410,12 @@ int fd_client_stream_recv(fd_client_stream_t *s, const ProtobufCMessageDescripto
 		grpc_op ops[2];
 		int n = 0;
 		memset(ops, 0, sizeof(ops));
+		if (!s->initial_md_asked) {
+			/* The server's initial metadata comes before its first message. */
+			ops[n].op = GRPC_OP_RECV_INITIAL_METADATA;
+			ops[n++].data.recv_initial_metadata.recv_initial_metadata = &s->initial_md;
+			s->initial_md_asked = true;
+		}
 		ops[n].op = GRPC_OP_RECV_MESSAGE;
 		ops[n++].data.recv_message.recv_message = &s->recv;
 		if (grpc_call_start_batch(s->call, ops, n, &s->tag_recv, NULL) != GRPC_CALL_OK)

@@ -61,7 +61,8 @@ static int check(const ProtobufCMessageDescriptor *desc, const uint8_t *p, const
                  int depth, char *path, size_t pathlen, fd_err_t *err)
 {
 	if (depth > FD_WIRE_MAX_DEPTH)
-		return fd_err_set(err, FD_EINVAL, "%s: nested too deeply", pathlen ? path : "request");
+		return fd_err_set(err, FD_EINVAL, "request: messages nested more than %d deep",
+		                  FD_WIRE_MAX_DEPTH);
 	while (p < end) {
 		uint64_t key;
 		if (!read_varint(&p, end, &key))
