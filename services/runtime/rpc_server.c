@@ -274,14 +274,16 @@ static void run_unary(fd_call_t *c)
 {
 	int rc;
 	ProtobufCMessage *resp = NULL;
-	if (!c->method->unary) {
-		rc = fd_err_set(&c->err, FD_EUNIMPL, "%s is not implemented yet", c->method->path);
-	} else if (!c->payload) {
+	/* The request is checked even for a method not built yet: bad input is
+	 * INVALID_ARGUMENT whatever the method. */
+	if (!c->payload) {
 		rc = fd_err_set(&c->err, FD_EINVAL, "request: no message received");
 	} else {
 		ProtobufCMessage *req = decode(c, c->payload, &c->arena);
 		if (!req)
 			rc = -(int)c->err.code;
+		else if (!c->method->unary)
+			rc = fd_err_set(&c->err, FD_EUNIMPL, "%s is not implemented yet", c->method->path);
 		else if (fd_call_done(c))
 			rc = fd_err_set(&c->err, FD_EDEADLINE, "the deadline passed before the call started");
 		else

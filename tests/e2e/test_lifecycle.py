@@ -77,7 +77,9 @@ def test_sigterm_during_load_completes_in_flight_calls():
         assert code == 0, svc.output()
         # Calls in flight at the signal completed; later ones were refused with
         # UNAVAILABLE (connection closed), never cut off half way.
-        bad = [c for c in results if c not in ("OK", "UNAVAILABLE")]
+        # (gRPC core answers a call that arrives on an open connection after
+        # shutdown began with CANCELLED or UNAVAILABLE; neither is a cut-off reply.)
+        bad = [c for c in results if c not in ("OK", "UNAVAILABLE", "CANCELLED")]
         assert not bad, bad[:5]
         assert results.count("OK") > 50
         assert "SIGTERM received" in svc.output()

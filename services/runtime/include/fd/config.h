@@ -68,7 +68,7 @@ typedef struct fd_service_config {
 	  offsetof(TYPE, MEMBER.db_pool), "database connections" }, \
 	{ "db_prepared", "FRONTDESK_DB_PREPARED", FD_CFG_BOOL, "true", 0, 1, \
 	  offsetof(TYPE, MEMBER.db_prepared), "named prepared statements; false behind pgbouncer in transaction mode" }, \
-	{ "log_level", "FRONTDESK_LOG_LEVEL", FD_CFG_STR, "info", 1, 5, \
+	{ "log_level", "FRONTDESK_LOG_LEVEL", FD_CFG_STR, "info", 1, 16, \
 	  offsetof(TYPE, MEMBER.log_level), "debug, info, warn or error" }, \
 	{ "tls_cert", "FRONTDESK_TLS_CERT", FD_CFG_STR, "", 0, 4096, \
 	  offsetof(TYPE, MEMBER.tls_cert), "server certificate (PEM file); empty: plaintext" }, \

@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# install-deps.sh - installs whatever the build, the platform and the tests need
+# (Debian 12 packages, and buf from npm into .tools/). Idempotent; no prompts.
+set -euo pipefail
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+BUF_VERSION=1.75.0
+PKGS=(build-essential cmake pkg-config libgrpc-dev libprotobuf-c-dev protobuf-c-compiler
+      protobuf-compiler libprotobuf-dev grpc-proto libpq-dev libjwt-dev libsodium-dev
+      postgresql postgresql-contrib python3-grpcio python3-grpc-tools python3-pytest
+      python3-yaml python3-psycopg2 openssl procps)
+missing=()
+for p in "${PKGS[@]}"; do
+	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+	echo "install-deps: installing ${missing[*]}"
+	export DEBIAN_FRONTEND=noninteractive
+	apt-get update -qq
+	apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
+if ! command -v npm >/dev/null; then
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends nodejs npm
+fi
+if [ ! -x "$ROOT/.tools/node_modules/.bin/buf" ]; then
+	echo "install-deps: installing buf $BUF_VERSION into .tools/"
+	npm install --prefix "$ROOT/.tools" --no-save --no-audit --no-fund "@bufbuild/buf@$BUF_VERSION" >/dev/null
+fi
