@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
-# install-deps.sh - installs whatever the build, the platform and the tests need
-# (Debian 12 packages, and buf from npm into .tools/). Idempotent; no prompts.
+# install-deps.sh [build] - installs whatever the build, the platform and the
+# tests need (Debian 12 packages, and buf from npm into .tools/); with "build",
+# only what building needs (the container image). Idempotent; no prompts.
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 BUF_VERSION=1.75.0
 PKGS=(build-essential cmake pkg-config libgrpc-dev libprotobuf-c-dev protobuf-c-compiler
-      protobuf-compiler libprotobuf-dev grpc-proto libpq-dev libjwt-dev libsodium-dev
-      postgresql postgresql-contrib python3-grpcio python3-grpc-tools python3-pytest
-      python3-yaml python3-psycopg2 openssl procps)
+      protobuf-compiler libprotobuf-dev grpc-proto libpq-dev libjwt-dev libsodium-dev)
+[ "${1:-}" = build ] || PKGS+=(postgresql postgresql-contrib python3-grpcio python3-grpc-tools
+      python3-pytest python3-yaml python3-psycopg2 openssl procps)
 missing=()
 for p in "${PKGS[@]}"; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -18,6 +19,7 @@ if ((${#missing[@]})); then
 	apt-get update -qq
 	apt-get install -y -qq --no-install-recommends "${missing[@]}"
 fi
+[ "${1:-}" = build ] && exit 0
 if ! command -v npm >/dev/null; then
 	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends nodejs npm
 fi

@@ -63,6 +63,18 @@ static void *health_ticker(void *arg)
 	return NULL;
 }
 
+/* Is the host part of "host:port" a loopback address? */
+static bool listen_is_loopback(const char *listen)
+{
+	const char *colon = strrchr(listen, ':');
+	size_t n = colon ? (size_t)(colon - listen) : strlen(listen);
+	if (n == 9 && strncmp(listen, "localhost", 9) == 0)
+		return true;
+	if (n == 5 && strncmp(listen, "[::1]", 5) == 0)
+		return true;
+	return n > 4 && strncmp(listen, "127.", 4) == 0;
+}
+
 static void usage(const char *name, FILE *out)
 {
 	fprintf(out,
@@ -108,6 +120,18 @@ int fd_service_main(int argc, char **argv, const fd_service_spec_t *spec)
 	if (level < 0) {
 		fprintf(stderr, "%s: bad configuration: FRONTDESK_LOG_LEVEL: \"%s\" is not one of "
 		        "debug, info, warn, error\n", spec->name, svc.common->log_level);
+		status = 2;
+		goto out_config;
+	}
+	if (!svc.common->tls_cert[0] && !svc.common->allow_plaintext &&
+	    !listen_is_loopback(svc.common->listen)) {
+		const char *var = "the listen address";
+		for (const fd_cfg_item_t *it = items; it->name; it++)
+			if (it->offset == spec->common_offset + offsetof(fd_service_config_t, listen))
+				var = it->env;
+		fprintf(stderr, "%s: bad configuration: %s: \"%s\" is not a loopback "
+		        "address and FRONTDESK_TLS_CERT is empty; set TLS, or FRONTDESK_ALLOW_PLAINTEXT=true "
+		        "on a private network\n", spec->name, var, svc.common->listen);
 		status = 2;
 		goto out_config;
 	}

@@ -31,11 +31,19 @@ def run(name, env, *args):
     ("FRONTDESK_DB_PREPARED", "perhaps", "not a boolean"),
     ("FRONTDESK_LOG_LEVEL", "chatty", "not one of"),
     ("FRONTDESK_AUTHD_LISTEN", "", "must not be empty"),
+    ("FRONTDESK_AUTHD_LISTEN", "0.0.0.0:7101", "not a loopback address"),
 ])
 def test_bad_setting_stops_start_up_naming_it(var, value, why):
     r = run("authd", {var: value})
     assert r.returncode == 2, r
     assert var in r.stderr and why in r.stderr, r.stderr
+
+
+def test_plaintext_off_loopback_only_when_allowed():
+    r = run("authd", {"FRONTDESK_AUTHD_LISTEN": "0.0.0.0:7101", "FRONTDESK_ALLOW_PLAINTEXT": "true"},
+            "--print-config")
+    assert r.returncode == 0, r
+    assert "FRONTDESK_ALLOW_PLAINTEXT=true" in r.stdout
 
 
 def test_print_config_hides_secrets():

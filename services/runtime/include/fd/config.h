@@ -48,6 +48,7 @@ typedef struct fd_service_config {
 	char *tls_key;
 	char *tls_client_ca;      /* set: clients must present a certificate it signed */
 	char *tls_ca;             /* roots this service trusts when it calls another */
+	bool allow_plaintext;     /* plaintext on a non-loopback address (a private network) */
 	int64_t shutdown_grace_ms;
 	int64_t max_message_bytes;
 } fd_service_config_t;
@@ -78,6 +79,8 @@ typedef struct fd_service_config {
 	  offsetof(TYPE, MEMBER.tls_client_ca), "CA of client certificates; set: mutual TLS required" }, \
 	{ "tls_ca", "FRONTDESK_TLS_CA", FD_CFG_STR, "", 0, 4096, \
 	  offsetof(TYPE, MEMBER.tls_ca), "CA this service trusts when calling other services" }, \
+	{ "allow_plaintext", "FRONTDESK_ALLOW_PLAINTEXT", FD_CFG_BOOL, "false", 0, 1, \
+	  offsetof(TYPE, MEMBER.allow_plaintext), "serve without TLS on a non-loopback address (a private network only)" }, \
 	{ "shutdown_grace_ms", "FRONTDESK_SHUTDOWN_GRACE_MS", FD_CFG_INT, "10000", 0, 600000, \
 	  offsetof(TYPE, MEMBER.shutdown_grace_ms), "how long in-flight calls may finish after SIGTERM" }, \
 	{ "max_message_bytes", "FRONTDESK_MAX_MESSAGE_BYTES", FD_CFG_INT, "4194304", 1024, 67108864, \

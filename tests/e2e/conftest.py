@@ -1,0 +1,5 @@
+"""pytest loads this first: the shared helpers in tests/lib become importable."""
+import os
+import sys
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "lib"))
