@@ -182,23 +182,23 @@ static void rules(dbtest_t *t)
 	CHECK(mkdtemp(tmpdir) != NULL, "mkdtemp");
 	copy_migrations(t->migrations, dir);
 	/* 0003 needs 0002's table: run out of order, it fails. */
-	write_file(dir, "0003_probe_more.sql", "INSERT INTO frontdesk.probe SELECT 3 FROM frontdesk.probe WHERE step = 2;\n");
-	write_file(dir, "0002_probe.sql", "CREATE TABLE frontdesk.probe (step int);\nINSERT INTO frontdesk.probe VALUES (2);\n");
+	write_file(dir, "9003_probe_more.sql", "INSERT INTO frontdesk.probe SELECT 3 FROM frontdesk.probe WHERE step = 2;\n");
+	write_file(dir, "9002_probe.sql", "CREATE TABLE frontdesk.probe (step int);\nINSERT INTO frontdesk.probe VALUES (2);\n");
 	int rc = apply(t, dir, &n, &err);
-	CHECK(rc == 0 && n == 2, "applying 0002 and 0003: rc %d, %d applied (%s)", rc, n, err.msg);
+	CHECK(rc == 0 && n == 2, "applying 9002 and 9003: rc %d, %d applied (%s)", rc, n, err.msg);
 	CHECK(dbtest_is(a, "SELECT string_agg(step::text, ',' ORDER BY step) FROM frontdesk.probe", "2,3"),
 	      "migrations ran in version order");
 
 	/* Edited after it was applied: refused, naming the file and both sums;
 	 * the pending 0005 is not applied either. */
 	char before[65], after[65];
-	sha256_file(dir, "0002_probe.sql", before);
-	write_file(dir, "0002_probe.sql", "CREATE TABLE frontdesk.probe (step int);\nINSERT INTO frontdesk.probe VALUES (2); -- edited\n");
-	sha256_file(dir, "0002_probe.sql", after);
-	write_file(dir, "0005_after.sql", "CREATE TABLE frontdesk.after (x int);\n");
+	sha256_file(dir, "9002_probe.sql", before);
+	write_file(dir, "9002_probe.sql", "CREATE TABLE frontdesk.probe (step int);\nINSERT INTO frontdesk.probe VALUES (2); -- edited\n");
+	sha256_file(dir, "9002_probe.sql", after);
+	write_file(dir, "9005_after.sql", "CREATE TABLE frontdesk.after (x int);\n");
 	rc = apply(t, dir, &n, &err);
 	CHECK(rc == -FD_EPRECOND && n == 0, "edited migration: rc %d, %d applied", rc, n);
-	CHECK(strstr(err.msg, "0002_probe.sql") && strstr(err.msg, before) && strstr(err.msg, after),
+	CHECK(strstr(err.msg, "9002_probe.sql") && strstr(err.msg, before) && strstr(err.msg, after),
 	      "the error names the file and both checksums: %s", err.msg);
 	CHECK(dbtest_is(a, "SELECT to_regclass('frontdesk.after') IS NULL", "t"), "0005 not applied");
 	char *out = NULL;
@@ -212,22 +212,22 @@ static void rules(dbtest_t *t)
 	free(out);
 
 	/* Restored: 0005 applies. */
-	write_file(dir, "0002_probe.sql", "CREATE TABLE frontdesk.probe (step int);\nINSERT INTO frontdesk.probe VALUES (2);\n");
+	write_file(dir, "9002_probe.sql", "CREATE TABLE frontdesk.probe (step int);\nINSERT INTO frontdesk.probe VALUES (2);\n");
 	rc = apply(t, dir, &n, &err);
-	CHECK(rc == 0 && n == 1, "after restoring 0002: rc %d, %d applied (%s)", rc, n, err.msg);
+	CHECK(rc == 0 && n == 1, "after restoring 9002: rc %d, %d applied (%s)", rc, n, err.msg);
 
 	/* Applied but gone from disk: reported. */
-	remove_file(dir, "0003_probe_more.sql");
+	remove_file(dir, "9003_probe_more.sql");
 	rc = apply(t, dir, &n, &err);
-	CHECK(rc == -FD_EPRECOND && strstr(err.msg, "0003_probe_more.sql") && strstr(err.msg, "missing"),
+	CHECK(rc == -FD_EPRECOND && strstr(err.msg, "9003_probe_more.sql") && strstr(err.msg, "missing"),
 	      "missing migration: rc %d: %s", rc, err.msg);
-	write_file(dir, "0003_probe_more.sql", "INSERT INTO frontdesk.probe SELECT 3 FROM frontdesk.probe WHERE step = 2;\n");
+	write_file(dir, "9003_probe_more.sql", "INSERT INTO frontdesk.probe SELECT 3 FROM frontdesk.probe WHERE step = 2;\n");
 
 	/* Older than the newest applied, never applied: refused. */
-	write_file(dir, "0004_late.sql", "SELECT 1;\n");
+	write_file(dir, "9004_late.sql", "SELECT 1;\n");
 	rc = apply(t, dir, &n, &err);
-	CHECK(rc == -FD_EPRECOND && strstr(err.msg, "0004_late.sql"), "out of order: rc %d: %s", rc, err.msg);
-	remove_file(dir, "0004_late.sql");
+	CHECK(rc == -FD_EPRECOND && strstr(err.msg, "9004_late.sql"), "out of order: rc %d: %s", rc, err.msg);
+	remove_file(dir, "9004_late.sql");
 
 	/* A badly named file: refused before anything runs. */
 	write_file(dir, "6_oops.sql", "SELECT 1;\n");
@@ -236,20 +236,20 @@ static void rules(dbtest_t *t)
 	remove_file(dir, "6_oops.sql");
 
 	/* A failing migration: rolled back whole, named with its line. */
-	write_file(dir, "0006_bad.sql", "CREATE TABLE frontdesk.partial (x int);\nSELEC 1;\n");
+	write_file(dir, "9006_bad.sql", "CREATE TABLE frontdesk.partial (x int);\nSELEC 1;\n");
 	rc = apply(t, dir, &n, &err);
-	CHECK(rc == -FD_EINTERNAL && strstr(err.msg, "0006_bad.sql") && strstr(err.msg, "line 2"),
+	CHECK(rc == -FD_EINTERNAL && strstr(err.msg, "9006_bad.sql") && strstr(err.msg, "line 2"),
 	      "failing migration: rc %d: %s", rc, err.msg);
-	CHECK(dbtest_is(a, "SELECT to_regclass('frontdesk.partial') IS NULL", "t"), "0006 rolled back");
-	CHECK(dbtest_is(a, "SELECT count(*) FROM frontdesk.schema_migrations WHERE version = 6", "0"),
-	      "0006 not recorded");
-	remove_file(dir, "0006_bad.sql");
+	CHECK(dbtest_is(a, "SELECT to_regclass('frontdesk.partial') IS NULL", "t"), "9006 rolled back");
+	CHECK(dbtest_is(a, "SELECT count(*) FROM frontdesk.schema_migrations WHERE version = 9006", "0"),
+	      "9006 not recorded");
+	remove_file(dir, "9006_bad.sql");
 
 	/* A file that commits on its own breaks the one-transaction rule. */
-	write_file(dir, "0006_commits.sql", "CREATE TABLE frontdesk.c1 (x int);\nCOMMIT;\n");
+	write_file(dir, "9006_commits.sql", "CREATE TABLE frontdesk.c1 (x int);\nCOMMIT;\n");
 	rc = apply(t, dir, &n, &err);
-	CHECK(rc < 0 && strstr(err.msg, "0006_commits.sql"), "COMMIT in a file: rc %d: %s", rc, err.msg);
-	remove_file(dir, "0006_commits.sql");
+	CHECK(rc < 0 && strstr(err.msg, "9006_commits.sql"), "COMMIT in a file: rc %d: %s", rc, err.msg);
+	remove_file(dir, "9006_commits.sql");
 	dbtest_exec(a, "DROP TABLE IF EXISTS frontdesk.c1");
 
 	DIR *d = opendir(dir);
