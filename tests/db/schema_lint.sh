@@ -4,9 +4,15 @@
 # platform-level tables exempt; and the lint is seen to catch a bad table.
 set -eu
 frontdesk=$1
-lint=${FD_SCHEMA_LINT:-$FD_SOURCE_DIR/../shared/tools/schema-lint.sql}
-if [ ! -f "$lint" ]; then
-  echo "schema_lint: $lint not found (shared/ sits beside the repository)" >&2
+# The team's shared folder sits beside the main checkout (/work/shared); a
+# clone elsewhere (CI) finds it there. FD_SCHEMA_LINT names another copy.
+lint=${FD_SCHEMA_LINT:-}
+for c in "$FD_SOURCE_DIR/../shared/tools/schema-lint.sql" /work/shared/tools/schema-lint.sql; do
+  [ -z "$lint" ] && [ -f "$c" ] && lint=$c
+done
+if [ -z "$lint" ] || [ ! -f "$lint" ]; then
+  echo "schema_lint: schema-lint.sql not found beside the repository, in /work/shared/tools," \
+       "or at FD_SCHEMA_LINT" >&2
   exit 1
 fi
 db=t_lint_$$
