@@ -198,3 +198,10 @@ ALTER TABLE frontdesk.tenants ADD COLUMN suspend_reason text NOT NULL DEFAULT ''
   ADD COLUMN suspended_at timestamptz,
   ADD CONSTRAINT tenants_suspend_reason_length CHECK (char_length(suspend_reason) <= 500);
 GRANT UPDATE (suspend_reason, updated_at, suspended_at) ON frontdesk.tenants TO frontdesk_authd;
+
+-- authd takes ids before inserting: an account's path and a secret's keyed
+-- hash both contain the row's own id.
+-- CreateTenant takes the tenant's id first, so the tenant and its admin
+-- account are made in one transaction.
+GRANT USAGE ON SEQUENCE frontdesk.tenants_id_seq, frontdesk.accounts_id_seq,
+   frontdesk.refresh_tokens_id_seq, frontdesk.api_keys_id_seq TO frontdesk_authd;

@@ -1,9 +1,15 @@
 /* main.c - the frontdesk CLI: operator commands that are not a service
- * (`frontdesk migrate`, later `frontdesk bootstrap`), one row each in a table. */
+ * (`frontdesk migrate`, `frontdesk bootstrap`), one row each in a table. */
+#include <inttypes.h>
 #include <stddef.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <termios.h>
+#include <unistd.h>
+#include <sodium.h>
 #include "fd/config.h"
+#include "fd/db.h"
 #include "fd/log.h"
 #include "fd/migrate.h"
 
@@ -16,6 +22,10 @@ typedef struct cli_config {
 	char *migrations_dir;
 	char *log_level;
 	char *password[FD_MIGRATE_NROLES];   /* by fd_migrate_roles' order */
+	char *bootstrap_username;
+	char *bootstrap_password;
+	int64_t pwhash_opslimit;
+	int64_t pwhash_memlimit_kib;
 } cli_config_t;
 
 #define PASSWORD_ITEM(SVC, i) \
@@ -34,6 +44,14 @@ static const fd_cfg_item_t config_items[] = {
 	PASSWORD_ITEM(BILLINGD, 1),
 	PASSWORD_ITEM(LINESD, 2),
 	PASSWORD_ITEM(ROUTERD, 3),
+	{ "bootstrap_username", "FRONTDESK_BOOTSTRAP_USERNAME", FD_CFG_STR, "admin", 1, 64,
+	  offsetof(cli_config_t, bootstrap_username), "bootstrap: the first platform admin's login" },
+	{ "bootstrap_password", "FRONTDESK_BOOTSTRAP_PASSWORD", FD_CFG_SECRET, "", 0, 1024,
+	  offsetof(cli_config_t, bootstrap_password), "bootstrap: its password (asked for when unset and on a terminal)" },
+	{ "pwhash_opslimit", "FRONTDESK_PWHASH_OPSLIMIT", FD_CFG_INT, "2", 1, 16,
+	  offsetof(cli_config_t, pwhash_opslimit), "bootstrap: argon2id passes (as authd's)" },
+	{ "pwhash_memlimit_kib", "FRONTDESK_PWHASH_MEMLIMIT_KIB", FD_CFG_INT, "65536", 8192, 4194304,
+	  offsetof(cli_config_t, pwhash_memlimit_kib), "bootstrap: argon2id memory, KiB (as authd's)" },
 	{ 0 },
 };
 
@@ -75,10 +93,123 @@ static int cmd_migrate(const cli_config_t *cfg, int argc, char **argv)
 	return 0;
 }
 
+/* ---- bootstrap: the first platform admin ---- */
+
+static const fd_sql_t SQL_ADMIN_EXISTS = {
+	"cli_admin_exists", "SELECT 1 FROM frontdesk.accounts WHERE tenant_id = 0 AND username = $1", 1,
+};
+static const fd_sql_t SQL_INSERT_ADMIN = {
+	"cli_insert_admin",
+	"WITH n AS (SELECT nextval('frontdesk.accounts_id_seq') AS id)"
+	" INSERT INTO frontdesk.accounts (tenant_id, id, path, role, username, display_name, password_hash)"
+	" SELECT 0, n.id, n.id || '.', 'platform_admin', $1, 'Platform admin', $2 FROM n RETURNING id",
+	2,
+};
+
+struct bootstrap {
+	const char *username, *hash;
+	bool existed;
+	int64_t id;
+};
+
+static int bootstrap_tx(fd_tx_t *tx, void *arg)
+{
+	struct bootstrap *b = arg;
+	const char *p1[] = { b->username };
+	PGresult *res;
+	int rc = fd_tx_exec(tx, &SQL_ADMIN_EXISTS, p1, 0, &res);
+	if (rc < 0)
+		return rc;
+	if ((b->existed = PQntuples(res) > 0))
+		return 0;
+	const char *p2[] = { b->username, b->hash };
+	if ((rc = fd_tx_exec(tx, &SQL_INSERT_ADMIN, p2, 0, &res)) < 0)
+		return rc;
+	b->id = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
+	return 0;
+}
+
+/* Reads a password from the terminal without echo. */
+static int prompt_password(char *buf, size_t size)
+{
+	struct termios old, quiet;
+	if (!isatty(STDIN_FILENO) || tcgetattr(STDIN_FILENO, &old) != 0)
+		return -1;
+	quiet = old;
+	quiet.c_lflag &= ~(tcflag_t)ECHO;
+	fprintf(stderr, "password for the platform admin: ");
+	tcsetattr(STDIN_FILENO, TCSAFLUSH, &quiet);
+	char *got = fgets(buf, (int)size, stdin);
+	tcsetattr(STDIN_FILENO, TCSAFLUSH, &old);
+	fprintf(stderr, "\n");
+	if (!got)
+		return -1;
+	buf[strcspn(buf, "\r\n")] = '\0';
+	return 0;
+}
+
+static int cmd_bootstrap(const cli_config_t *cfg, int argc, char **argv)
+{
+	if (argc > 1) {
+		fprintf(stderr, "frontdesk bootstrap: unknown argument \"%s\"\n", argv[1]);
+		return 2;
+	}
+	const char *user = cfg->bootstrap_username;
+	for (const char *p = user; *p; p++)
+		if (!strchr("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._@-", *p)) {
+			fprintf(stderr, "frontdesk bootstrap: FRONTDESK_BOOTSTRAP_USERNAME: only letters, digits and . _ @ -\n");
+			return 2;
+		}
+	char typed[1025] = "";
+	const char *password = cfg->bootstrap_password;
+	if (!password[0]) {
+		if (prompt_password(typed, sizeof(typed)) < 0) {
+			fprintf(stderr, "frontdesk bootstrap: set FRONTDESK_BOOTSTRAP_PASSWORD (there is no default "
+			        "password), or run it on a terminal to be asked\n");
+			return 2;
+		}
+		password = typed;
+	}
+	if (strlen(password) < 12) {
+		sodium_memzero(typed, sizeof(typed));
+		fprintf(stderr, "frontdesk bootstrap: the password needs at least 12 characters\n");
+		return 2;
+	}
+	char hash[crypto_pwhash_STRBYTES];
+	int bad = sodium_init() < 0 ||
+	          crypto_pwhash_str(hash, password, strlen(password), (unsigned long long)cfg->pwhash_opslimit,
+	                            (size_t)cfg->pwhash_memlimit_kib * 1024) != 0;
+	sodium_memzero(typed, sizeof(typed));
+	if (bad) {
+		fprintf(stderr, "frontdesk bootstrap: password hashing failed (out of memory?)\n");
+		return 1;
+	}
+	fd_err_t err = { 0 };
+	fd_db_opts_t o = { .conninfo = cfg->admin_database_url, .application_name = "frontdesk bootstrap",
+		               .pool_size = 1 };
+	fd_db_t *db = fd_db_open(&o, &err);
+	struct bootstrap b = { .username = user, .hash = hash };
+	int rc = db ? fd_db_run(db, 0, bootstrap_tx, &b, &err) : -1;
+	fd_db_close(db);
+	if (rc < 0) {
+		fprintf(stderr, "frontdesk bootstrap: %s\n", err.msg);
+		return 1;
+	}
+	if (b.existed)
+		printf("platform admin \"%s\" already exists; unchanged\n", user);
+	else
+		printf("platform admin \"%s\" created (account %" PRId64 "); log in with tenant slug \"platform\"\n",
+		       user, b.id);
+	return 0;
+}
+
 static const command_t commands[] = {
 	{ "migrate", "[--status]",
 	  "set up the roles and apply pending migrations; --status lists applied and pending ones",
 	  cmd_migrate },
+	{ "bootstrap", "",
+	  "create the first platform admin (FRONTDESK_BOOTSTRAP_USERNAME, _PASSWORD); unchanged if it exists",
+	  cmd_bootstrap },
 	{ 0 },
 };
 

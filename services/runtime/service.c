@@ -6,6 +6,8 @@
 #include <string.h>
 #include <time.h>
 #include <grpc/grpc.h>
+#include <sodium.h>
+#include "fd/auth.h"
 #include "fd/db.h"
 #include "fd/log.h"
 #include "fd/service.h"
@@ -17,6 +19,7 @@ struct fd_service {
 	void *config;                  /* the service's config struct */
 	fd_service_config_t *common;   /* inside config */
 	fd_db_t *db;
+	fd_verifier_t *verifier;
 	fd_server_t *server;
 	void *state;
 
@@ -39,6 +42,21 @@ struct fd_db *fd_service_db(fd_service_t *svc)
 void *fd_service_state(fd_service_t *svc)
 {
 	return svc->state;
+}
+
+fd_verifier_t *fd_service_verifier(fd_service_t *svc)
+{
+	return svc->verifier;
+}
+
+int fd_call_caller(fd_call_t *call, fd_caller_t *out)
+{
+	fd_service_t *svc = fd_call_service(call);
+	int rc = fd_verify_bearer(svc->verifier, fd_call_metadata(call, "authorization"),
+	                          fd_call_deadline_ms(call), out, fd_call_err(call));
+	if (rc == 0)
+		fd_call_set_log_tenant(call, out->tenant_id);
+	return rc;
 }
 
 /* Every second: is the database reachable? Health follows. */
@@ -135,6 +153,13 @@ int fd_service_main(int argc, char **argv, const fd_service_spec_t *spec)
 		status = 2;
 		goto out_config;
 	}
+	unsigned char hash_key[32];
+	if (!print_config &&
+	    fd_hex_key32(svc.common->secret_hash_key, "FRONTDESK_SECRET_HASH_KEY", hash_key, &err) < 0) {
+		fprintf(stderr, "%s: bad configuration: %s\n", spec->name, err.msg);
+		status = 2;
+		goto out_config;
+	}
 	if (print_config) {
 		fd_config_print(items, svc.config, stdout);
 		status = 0;
@@ -167,6 +192,20 @@ int fd_service_main(int argc, char **argv, const fd_service_spec_t *spec)
 	}
 	pthread_mutex_init(&svc.mu, NULL);
 	pthread_cond_init(&svc.cv, NULL);
+	fd_verifier_opts_t vo = {
+		.db = svc.db,
+		.hash_key = hash_key,
+		.issuer = svc.common->token_issuer,
+		.audience = spec->name,
+		.skew_seconds = svc.common->clock_skew,
+		.status_ttl_ms = svc.common->auth_cache_ms,
+	};
+	svc.verifier = fd_verifier_new(&vo, &err);
+	sodium_memzero(hash_key, sizeof(hash_key));
+	if (!svc.verifier) {
+		fd_error("start-up failed: %s", err.msg);
+		goto out_db;
+	}
 	if (spec->init && spec->init(&svc, &svc.state, &err) < 0) {
 		fd_error("start-up failed: %s", err.msg);
 		goto out_db;
@@ -209,6 +248,7 @@ out_server:
 	if (spec->fini && svc.state)
 		spec->fini(&svc, svc.state);
 out_db:
+	fd_verifier_free(svc.verifier);
 	fd_db_close(svc.db);
 	pthread_mutex_destroy(&svc.mu);
 	pthread_cond_destroy(&svc.cv);

@@ -19,7 +19,8 @@ from fdtest import call  # noqa: E402
 
 
 def run(name, env, *args):
-    e = dict(os.environ)
+    e = dict(os.environ, FRONTDESK_SECRET_HASH_KEY=fdtest.TEST_HASH_KEY,
+             FRONTDESK_KEY_ENCRYPTION_KEY=fdtest.TEST_KEK)
     e.update(env)
     return subprocess.run([fdtest.binary(name), *args], env=e, capture_output=True, text=True,
                           timeout=30)
@@ -32,6 +33,9 @@ def run(name, env, *args):
     ("FRONTDESK_LOG_LEVEL", "chatty", "not one of"),
     ("FRONTDESK_AUTHD_LISTEN", "", "must not be empty"),
     ("FRONTDESK_AUTHD_LISTEN", "0.0.0.0:7101", "not a loopback address"),
+    ("FRONTDESK_SECRET_HASH_KEY", "", "must be 64 hex digits"),
+    ("FRONTDESK_SECRET_HASH_KEY", "zz" * 32, "must be 64 hex digits"),
+    ("FRONTDESK_AUTH_CACHE_MS", "6000", "outside 1..5000"),
 ])
 def test_bad_setting_stops_start_up_naming_it(var, value, why):
     r = run("authd", {var: value})

@@ -18,6 +18,12 @@ BUILD = os.environ.get("FD_BUILD_DIR", os.path.join(SOURCE, "build"))
 PGHOST = os.environ.get("FD_TEST_PGHOST", "")
 PGPORT = os.environ.get("FD_TEST_PGPORT", "5432")
 
+# Test-only keys (never used outside tests).
+TEST_HASH_KEY = "5a" * 32      # FRONTDESK_SECRET_HASH_KEY
+TEST_KEK = "c3" * 32           # FRONTDESK_KEY_ENCRYPTION_KEY
+# argon2id at its minimum cost, so tests log in quickly (production: 2 passes, 64 MiB).
+FAST_PWHASH = {"FRONTDESK_PWHASH_OPSLIMIT": "1", "FRONTDESK_PWHASH_MEMLIMIT_KIB": "8192"}
+
 SERVICES = {
     "authd": "frontdesk.v1.AuthService",
     "billingd": "frontdesk.v1.BillingService",
@@ -61,6 +67,17 @@ class Database:
         if r.returncode != 0:
             raise RuntimeError(f"frontdesk migrate failed:\n{r.stdout}\n{r.stderr}")
 
+    def bootstrap(self, username="admin", password="platform-admin-pw-1", env=None):
+        """Create the first platform admin with `frontdesk bootstrap`."""
+        e = dict(os.environ, FRONTDESK_ADMIN_DATABASE_URL=self.url + " user=postgres",
+                 FRONTDESK_BOOTSTRAP_USERNAME=username, FRONTDESK_BOOTSTRAP_PASSWORD=password,
+                 **FAST_PWHASH)
+        e.update(env or {})
+        r = subprocess.run([binary("frontdesk"), "bootstrap"], env=e, capture_output=True, text=True)
+        if r.returncode != 0:
+            raise RuntimeError(f"frontdesk bootstrap failed:\n{r.stdout}\n{r.stderr}")
+        return r
+
     def drop(self):
         psql(f"DROP DATABASE IF EXISTS {self.name} WITH (FORCE)", host=self.host, port=self.port,
              check=False)
@@ -81,6 +98,9 @@ class Service:
             f"FRONTDESK_{svc}_THREADS": "4",
             f"FRONTDESK_{svc}_DB_POOL": "4",
             "FRONTDESK_SHUTDOWN_GRACE_MS": "5000",
+            "FRONTDESK_SECRET_HASH_KEY": TEST_HASH_KEY,
+            "FRONTDESK_KEY_ENCRYPTION_KEY": TEST_KEK,
+            **FAST_PWHASH,
         })
         self.env.update(env or {})
         self.log = open(os.path.join(BUILD, f"test-{name}-{self.port}.log"), "w+")

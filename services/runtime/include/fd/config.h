@@ -51,6 +51,10 @@ typedef struct fd_service_config {
 	bool allow_plaintext;     /* plaintext on a non-loopback address (a private network) */
 	int64_t shutdown_grace_ms;
 	int64_t max_message_bytes;
+	char *secret_hash_key;    /* 64 hex: keyed hashes of API keys and other secrets */
+	char *token_issuer;       /* iss of every token */
+	int64_t clock_skew;       /* seconds allowed between hosts' clocks for exp/nbf */
+	int64_t auth_cache_ms;    /* how stale a credential's status may be */
 } fd_service_config_t;
 
 /* SVC: "AUTHD"; svc: "authd" (both literals). */
@@ -84,7 +88,15 @@ typedef struct fd_service_config {
 	{ "shutdown_grace_ms", "FRONTDESK_SHUTDOWN_GRACE_MS", FD_CFG_INT, "10000", 0, 600000, \
 	  offsetof(TYPE, MEMBER.shutdown_grace_ms), "how long in-flight calls may finish after SIGTERM" }, \
 	{ "max_message_bytes", "FRONTDESK_MAX_MESSAGE_BYTES", FD_CFG_INT, "4194304", 1024, 67108864, \
-	  offsetof(TYPE, MEMBER.max_message_bytes), "largest request accepted" }
+	  offsetof(TYPE, MEMBER.max_message_bytes), "largest request accepted" }, \
+	{ "secret_hash_key", "FRONTDESK_SECRET_HASH_KEY", FD_CFG_SECRET, "", 0, 64, \
+	  offsetof(TYPE, MEMBER.secret_hash_key), "64 hex digits, the same for every service: keyed hash of API keys (openssl rand -hex 32)" }, \
+	{ "token_issuer", "FRONTDESK_TOKEN_ISSUER", FD_CFG_STR, "frontdesk", 1, 100, \
+	  offsetof(TYPE, MEMBER.token_issuer), "iss of the tokens authd signs and the others accept" }, \
+	{ "clock_skew", "FRONTDESK_CLOCK_SKEW", FD_CFG_INT, "30", 0, 300, \
+	  offsetof(TYPE, MEMBER.clock_skew), "seconds of clock difference allowed when checking exp and nbf" }, \
+	{ "auth_cache_ms", "FRONTDESK_AUTH_CACHE_MS", FD_CFG_INT, "4000", 1, 5000, \
+	  offsetof(TYPE, MEMBER.auth_cache_ms), "how long a credential's status, revocation or suspension may be cached" }
 
 /* Read every item from the environment (or its default) into cfg, which must
  * be zeroed. On a bad value: -FD_EINVAL and err names the variable and why;

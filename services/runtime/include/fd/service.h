@@ -11,6 +11,7 @@
 
 #include <stddef.h>
 #include <protobuf-c/protobuf-c.h>
+#include "fd/auth.h"
 #include "fd/config.h"
 #include "fd/rpc.h"
 
@@ -38,5 +39,12 @@ int fd_service_main(int argc, char **argv, const fd_service_spec_t *spec);
 const void *fd_service_config(const fd_service_t *svc);   /* the service's config struct */
 struct fd_db *fd_service_db(fd_service_t *svc);
 void *fd_service_state(fd_service_t *svc);
+/* The verifier of bearer credentials (audience: the service's name). */
+fd_verifier_t *fd_service_verifier(fd_service_t *svc);
+
+/* Who is calling: verifies the call's authorization metadata into *out (and
+ * tags the call's log lines with its tenant). Returns 0, or -code with the
+ * call's error set (UNAUTHENTICATED, UNAVAILABLE); return it from the handler. */
+int fd_call_caller(fd_call_t *call, fd_caller_t *out) FD_MUSTCHECK;
 
 #endif
