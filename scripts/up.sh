@@ -18,8 +18,26 @@ if [ -z "${FRONTDESK_DATABASE_URL:-}" ]; then
 	export FRONTDESK_DATABASE_URL="$base dbname=frontdesk"
 	export FRONTDESK_ADMIN_DATABASE_URL="$base dbname=frontdesk user=postgres"
 fi
+# Secrets this machine's platform keeps (made once, in .data/secrets.env, mode
+# 600): the keyed-hash and key-encryption keys, and the first passwords.
+secrets=$ROOT/.data/secrets.env
+if [ ! -f "$secrets" ]; then
+	mkdir -p "$ROOT/.data"
+	umask 077
+	{
+		echo "FRONTDESK_SECRET_HASH_KEY=$(openssl rand -hex 32)"
+		echo "FRONTDESK_KEY_ENCRYPTION_KEY=$(openssl rand -hex 32)"
+		echo "FRONTDESK_BOOTSTRAP_PASSWORD=$(openssl rand -base64 18 | tr -d '/+=')"
+		echo "DEMO_ADMIN_PASSWORD=$(openssl rand -base64 18 | tr -d '/+=')"
+	} > "$secrets"
+	umask 022
+fi
+set -a
+. "$secrets"
+set +a
+: "${FRONTDESK_SECRET_HASH_KEY:?}" "${FRONTDESK_KEY_ENCRYPTION_KEY:?}"
 "$ROOT/build/services/frontdesk/frontdesk" migrate
-# (issue 3: `frontdesk bootstrap` creates the first platform admin and a demo tenant here)
+"$ROOT/build/services/frontdesk/frontdesk" bootstrap
 pids=()
 stop() {
 	trap - INT TERM
@@ -32,7 +50,11 @@ trap 'stop; exit 0' INT TERM
 for s in authd billingd linesd routerd; do
 	"$ROOT/build/services/$s/$s" & pids+=($!)
 done
+/usr/bin/python3 "$ROOT/scripts/demo_tenant.py" 127.0.0.1:7101 "$FRONTDESK_BOOTSTRAP_PASSWORD" \
+	"$DEMO_ADMIN_PASSWORD" || { echo "demo tenant could not be made" >&2; stop; exit 1; }
 echo "frontdesk is up: authd :7101, billingd :7102, linesd :7103, routerd :7104 (Ctrl-C stops)"
+echo "  platform admin: tenant_slug=platform username=admin; passwords in $secrets"
+echo "  demo tenant admin: tenant_slug=demo username=demo-admin"
 wait -n "${pids[@]}" || true
 echo "a service exited; stopping everything" >&2
 stop

@@ -53,7 +53,7 @@ static const fd_sql_t SQL_INSERT_RESELLER = {
 	"authd_insert_reseller",
 	"INSERT INTO frontdesk.accounts AS a (tenant_id, id, parent_id, path, role, username, display_name,"
 	"                                     password_hash, permissions, notes)"
-	" SELECT $1, $2, p.id, p.path || $2 || '.', 'reseller', $4, $5, $6, $7::text[], $8"
+	" SELECT $1, $2::bigint, p.id, p.path || $2::bigint::text || '.', 'reseller', $4, $5, $6, $7::text[], $8"
 	"   FROM frontdesk.accounts p"
 	"  WHERE p.tenant_id = $1 AND p.path LIKE $9 || '%'"
 	"    AND CASE WHEN $3::bigint IS NULL THEN p.parent_id IS NULL ELSE p.id = $3 END"

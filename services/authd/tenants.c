@@ -53,7 +53,7 @@ static const fd_sql_t SQL_INSERT_ROOT = {
 	"authd_insert_root",
 	"INSERT INTO frontdesk.accounts AS a (tenant_id, id, path, role, username, display_name, password_hash,"
 	"                                     permissions)"
-	" VALUES ($1, $2, $2 || '.', 'tenant_admin', $3, $4, $5, '{create_subresellers,create_trials}')"
+	" VALUES ($1, $2::bigint, $2::bigint::text || '.', 'tenant_admin', $3, $4, $5, '{create_subresellers,create_trials}')"
 	" RETURNING " RESELLER_COLS,
 	5,
 };
