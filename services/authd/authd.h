@@ -130,14 +130,17 @@ void new_secret(char out[44]);
 /* Conversions. */
 int64_t ts_col(PGresult *res, int row, int col);       /* epoch column; NULL -> 0 */
 const char *id_str(fd_arena_t *arena, int64_t v);
-/* The Reseller message of a row from RESELLER_COLS (resellers.c). */
+/* The Reseller message of a row from RESELLER_COLS (resellers.c). The row's
+ * own status is read from the row itself, not the subquery: in an UPDATE's
+ * RETURNING the subquery still sees the row as it was. */
 #define RESELLER_COLS                                                                      \
 	"a.id, coalesce(a.parent_id, 0), a.username, a.display_name, a.role, a.status,"        \
 	" a.permissions, a.path, a.notes, extract(epoch FROM a.created_at)::bigint,"           \
 	" extract(epoch FROM a.updated_at)::bigint,"                                           \
 	" coalesce(extract(epoch FROM a.last_login_at)::bigint, 0),"                           \
-	" (SELECT bool_or(s.status = 'suspended') FROM frontdesk.accounts s"                   \
-	"   WHERE s.tenant_id = a.tenant_id AND s.id = ANY (frontdesk.path_ids(a.path)))"
+	" a.status = 'suspended' OR coalesce((SELECT bool_or(s.status = 'suspended')"          \
+	"   FROM frontdesk.accounts s WHERE s.tenant_id = a.tenant_id AND s.id <> a.id"         \
+	"    AND s.id = ANY (frontdesk.path_ids(a.path))), false)"
 Frontdesk__V1__Reseller *reseller_message(fd_arena_t *arena, int64_t tenant, PGresult *res, int row);
 unsigned permissions_parse(const char *arr);
 const char *permissions_array(fd_arena_t *arena, unsigned perms);

@@ -356,15 +356,19 @@ int authd_update_reseller(fd_call_t *call, const ProtobufCMessage *msg, Protobuf
 	if ((rc = authd_caller(call, FRONTDESK__V1__SCOPE__SCOPE_RESELLERS_WRITE, &c)) < 0 ||
 	    (rc = reseller_tenant(call, &c, req->tenant_id, &tenant)) < 0)
 		return rc;
-	if (req->reseller_id <= 0)
-		return fd_call_fail(call, FD_EINVAL, "reseller_id: required");
+	if (req->reseller_id < 0)
+		return fd_call_fail(call, FD_EINVAL, "reseller_id: must not be negative");
+	/* 0: the caller's own account, as in GetReseller. */
+	int64_t id = req->reseller_id ? req->reseller_id : tenant == c.tenant_id ? c.account_id : 0;
+	if (!id)
+		return fd_call_fail(call, FD_EINVAL, "reseller_id: required when acting in another tenant");
 	if ((rc = check_text("display_name", req->display_name, 0, 200, err)) < 0 ||
 	    (req->new_password[0] && (rc = check_password("new_password", req->new_password, err)) < 0) ||
 	    (req->notes && (rc = check_text("notes", req->notes->value, 0, 2000, err)) < 0))
 		return rc;
 	if (req->status > FRONTDESK__V1__RESELLER_STATUS__RESELLER_STATUS_SUSPENDED)
 		return fd_call_fail(call, FD_EINVAL, "status: unknown value %d", req->status);
-	bool self = tenant == c.tenant_id && req->reseller_id == c.account_id;
+	bool self = tenant == c.tenant_id && id == c.account_id;
 	unsigned perms = 0;
 	if (req->permissions) {
 		if ((rc = perms_of_request(call, "permissions.values", req->permissions->values,
@@ -383,7 +387,7 @@ int authd_update_reseller(fd_call_t *call, const ProtobufCMessage *msg, Protobuf
 	if (q.password && (rc = pw_hash(a, req->new_password, hash, err)) < 0)
 		return rc;
 	q.params[0] = id_str(arena, tenant);
-	q.params[1] = id_str(arena, req->reseller_id);
+	q.params[1] = id_str(arena, id);
 	q.params[2] = req->display_name[0] ? req->display_name : NULL;
 	q.params[3] = req->permissions ? permissions_array(arena, perms) : NULL;
 	q.params[4] = q.password ? hash : NULL;
@@ -394,9 +398,9 @@ int authd_update_reseller(fd_call_t *call, const ProtobufCMessage *msg, Protobuf
 	if ((rc = fd_db_run_opts(a->db, &o, update_tx, &q, err)) < 0)
 		return rc;
 	if (!q.out)
-		return fd_call_fail(call, FD_ENOTFOUND, "reseller %" PRId64 " not found", req->reseller_id);
+		return fd_call_fail(call, FD_ENOTFOUND, "reseller %" PRId64 " not found", id);
 	if (req->status)
-		fd_info("reseller %" PRId64 " %s", req->reseller_id, reseller_status_text(req->status));
+		fd_info("reseller %" PRId64 " %s", id, reseller_status_text(req->status));
 	Frontdesk__V1__UpdateResellerResponse *r = fd_arena_zalloc(arena, sizeof(*r));
 	if (!r)
 		return OOM(call);
