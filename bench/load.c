@@ -2,7 +2,10 @@
  * connections for N seconds (closed loop, one thread), and prints
  *   bench <case> rate=<calls>/s p50_ms=<x> p99_ms=<y> p999_ms=<z> errors=<n>
  * usage: bench_load --target H:P --method /pkg.Svc/M --case NAME --inflight K
- *        --conns C --seconds N [--warmup S] [--payload-hex HEX] */
+ *        --conns C --seconds N [--warmup S] [--payload-hex HEX]
+ *        [--metadata KEY=VALUE]...   (request metadata sent on every call, e.g.
+ *                                     "authorization=Bearer <token>"; repeatable)
+ * The first failed call's status and details go to stderr. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -10,9 +13,11 @@
 #include <grpc/byte_buffer.h>
 #include <grpc/grpc.h>
 #include <grpc/grpc_security.h>
+#include <grpc/support/alloc.h>
 #include <grpc/support/time.h>
 
 #define MAX_US 1000000 /* latencies are counted in 1 µs buckets up to 1 s */
+#define MAX_MD 8
 
 typedef struct slot {
 	grpc_call *call;
@@ -35,6 +40,8 @@ static grpc_channel **chans;
 static void **handles;
 static grpc_completion_queue *cq;
 static grpc_slice payload;
+static grpc_metadata md[MAX_MD]; /* sent with every call; live for the whole run */
+static size_t nmd;
 
 static void start(slot_t *s)
 {
@@ -48,6 +55,8 @@ static void start(slot_t *s)
 	grpc_op ops[6];
 	memset(ops, 0, sizeof(ops));
 	ops[0].op = GRPC_OP_SEND_INITIAL_METADATA;
+	ops[0].data.send_initial_metadata.count = nmd;
+	ops[0].data.send_initial_metadata.metadata = nmd ? md : NULL;
 	ops[1].op = GRPC_OP_SEND_MESSAGE;
 	ops[1].data.send_message.send_message = bb;
 	ops[2].op = GRPC_OP_SEND_CLOSE_FROM_CLIENT;
@@ -89,7 +98,15 @@ int main(int argc, char **argv)
 		else if (!strcmp(k, "--seconds")) seconds = atof(v);
 		else if (!strcmp(k, "--warmup")) warmup = atof(v);
 		else if (!strcmp(k, "--payload-hex")) hex = v;
-		else { fprintf(stderr, "bench_load: unknown option %s\n", k); return 2; }
+		else if (!strcmp(k, "--metadata")) {
+			const char *eq = strchr(v, '=');
+			if (!eq || eq == v || nmd == MAX_MD) {
+				fprintf(stderr, "bench_load: --metadata KEY=VALUE (at most %d)\n", MAX_MD);
+				return 2;
+			}
+			md[nmd].key = grpc_slice_from_copied_buffer(v, (size_t)(eq - v));
+			md[nmd++].value = grpc_slice_from_copied_string(eq + 1);
+		} else { fprintf(stderr, "bench_load: unknown option %s\n", k); return 2; }
 	}
 	if (inflight < 1 || conns < 1 || conns > inflight) {
 		fprintf(stderr, "bench_load: need 1 <= conns <= inflight\n");
@@ -122,6 +139,7 @@ int main(int argc, char **argv)
 	}
 	double t0 = now(), measure_from = t0 + warmup, end = measure_from + seconds;
 	unsigned long done = 0, errors = 0;
+	int first_error = 0;
 	int outstanding = inflight;
 	while (outstanding > 0) {
 		grpc_event ev = grpc_completion_queue_next(cq, gpr_inf_future(GPR_CLOCK_REALTIME), NULL);
@@ -135,6 +153,13 @@ int main(int argc, char **argv)
 			done++;
 			if (s->status != GRPC_STATUS_OK)
 				errors++;
+		}
+		if (s->status != GRPC_STATUS_OK && !first_error) {
+			char *d = grpc_slice_to_c_string(s->details);
+			fprintf(stderr, "bench_load: %s: first failed call: status %d: %s\n", name,
+			        (int)s->status, d);
+			gpr_free(d);
+			first_error = 1;
 		}
 		if (s->reply)
 			grpc_byte_buffer_destroy(s->reply);
@@ -158,6 +183,10 @@ int main(int argc, char **argv)
 		;
 	grpc_completion_queue_destroy(cq);
 	grpc_slice_unref(payload);
+	for (size_t i = 0; i < nmd; i++) {
+		grpc_slice_unref(md[i].key);
+		grpc_slice_unref(md[i].value);
+	}
 	free(hist);
 	free(slots);
 	free(chans);

@@ -10,6 +10,7 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -435,16 +436,12 @@ struct fd_verifier {
 	int nkeys;
 	int64_t keys_loaded_ms;        /* last attempt */
 
-	pthread_mutex_t stats_mu;
-	fd_verifier_stats_t stats;
+	/* Counters: relaxed atomics, no lock on the hot path. */
+	_Atomic uint64_t token_hits, token_misses, status_hits, status_misses, api_key_hits, api_key_misses,
+		key_refreshes;
 };
 
-#define STAT(v, field)                           \
-	do {                                         \
-		pthread_mutex_lock(&(v)->stats_mu);      \
-		(v)->stats.field++;                      \
-		pthread_mutex_unlock(&(v)->stats_mu);    \
-	} while (0)
+#define STAT(v, field) atomic_fetch_add_explicit(&(v)->field, 1, memory_order_relaxed)
 
 fd_verifier_t *fd_verifier_new(const fd_verifier_opts_t *o, fd_err_t *err)
 {
@@ -473,7 +470,6 @@ fd_verifier_t *fd_verifier_new(const fd_verifier_opts_t *o, fd_err_t *err)
 	v->skew_s = o->skew_seconds;
 	v->ttl_ms = o->status_ttl_ms;
 	pthread_mutex_init(&v->keys_mu, NULL);
-	pthread_mutex_init(&v->stats_mu, NULL);
 	v->sha256 = EVP_MD_fetch(NULL, "SHA256", NULL);
 	if (!v->sha256 || cache_init(&v->tokens, sizeof(fd_caller_t)) < 0 ||
 	    cache_init(&v->statuses, sizeof(account_status_t)) < 0 ||
@@ -496,7 +492,6 @@ void fd_verifier_free(fd_verifier_t *v)
 		EVP_PKEY_free(v->keys[i].pkey);
 	EVP_MD_free(v->sha256);
 	pthread_mutex_destroy(&v->keys_mu);
-	pthread_mutex_destroy(&v->stats_mu);
 	sodium_memzero(v->hash_key, sizeof(v->hash_key));
 	free(v);
 }
@@ -513,9 +508,13 @@ void fd_verifier_flush(fd_verifier_t *v)
 
 void fd_verifier_stats(fd_verifier_t *v, fd_verifier_stats_t *out)
 {
-	pthread_mutex_lock(&v->stats_mu);
-	*out = v->stats;
-	pthread_mutex_unlock(&v->stats_mu);
+	out->token_hits = atomic_load(&v->token_hits);
+	out->token_misses = atomic_load(&v->token_misses);
+	out->status_hits = atomic_load(&v->status_hits);
+	out->status_misses = atomic_load(&v->status_misses);
+	out->api_key_hits = atomic_load(&v->api_key_hits);
+	out->api_key_misses = atomic_load(&v->api_key_misses);
+	out->key_refreshes = atomic_load(&v->key_refreshes);
 }
 
 /* ---- public keys ---- */
@@ -1105,7 +1104,7 @@ static int verify_api_key(fd_verifier_t *v, const char *tok, size_t n, int64_t d
 	unsigned char hash[32];
 	crypto_generichash(hash, 32, (const unsigned char *)tok, n, v->hash_key, 32);
 	if (!cache_get(&v->api_keys, hash, now, out)) {
-		STAT(v, status_misses);
+		STAT(v, api_key_misses);
 		int64_t tenant, id;
 		char tmp[48];
 		const char *p = tok + 4, *u1 = memchr(p, '_', n - 4);
@@ -1137,7 +1136,7 @@ static int verify_api_key(fd_verifier_t *v, const char *tok, size_t n, int64_t d
 			until = out->expires_at * 1000;
 		cache_put(&v->api_keys, hash, until, out);
 	} else {
-		STAT(v, status_hits);
+		STAT(v, api_key_hits);
 	}
 	if (out->expires_at && out->expires_at <= now / 1000)
 		return unauth(err, "API key expired");

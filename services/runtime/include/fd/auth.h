@@ -100,6 +100,7 @@ void fd_verifier_flush(fd_verifier_t *v);
 typedef struct fd_verifier_stats {
 	uint64_t token_hits, token_misses;     /* verified-token cache */
 	uint64_t status_hits, status_misses;   /* tenant/account status cache */
+	uint64_t api_key_hits, api_key_misses; /* API-key cache */
 	uint64_t key_refreshes;                /* public keys read from the database */
 } fd_verifier_stats_t;
 void fd_verifier_stats(fd_verifier_t *v, fd_verifier_stats_t *out);
