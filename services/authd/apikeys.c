@@ -81,6 +81,7 @@ typedef struct create_q {
 	int64_t tenant, account;
 	fd_scopes_t want;            /* 0: the account's */
 	unsigned char req_hash[32];
+	const char *method;          /* idempotency scope: the method and the caller's account */
 	Frontdesk__V1__CreateApiKeyResponse *resp;
 	bool account_missing, too_wide, replayed;
 } create_q_t;
@@ -94,7 +95,7 @@ static int create_tx(fd_tx_t *tx, void *arg)
 	q->account_missing = q->too_wide = q->replayed = false;
 	if (key[0]) {
 		ProtobufCMessage *prev;
-		rc = idem_lookup(tx, q->arena, q->tenant, "CreateApiKey", key, q->req_hash,
+		rc = idem_lookup(tx, q->arena, q->tenant, q->method, key, q->req_hash,
 		                 &frontdesk__v1__create_api_key_response__descriptor, &prev);
 		if (rc < 0)
 			return rc;
@@ -146,7 +147,7 @@ static int create_tx(fd_tx_t *tx, void *arg)
 	if (key[0]) {
 		/* A replay answers with the metadata only: the secret is not kept. */
 		q->resp->secret = "";
-		if ((rc = idem_store(tx, q->tenant, "CreateApiKey", key, q->req_hash, &q->resp->base)) < 0)
+		if ((rc = idem_store(tx, q->tenant, q->method, key, q->req_hash, &q->resp->base)) < 0)
 			return rc;
 	}
 	q->resp->secret = whole;
@@ -163,7 +164,7 @@ int authd_create_api_key(fd_call_t *call, const ProtobufCMessage *msg, ProtobufC
 	int64_t tenant;
 	int rc;
 	if ((rc = authd_caller(call, FRONTDESK__V1__SCOPE__SCOPE_API_KEYS_WRITE, &c)) < 0 ||
-	    (rc = fd_caller_tenant(&c, req->tenant_id, &tenant, err)) < 0)
+	    (rc = fd_call_tenant(call, &c, req->tenant_id, &tenant)) < 0)
 		return rc;
 	if (c.kind != FD_CRED_ACCESS_TOKEN && c.kind != FD_CRED_API_KEY)
 		return fd_call_fail(call, FD_EPERM, "API keys are made for people's accounts");
@@ -187,6 +188,8 @@ int authd_create_api_key(fd_call_t *call, const ProtobufCMessage *msg, ProtobufC
 	if (!q.account)
 		return fd_call_fail(call, FD_EINVAL, "reseller_id: required when acting in another tenant");
 	request_hash(a, msg, q.req_hash);
+	if (!(q.method = fd_arena_printf(arena, "CreateApiKey/%" PRId64, c.account_id)))
+		return OOM(call);
 	if (!(q.resp = fd_arena_zalloc(arena, sizeof(*q.resp))))
 		return OOM(call);
 	frontdesk__v1__create_api_key_response__init(q.resp);
@@ -275,7 +278,7 @@ int authd_list_api_keys(fd_call_t *call, const ProtobufCMessage *msg, ProtobufCM
 	int64_t tenant, after;
 	int limit, rc;
 	if ((rc = authd_caller(call, FRONTDESK__V1__SCOPE__SCOPE_API_KEYS_READ, &c)) < 0 ||
-	    (rc = fd_caller_tenant(&c, req->tenant_id, &tenant, err)) < 0 ||
+	    (rc = fd_call_tenant(call, &c, req->tenant_id, &tenant)) < 0 ||
 	    (rc = check_page(req->page_size, req->page_token, &limit, &after, err)) < 0)
 		return rc;
 	if (req->reseller_id < 0)
@@ -312,7 +315,7 @@ int authd_revoke_api_key(fd_call_t *call, const ProtobufCMessage *msg, ProtobufC
 	int64_t tenant;
 	int rc;
 	if ((rc = authd_caller(call, FRONTDESK__V1__SCOPE__SCOPE_API_KEYS_WRITE, &c)) < 0 ||
-	    (rc = fd_caller_tenant(&c, req->tenant_id, &tenant, err)) < 0)
+	    (rc = fd_call_tenant(call, &c, req->tenant_id, &tenant)) < 0)
 		return rc;
 	if (req->api_key_id <= 0)
 		return fd_call_fail(call, FD_EINVAL, "api_key_id: required");

@@ -36,7 +36,7 @@ static int perms_of_request(fd_call_t *call, const char *field, const Frontdesk_
 /* Resellers live in tenants; platform admins are not a tree. */
 static int reseller_tenant(fd_call_t *call, const fd_caller_t *c, int64_t requested, int64_t *tenant)
 {
-	int rc = fd_caller_tenant(c, requested, tenant, fd_call_err(call));
+	int rc = fd_call_tenant(call, c, requested, tenant);
 	if (rc < 0)
 		return rc;
 	if (*tenant == 0)
@@ -68,6 +68,7 @@ typedef struct create_q {
 	int64_t tenant, parent;      /* parent 0: the tenant's root */
 	const char *subtree, *pwhash, *perms;
 	unsigned char req_hash[32];
+	const char *method;          /* idempotency scope: the method and the caller's account */
 	Frontdesk__V1__CreateResellerResponse *resp;
 	bool parent_missing, replayed;
 } create_q_t;
@@ -81,7 +82,7 @@ static int create_tx(fd_tx_t *tx, void *arg)
 	q->parent_missing = q->replayed = false;
 	if (key[0]) {
 		ProtobufCMessage *prev;
-		rc = idem_lookup(tx, q->arena, q->tenant, "CreateReseller", key, q->req_hash,
+		rc = idem_lookup(tx, q->arena, q->tenant, q->method, key, q->req_hash,
 		                 &frontdesk__v1__create_reseller_response__descriptor, &prev);
 		if (rc < 0)
 			return rc;
@@ -105,7 +106,7 @@ static int create_tx(fd_tx_t *tx, void *arg)
 	}
 	if (!(q->resp->reseller = reseller_message(q->arena, q->tenant, res, 0)))
 		return fd_err_set(fd_tx_err(tx), FD_EEXHAUSTED, "out of memory");
-	return key[0] ? idem_store(tx, q->tenant, "CreateReseller", key, q->req_hash, &q->resp->base) : 0;
+	return key[0] ? idem_store(tx, q->tenant, q->method, key, q->req_hash, &q->resp->base) : 0;
 }
 
 int authd_create_reseller(fd_call_t *call, const ProtobufCMessage *msg, ProtobufCMessage **resp)
@@ -144,6 +145,8 @@ int authd_create_reseller(fd_call_t *call, const ProtobufCMessage *msg, Protobuf
 		return rc;
 	q.pwhash = hash;
 	request_hash(a, msg, q.req_hash);
+	if (!(q.method = fd_arena_printf(arena, "CreateReseller/%" PRId64, c.account_id)))
+		return OOM(call);
 	if (!q.perms || !(q.resp = fd_arena_zalloc(arena, sizeof(*q.resp))))
 		return OOM(call);
 	frontdesk__v1__create_reseller_response__init(q.resp);
@@ -230,7 +233,7 @@ int authd_get_reseller(fd_call_t *call, const ProtobufCMessage *msg, ProtobufCMe
 	int64_t tenant;
 	int rc;
 	if ((rc = authd_caller(call, FRONTDESK__V1__SCOPE__SCOPE_RESELLERS_READ, &c)) < 0 ||
-	    (rc = fd_caller_tenant(&c, req->tenant_id, &tenant, fd_call_err(call))) < 0)
+	    (rc = fd_call_tenant(call, &c, req->tenant_id, &tenant)) < 0)
 		return rc;
 	if (req->reseller_id < 0)
 		return fd_call_fail(call, FD_EINVAL, "reseller_id: must not be negative");
@@ -270,7 +273,7 @@ int authd_list_resellers(fd_call_t *call, const ProtobufCMessage *msg, ProtobufC
 	int64_t tenant, after;
 	int limit, rc;
 	if ((rc = authd_caller(call, FRONTDESK__V1__SCOPE__SCOPE_RESELLERS_READ, &c)) < 0 ||
-	    (rc = fd_caller_tenant(&c, req->tenant_id, &tenant, err)) < 0 ||
+	    (rc = fd_call_tenant(call, &c, req->tenant_id, &tenant)) < 0 ||
 	    (rc = check_page(req->page_size, req->page_token, &limit, &after, err)) < 0 ||
 	    (rc = check_text("query", req->query, 0, 100, err)) < 0)
 		return rc;

@@ -215,7 +215,7 @@ static int parse_refresh(const char *tok, int64_t *tenant, int64_t *id)
 		return -1;
 	char *end;
 	long long t = strtoll(tok + 4, &end, 10);
-	if (*end != '_' || t <= 0)
+	if (*end != '_' || end == tok + 4 || t < 0)   /* tenant 0: platform admins */
 		return -1;
 	long long i = strtoll(end + 1, &end, 10);
 	if (*end != '_' || i <= 0 || strlen(end + 1) != 43)
@@ -227,23 +227,25 @@ static int parse_refresh(const char *tok, int64_t *tenant, int64_t *id)
 
 /* ---- failed logins ---- */
 
-static const fd_sql_t SQL_LIMITS = {
-	"authd_login_limits",
-	"SELECT key, failures, greatest(1, ceil(extract(epoch FROM"
-	"        window_start + make_interval(secs => $3::int) - now())))::bigint"
-	"  FROM frontdesk.login_failures"
-	" WHERE key IN ($1, $2) AND window_start > now() - make_interval(secs => $3::int)",
-	3,
-};
-static const fd_sql_t SQL_COUNT_FAILURE = {
-	"authd_count_failure",
+/* Every attempt is counted before its password is checked, in one statement
+ * per counter (the row lock orders concurrent attempts), so parallel guesses
+ * cannot slip past the limit; a correct password takes its count back. */
+static const fd_sql_t SQL_COUNT_ATTEMPT = {
+	"authd_count_attempt",
 	"INSERT INTO frontdesk.login_failures AS f (key, failures, window_start) VALUES ($1, 1, now())"
 	" ON CONFLICT (key) DO UPDATE SET"
 	"   failures = CASE WHEN f.window_start > now() - make_interval(secs => $2::int)"
 	"                   THEN f.failures + 1 ELSE 1 END,"
 	"   window_start = CASE WHEN f.window_start > now() - make_interval(secs => $2::int)"
-	"                   THEN f.window_start ELSE now() END",
+	"                   THEN f.window_start ELSE now() END"
+	" RETURNING f.failures, greatest(1, ceil(extract(epoch FROM"
+	"           f.window_start + make_interval(secs => $2::int) - now())))::bigint",
 	2,
+};
+static const fd_sql_t SQL_UNCOUNT_ATTEMPT = {
+	"authd_uncount_attempt",
+	"UPDATE frontdesk.login_failures SET failures = greatest(failures - 1, 0) WHERE key = $1",
+	1,
 };
 static const fd_sql_t SQL_CLEAR_FAILURES = {
 	"authd_clear_failures", "DELETE FROM frontdesk.login_failures WHERE key = $1", 1,
@@ -273,17 +275,18 @@ static int limits_tx(fd_tx_t *tx, void *arg)
 	login_q_t *q = arg;
 	char w[24];
 	snprintf(w, sizeof(w), "%" PRId64, q->a->cfg->fail_window);
-	const char *params[] = { q->src_key, q->acct_key, w };
+	const char *keys[] = { q->src_key, q->acct_key };
+	const int64_t limits[] = { q->a->cfg->fail_per_source, q->a->cfg->fail_per_account };
 	PGresult *res;
-	int rc = fd_tx_exec(tx, &SQL_LIMITS, params, 0, &res);
-	if (rc < 0)
-		return rc;
-	for (int i = 0; i < PQntuples(res); i++) {
-		bool src = strcmp(PQgetvalue(res, i, 0), q->src_key) == 0;
-		int64_t failures = strtoll(PQgetvalue(res, i, 1), NULL, 10);
-		int64_t limit = src ? q->a->cfg->fail_per_source : q->a->cfg->fail_per_account;
-		int64_t in = strtoll(PQgetvalue(res, i, 2), NULL, 10);
-		if (failures >= limit && in > q->retry_in)
+	int rc;
+	q->retry_in = 0;
+	for (int i = 0; i < 2; i++) {
+		const char *params[] = { keys[i], w };
+		if ((rc = fd_tx_exec(tx, &SQL_COUNT_ATTEMPT, params, 0, &res)) < 0)
+			return rc;
+		int64_t attempts = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
+		int64_t in = strtoll(PQgetvalue(res, 0, 1), NULL, 10);
+		if (attempts > limits[i] && in > q->retry_in)
 			q->retry_in = in;
 	}
 	const char *sp[] = { q->slug };
@@ -338,15 +341,14 @@ static int account_tx(fd_tx_t *tx, void *arg)
 	return 0;
 }
 
-static int failure_tx(fd_tx_t *tx, void *arg)
+/* A correct password: the attempt was not a guess. */
+static int uncount_tx(fd_tx_t *tx, void *arg)
 {
 	login_q_t *q = arg;
-	char w[24];
-	snprintf(w, sizeof(w), "%" PRId64, q->a->cfg->fail_window);
-	const char *p1[] = { q->src_key, w };
-	const char *p2[] = { q->acct_key, w };
-	int rc = fd_tx_exec(tx, &SQL_COUNT_FAILURE, p1, 0, NULL);
-	return rc < 0 ? rc : fd_tx_exec(tx, &SQL_COUNT_FAILURE, p2, FD_TX_LAST, NULL);
+	const char *p1[] = { q->src_key };
+	const char *p2[] = { q->acct_key };
+	int rc = fd_tx_exec(tx, &SQL_UNCOUNT_ATTEMPT, p1, 0, NULL);
+	return rc < 0 ? rc : fd_tx_exec(tx, &SQL_UNCOUNT_ATTEMPT, p2, FD_TX_LAST, NULL);
 }
 
 static const fd_sql_t SQL_TOUCH_LOGIN = {
@@ -359,7 +361,7 @@ static int success_tx(fd_tx_t *tx, void *arg)
 {
 	login_q_t *q = arg;
 	const char *cp[] = { q->acct_key };
-	int rc = fd_tx_exec(tx, &SQL_CLEAR_FAILURES, cp, 0, NULL);
+	int rc = fd_tx_exec(tx, &SQL_CLEAR_FAILURES, cp, 0, NULL);   /* a success resets its account's count */
 	if (rc < 0)
 		return rc;
 	const char *tp[] = { id_str(q->arena, q->tenant), id_str(q->arena, q->acc.id) };
@@ -432,17 +434,17 @@ int authd_login(fd_call_t *call, const ProtobufCMessage *msg, ProtobufCMessage *
 	}
 	/* The same work and the same answer whether or not the user exists. */
 	rc = pw_verify(a, q.found ? q.hash : a->dummy_hash, req->password, err);
+	bool password_ok = rc == 0 && q.found;
+	if (password_ok || rc == -FD_EEXHAUSTED) {
+		fd_err_t e2;
+		int urc = fd_db_run_opts(a->db, &po, uncount_tx, &q, &e2);
+		if (urc < 0)
+			fd_warn("failed-login counters not corrected: %s", e2.msg);
+	}
 	if (rc == -FD_EEXHAUSTED)
 		return rc;
-	bool ok = rc == 0 && q.found && q.tenant_active && q.active;
-	if (!ok) {
-		if (rc != 0 || !q.found) {
-			int frc = fd_db_run_opts(a->db, &po, failure_tx, &q, err);
-			if (frc < 0)
-				return frc;
-		}
+	if (!password_ok || !q.tenant_active || !q.active)
 		return fd_call_fail(call, FD_EUNAUTH, "invalid tenant, username or password");
-	}
 	fd_tx_opts_t to = { .tenant_id = q.tenant, .deadline_ms = fd_call_deadline_ms(call) };
 	if ((rc = fd_db_run_opts(a->db, &to, success_tx, &q, err)) < 0)
 		return rc;

@@ -64,6 +64,7 @@ typedef struct create_tenant_q {
 	const Frontdesk__V1__CreateTenantRequest *req;
 	const char *pwhash;
 	unsigned char req_hash[32];
+	const char *method;          /* idempotency scope: the method and the caller's account */
 	Frontdesk__V1__CreateTenantResponse *resp;
 	bool replayed;
 } create_tenant_q_t;
@@ -77,7 +78,7 @@ static int create_tenant_tx(fd_tx_t *tx, void *arg)
 	q->replayed = false;
 	if (key[0]) {
 		ProtobufCMessage *prev;
-		rc = idem_lookup(tx, q->arena, 0, "CreateTenant", key, q->req_hash,
+		rc = idem_lookup(tx, q->arena, 0, q->method, key, q->req_hash,
 		                 &frontdesk__v1__create_tenant_response__descriptor, &prev);
 		if (rc < 0)
 			return rc;
@@ -109,7 +110,7 @@ static int create_tenant_tx(fd_tx_t *tx, void *arg)
 		const char *zero[] = { "0" };
 		if ((rc = fd_tx_exec(tx, &SQL_SET_TENANT, zero, 0, NULL)) < 0)
 			return rc;
-		return idem_store(tx, 0, "CreateTenant", key, q->req_hash, &q->resp->base);
+		return idem_store(tx, 0, q->method, key, q->req_hash, &q->resp->base);
 	}
 	return 0;
 }
@@ -141,6 +142,8 @@ int authd_create_tenant(fd_call_t *call, const ProtobufCMessage *msg, ProtobufCM
 		return rc;
 	q.pwhash = hash;
 	request_hash(a, msg, q.req_hash);
+	if (!(q.method = fd_arena_printf(arena, "CreateTenant/%" PRId64, c.account_id)))
+		return OOM(call);
 	q.resp = fd_arena_zalloc(arena, sizeof(*q.resp));
 	if (!q.resp)
 		return OOM(call);
@@ -211,7 +214,7 @@ int authd_get_tenant(fd_call_t *call, const ProtobufCMessage *msg, ProtobufCMess
 	int64_t tenant;
 	int rc;
 	if ((rc = authd_caller(call, FRONTDESK__V1__SCOPE__SCOPE_TENANTS_READ, &c)) < 0 ||
-	    (rc = fd_caller_tenant(&c, req->tenant_id, &tenant, fd_call_err(call))) < 0)
+	    (rc = fd_call_tenant(call, &c, req->tenant_id, &tenant)) < 0)
 		return rc;
 	tenant_q_t q = { .arena = arena, .sql = &SQL_GET_TENANT, .params = { id_str(arena, tenant) } };
 	fd_tx_opts_t o = { .tenant_id = FD_NO_TENANT, .deadline_ms = fd_call_deadline_ms(call), .read_only = true };

@@ -407,6 +407,7 @@ typedef struct pubkey {
 
 /* What the database says of an account now. */
 typedef struct account_status {
+	bool tenant_found;
 	bool tenant_active;
 	bool found;
 	bool suspended;              /* it or an ancestor */
@@ -938,6 +939,7 @@ static int account_status(fd_verifier_t *v, int64_t tenant, int64_t account, int
 		return rc;
 	if (!q.tenant_found)
 		memset(&q.st, 0, sizeof(q.st));   /* no tenant: refused like a suspended one */
+	q.st.tenant_found = q.tenant_found;
 	*st = q.st;
 	cache_put(&v->statuses, key, now + v->ttl_ms, st);
 	return 0;
@@ -1160,6 +1162,18 @@ int fd_verify_bearer(fd_verifier_t *v, const char *authorization, int64_t deadli
 	if (n > 4 && memcmp(tok, "fdk_", 4) == 0)
 		return verify_api_key(v, tok, n, deadline_ms, out, err);
 	return verify_jwt(v, tok, n, deadline_ms, out, err);
+}
+
+int fd_verifier_tenant(fd_verifier_t *v, int64_t tenant, int64_t deadline_ms, bool *active, fd_err_t *err)
+{
+	account_status_t st;
+	int rc = account_status(v, tenant, 0, deadline_ms, &st, err);
+	if (rc < 0)
+		return rc;
+	if (!st.tenant_found)
+		return fd_err_set(err, FD_ENOTFOUND, "tenant %" PRId64 " not found", tenant);
+	*active = st.tenant_active;
+	return 0;
 }
 
 /* ---- handlers' questions ---- */

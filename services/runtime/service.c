@@ -59,6 +59,22 @@ int fd_call_caller(fd_call_t *call, fd_caller_t *out)
 	return rc;
 }
 
+int fd_call_tenant(fd_call_t *call, const fd_caller_t *c, int64_t requested, int64_t *tenant)
+{
+	fd_service_t *svc = fd_call_service(call);
+	int rc = fd_caller_tenant(c, requested, tenant, fd_call_err(call));
+	if (rc < 0 || *tenant == c->tenant_id)
+		return rc;
+	bool active;
+	if ((rc = fd_verifier_tenant(svc->verifier, *tenant, fd_call_deadline_ms(call), &active,
+	                             fd_call_err(call))) < 0)
+		return rc;
+	if (!active && c->role == FD_ROLE_SERVICE)
+		return fd_call_fail(call, FD_EPRECOND, "tenant %lld is suspended", (long long)*tenant);
+	fd_call_set_log_tenant(call, *tenant);
+	return 0;
+}
+
 /* Every second: is the database reachable? Health follows. */
 static void *health_ticker(void *arg)
 {

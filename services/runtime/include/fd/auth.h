@@ -93,6 +93,11 @@ void fd_verifier_free(fd_verifier_t *v);
 int fd_verify_bearer(fd_verifier_t *v, const char *authorization, int64_t deadline_ms,
                      fd_caller_t *out, fd_err_t *err) FD_MUSTCHECK;
 
+/* Whether tenant exists (-FD_ENOTFOUND if not) and is active, from the
+ * status cache (at most status_ttl_ms old). */
+int fd_verifier_tenant(fd_verifier_t *v, int64_t tenant, int64_t deadline_ms, bool *active,
+                       fd_err_t *err) FD_MUSTCHECK;
+
 /* Forget every cached token, key and status (tests; key rotation). */
 void fd_verifier_flush(fd_verifier_t *v);
 

@@ -47,4 +47,10 @@ fd_verifier_t *fd_service_verifier(fd_service_t *svc);
  * call's error set (UNAUTHENTICATED, UNAVAILABLE); return it from the handler. */
 int fd_call_caller(fd_call_t *call, fd_caller_t *out) FD_MUSTCHECK;
 
+/* The tenant a request acts in, from its tenant_id field (0: the caller's
+ * own): fd_caller_tenant's rule, and a tenant named by a platform admin or a
+ * service must exist (else NOT_FOUND); services are refused a suspended one
+ * (FAILED_PRECONDITION). Returns 0, or -code with the call's error set. */
+int fd_call_tenant(fd_call_t *call, const fd_caller_t *c, int64_t requested, int64_t *tenant) FD_MUSTCHECK;
+
 #endif
