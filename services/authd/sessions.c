@@ -371,8 +371,10 @@ static int success_tx(fd_tx_t *tx, void *arg)
 }
 
 /* The address failed logins are counted against: the peer's, or the one a
- * trusted portal forwards (its credential has SCOPE_FORWARD_CLIENT_ADDRESS). */
-static int login_source(fd_call_t *call, const char *forwarded, const char **src)
+ * trusted portal forwards (its credential has SCOPE_FORWARD_CLIENT_ADDRESS),
+ * for logins into its own tenant only: a portal of one tenant must not get
+ * fresh counters, address after address, for another tenant's accounts. */
+static int login_source(fd_call_t *call, const char *slug, const char *forwarded, const char **src)
 {
 	fd_arena_t *arena = fd_call_arena(call);
 	if (forwarded[0]) {
@@ -383,7 +385,8 @@ static int login_source(fd_call_t *call, const char *forwarded, const char **src
 				return fd_call_fail(call, FD_EINVAL, "client_address: an IPv4 or IPv6 address");
 		fd_caller_t c;
 		if (fd_call_metadata(call, "authorization") && fd_call_caller(call, &c) == 0 &&
-		    (c.scopes & FD_SCOPE(FRONTDESK__V1__SCOPE__SCOPE_FORWARD_CLIENT_ADDRESS))) {
+		    (c.scopes & FD_SCOPE(FRONTDESK__V1__SCOPE__SCOPE_FORWARD_CLIENT_ADDRESS)) &&
+		    (c.role == FD_ROLE_PLATFORM_ADMIN || strcmp(c.tenant_slug, slug) == 0)) {
 			*src = forwarded;
 			return 0;
 		}
@@ -414,7 +417,7 @@ int authd_login(fd_call_t *call, const ProtobufCMessage *msg, ProtobufCMessage *
 	if (!req->password[0] || strlen(req->password) > 1024)
 		return fd_call_fail(call, FD_EINVAL, "password: 1 to 1024 bytes");
 	const char *src;
-	if ((rc = login_source(call, req->client_address, &src)) < 0)
+	if ((rc = login_source(call, req->tenant_slug, req->client_address, &src)) < 0)
 		return rc;
 
 	login_q_t q = { .a = a, .arena = arena, .slug = req->tenant_slug, .username = req->username };

@@ -26,6 +26,7 @@ import hmac
 import json
 import os
 import re
+import socket
 import sys
 import threading
 import time
@@ -167,12 +168,24 @@ class Authd:
         self.ch = None
         self.secrets = [PLATFORM_PW, LINESD_SECRET, EDGED_SECRET]
         try:
+            self.wait_listening()
             self.svc.wait_serving()
             self.ch = self.svc.channel(options=[("grpc.max_send_message_length", 16 << 20)])
             self.anon = Auth(self.ch)
         except Exception:
             self.close()
             raise
+
+    def wait_listening(self, timeout=15.0):
+        """Waits for the port before the first gRPC call: a channel that finds
+        nothing listening backs off for seconds before it tries again."""
+        deadline = time.time() + timeout
+        while time.time() < deadline and self.svc.proc.poll() is None:
+            try:
+                socket.create_connection(("127.0.0.1", self.svc.port), timeout=0.5).close()
+                return
+            except OSError:
+                time.sleep(0.02)
 
     def start_platform(self):
         r = self.login("platform", PLATFORM_USER, PLATFORM_PW)
@@ -186,6 +199,11 @@ class Authd:
         if self.own_db:
             self.db.drop()
         return code
+
+    def log(self):
+        """The process's output so far (also after it stopped)."""
+        with open(self.svc.log.name, errors="replace") as f:
+            return f.read()
 
     def as_(self, token):
         return self.anon.with_token(token)
@@ -256,7 +274,7 @@ MAIN_ENV = {
 def main():
     a = platform(MAIN_ENV)
     yield a
-    assert a.close() == 0, a.svc.output()[-4000:]
+    assert a.close() == 0, a.log()[-4000:]
 
 
 @pytest.fixture(scope="module")
@@ -306,9 +324,14 @@ def rot():
     a = platform({"FRONTDESK_SIGNING_KEY_ROTATE": str(ROT_ROTATE),
                   "FRONTDESK_ACCESS_TOKEN_TTL": str(ROT_TTL),
                   "FRONTDESK_CLOCK_SKEW": str(ROT_SKEW)})
-    a.first = a.pa_login
+    try:
+        a.t = a.tenant()
+    except Exception:
+        a.close()
+        raise
+    a.first = a.t.login
     yield a
-    assert a.close() == 0, a.svc.output()[-4000:]
+    assert a.close() == 0, a.log()[-4000:]
 
 
 # ---------------------------------------------------------------------------
@@ -387,7 +410,6 @@ def test_passwords_and_secrets_are_not_stored_in_clear(main, world):
     hashes_ = main.psql(f"SELECT password_hash FROM frontdesk.accounts WHERE tenant_id = {world.a.id}")
     assert all(h.startswith("$argon2id$") for h in hashes_.split("\n")), hashes_
     keys = main.psql(f"SELECT k::text FROM frontdesk.api_keys k WHERE tenant_id = {world.a.id}")
-    assert world.ka.secret.rsplit("_", 1)[1] not in keys
     assert world.ka.secret.split("_", 3)[3] not in keys
     tokens = main.psql(f"SELECT t::text FROM frontdesk.refresh_tokens t WHERE tenant_id = {world.a.id}")
     assert tokens, "refresh tokens are stored (hashed)"
@@ -678,6 +700,7 @@ def test_platform_admin_names_the_tenant_it_acts_in(main, world):
     # Tenant 0 is its own (the platform): B's reseller is not there.
     assert code_of(pa.GetReseller, tenant_id=0, reseller_id=w.b1.id) == "NOT_FOUND"
     missing = w.b.id + 100000
+    wrong = []
     for method, kw in [("GetTenant", dict(tenant_id=missing)),
                        ("SuspendTenant", dict(tenant_id=missing)),
                        ("ListResellers", dict(tenant_id=missing)),
@@ -685,11 +708,17 @@ def test_platform_admin_names_the_tenant_it_acts_in(main, world):
                        ("CreateApiKey", dict(tenant_id=missing, reseller_id=w.b1.id, name="k")),
                        ("CreateReseller", dict(tenant_id=missing, parent_id=w.b.root,
                                                username=uniq("r"), password="long-enough-pw")),
+                       ("ListApiKeys", dict(tenant_id=missing)),
+                       ("RevokeApiKey", dict(tenant_id=missing, api_key_id=w.kb.id)),
+                       ("UpdateReseller", dict(tenant_id=missing, reseller_id=w.b1.id,
+                                               display_name="x")),
                        # The tenant exists, the parent is in another one.
                        ("CreateReseller", dict(tenant_id=w.a.id, parent_id=w.b.root,
                                                username=uniq("r"), password="long-enough-pw"))]:
         got, what = outcome(getattr(pa, method), **kw)
-        assert got == "NOT_FOUND", (method, got, what)
+        if got != "NOT_FOUND":
+            wrong.append((method, kw, got, what))
+    assert not wrong, wrong
 
 
 def subtree_calls(target, target_key):
@@ -796,10 +825,11 @@ def test_reseller_permissions_bound_what_it_may_do_and_grant(main, world):
         (r1.UpdateReseller, dict(reseller_id=w.r1a.id,
                                  permissions=A.ResellerPermissionList(values=[TRIALS]))),
         # Its own status and permissions are its parent's to change.
-        (r1.UpdateReseller, dict(reseller_id=0, status=SUSPENDED)),
-        (r1.UpdateReseller, dict(reseller_id=0, permissions=A.ResellerPermissionList(values=[SUB, TRIALS]))),
+        (r1.UpdateReseller, dict(reseller_id=w.r1.id, status=SUSPENDED)),
+        (r1.UpdateReseller, dict(reseller_id=w.r1.id,
+                                 permissions=A.ResellerPermissionList(values=[SUB, TRIALS]))),
         (r1.UpdateReseller, dict(reseller_id=w.r1.id, permissions=A.ResellerPermissionList(values=[]))),
-        (w.r1a.api.UpdateReseller, dict(reseller_id=0, status=SUSPENDED)),
+        (w.r1a.api.UpdateReseller, dict(reseller_id=w.r1a.id, status=SUSPENDED)),
         # The tenant admin lacks the service scopes and the platform's.
         (w.a.api.CreateApiKey, dict(name="k", scopes=[scope("credits_charge")])),
         (w.a.api.CreateApiKey, dict(name="k", scopes=[scope("tenants_write")])),
@@ -1071,8 +1101,10 @@ def test_suspending_a_reseller_suspends_its_subtree(main):
     below = [p.api, c.api, g.api] + [k.api for k in keys]
     wrong = expect("UNAUTHENTICATED", main.anon.Login, tenant_slug=t.slug, username=s.username,
                    password="not-the-password")
-    r = t.api.UpdateReseller(reseller_id=p.id, status=SUSPENDED)
-    assert r.reseller.status == SUSPENDED and r.reseller.effective_status == SUSPENDED
+    suspended = t.api.UpdateReseller(reseller_id=p.id, status=SUSPENDED).reseller
+    assert suspended.status == SUSPENDED
+    got = t.api.GetReseller(reseller_id=p.id).reseller
+    assert got.status == SUSPENDED and got.effective_status == SUSPENDED, got
     for x in (c, g):
         got = t.api.GetReseller(reseller_id=x.id).reseller
         assert got.status == ACTIVE and got.effective_status == SUSPENDED, got
@@ -1092,7 +1124,8 @@ def test_suspending_a_reseller_suspends_its_subtree(main):
     assert {c.id, g.id, s.id} <= act and p.id not in act
     # Reactivated: the subtree works again.
     r = t.api.UpdateReseller(reseller_id=p.id, status=ACTIVE)
-    assert r.reseller.status == ACTIVE and r.reseller.effective_status == ACTIVE
+    assert r.reseller.status == ACTIVE
+    assert t.api.GetReseller(reseller_id=p.id).reseller.effective_status == ACTIVE
     assert t.api.GetReseller(reseller_id=g.id).reseller.effective_status == ACTIVE
     for api in [c.api, g.api] + [k.api for k in keys]:
         wait_code(api.WhoAmI, "OK", REFUSED_WITHIN)
@@ -1105,6 +1138,8 @@ def test_suspending_a_reseller_suspends_its_subtree(main):
     assert code_of(main.anon.Login, tenant_slug=t.slug, username=g.username,
                    password=g.pw) == "UNAUTHENTICATED"
     p2.WhoAmI()
+    # UpdateReseller's own answer shows the new effective status too.
+    assert suspended.effective_status == SUSPENDED, suspended
 
 
 def test_create_reseller_and_api_key_idempotency_is_scoped(main, world):
@@ -1129,7 +1164,9 @@ def test_create_reseller_and_api_key_idempotency_is_scoped(main, world):
     k1 = w.r1.api.CreateApiKey(kreq)
     main.secrets.append(k1.secret)
     k2 = w.r1.api.CreateApiKey(kreq)
-    assert k2.api_key.id == k1.api_key.id and k2.secret in ("", k1.secret)
+    assert k2.api_key.id == k1.api_key.id and k2.secret == ""
+    stored = main.psql("SELECT encode(response, 'hex') FROM frontdesk.auth_idempotency")
+    assert k1.secret.split("_", 3)[3].encode().hex() not in stored
     kchanged = A.CreateApiKeyRequest()
     kchanged.CopyFrom(kreq)
     kchanged.name = "other"
@@ -1173,7 +1210,6 @@ def test_api_key_create_list_revoke(main, world):
     assert k.id in {x.id for x in listed.api_keys}
     raw = listed.SerializeToString()
     for secret in [r.secret, w.ka.secret]:
-        assert secret.rsplit("_", 1)[-1].encode() not in raw
         assert secret.split("_", 3)[3].encode() not in raw
     assert code_of(api.ListApiKeys) == "OK"
     # Revoked: refused within the cache time, listed only with include_revoked.
@@ -1241,9 +1277,26 @@ def test_refresh_rotates_and_reuse_revokes_the_family(main, world, published):
                 r3.access_token, "fdr_", "fdr_1_1_" + "A" * 43]:
         assert code_of(main.anon.Refresh, refresh_token=bad) in ("UNAUTHENTICATED",), bad
     assert code_of(main.anon.Refresh, refresh_token="") in ("UNAUTHENTICATED", "INVALID_ARGUMENT")
+    # Logout with the tenant part changed revokes nothing either.
+    for bad in [f"fdr_{w.b.id}_{i}_{secret}", f"fdr_{t}_{i}_{secret[:-1]}"]:
+        got, what = outcome(main.anon.Logout, refresh_token=bad)
+        assert got == "UNAUTHENTICATED" or (got == "OK" and what.revoked == 0), (bad, got, what)
     r4 = main.anon.Refresh(refresh_token=r3.refresh_token)
     main.secrets.append(r4.refresh_token)
     assert r4.caller.account_id == w.r2.id
+
+
+def test_platform_admin_sessions_refresh_and_log_out(main):
+    """Tenant 0's refresh tokens (fdr_0_...) work like any other."""
+    lr = main.login("platform", PLATFORM_USER, PLATFORM_PW)
+    assert lr.refresh_token.startswith("fdr_0_")
+    got, r = outcome(main.anon.Refresh, refresh_token=lr.refresh_token)
+    assert got == "OK", (got, r)
+    main.secrets.append(r.refresh_token)
+    assert r.caller.role == C.ROLE_PLATFORM_ADMIN and r.caller.tenant_id == 0
+    assert main.as_(r.access_token).WhoAmI().caller.account_id == lr.caller.account_id
+    assert main.anon.Logout(refresh_token=r.refresh_token).revoked >= 1
+    assert code_of(main.anon.Refresh, refresh_token=r.refresh_token) == "UNAUTHENTICATED"
 
 
 def test_logout(main, world):
@@ -1404,7 +1457,7 @@ def test_sql_metacharacters_in_free_text_are_plain_text(main, world):
     tables = main.psql("SELECT count(*) FROM pg_tables WHERE schemaname = 'frontdesk'")
     before = main.counts()
     t = main.pa.CreateTenant(slug=uniq("evil"), name=EVIL, admin_username="boss",
-                                         admin_password="evil-pw-123456", admin_display_name=EVIL)
+                             admin_password="evil-pw-123456", admin_display_name=EVIL)
     assert t.tenant.name == EVIL and t.admin.display_name == EVIL
     assert main.pa.GetTenant(tenant_id=t.tenant.id).tenant.name == EVIL
     r = w.a.api.CreateReseller(username=uniq("evil"), password="evil-pw-123456", display_name=EVIL,
@@ -1415,6 +1468,8 @@ def test_sql_metacharacters_in_free_text_are_plain_text(main, world):
     main.secrets.append(k.secret)
     [listed] = [x for x in w.a.api.ListApiKeys(page_size=1000).api_keys if x.id == k.api_key.id]
     assert listed.name == EVIL
+    hits = {x.id for x in w.a.api.ListResellers(query="O'Brien\"; DROP", page_size=1000).resellers}
+    assert hits == {r.reseller.id}
     upd = w.a.api.UpdateReseller(reseller_id=r.reseller.id, display_name=EVIL[::-1],
                                  notes=C.OptionalString(value=EVIL[::-1])).reseller
     assert upd.display_name == EVIL[::-1] and upd.notes == EVIL[::-1]
@@ -1422,8 +1477,8 @@ def test_sql_metacharacters_in_free_text_are_plain_text(main, world):
     assert s.suspend_reason == EVIL
     assert main.pa.GetTenant(tenant_id=s.id).tenant.suspend_reason == EVIL
     main.pa.SuspendTenant(tenant_id=s.id, reactivate=True)
-    # In queries too (and LIKE's % and _ match themselves only).
-    hits = {x.id for x in w.a.api.ListResellers(query="O'Brien\"; DROP", page_size=1000).resellers}
+    # In queries too.
+    hits = {x.id for x in w.a.api.ListResellers(query=EVIL[::-1][:20], page_size=1000).resellers}
     assert hits == {r.reseller.id}
     hits = {x.id for x in main.pa.ListTenants(query=EVIL, page_size=1000).tenants}
     assert hits == {s.id}
@@ -1536,7 +1591,7 @@ def rl():
         a.close()
         raise
     yield a
-    assert a.close() == 0, a.svc.output()[-4000:]
+    assert a.close() == 0, a.log()[-4000:]
 
 
 def quiet(rl):
@@ -1628,6 +1683,21 @@ def test_client_address_is_ignored_without_the_scope(rl, via):
     assert got == "RESOURCE_EXHAUSTED", (via, got, msg)
 
 
+def test_another_tenants_portal_cannot_forward_addresses(rl):
+    """A forward_client_address key is trusted for logins into its own tenant
+    only: another tenant's portal rotating addresses gets the peer's counter."""
+    quiet(rl)
+    other = rl.tenant()
+    portal = rl.api_key(other.api, scopes=[scope("forward_client_address")]).api
+    v = rl.reseller(rl.t, rl.t.api)
+    for i in range(RL_ACCOUNT):
+        got, _ = attempt(rl, v.username, "wrong", portal, f"198.51.100.{50 + i}")
+        assert got == "UNAUTHENTICATED", (i, got)
+    rl.last_peer_failure = time.time()
+    got, msg = attempt(rl, v.username, v.pw, portal, "198.51.100.99")
+    assert got == "RESOURCE_EXHAUSTED", (got, msg)
+
+
 def test_parallel_guesses_are_bounded_by_the_limit(rl):
     v = rl.users[3]
     res = parallel(20, lambda i: rl.portal.Login(tenant_slug=rl.t.slug, username=v.username,
@@ -1635,6 +1705,16 @@ def test_parallel_guesses_are_bounded_by_the_limit(rl):
     codes = [c for c, _ in res]
     assert set(codes) <= {"UNAUTHENTICATED", "RESOURCE_EXHAUSTED"}, codes
     assert codes.count("UNAUTHENTICATED") <= RL_ACCOUNT, codes
+
+
+def test_default_cache_refuses_a_revoked_key_within_5_s(rl):
+    """`rl` runs with the default FRONTDESK_AUTH_CACHE_MS (4000)."""
+    k = rl.api_key(rl.t.api)
+    for _ in range(3):
+        k.api.WhoAmI()                            # cached now
+    rl.t.api.RevokeApiKey(api_key_id=k.id)
+    took = wait_code(k.api.WhoAmI, "UNAUTHENTICATED", 6.0)
+    assert took <= 5.0, took
 
 
 def test_default_per_account_limit(main, world):
@@ -1679,21 +1759,24 @@ def test_a_second_replica_shares_keys_sessions_and_revocations(main, world):
         w.a.api.RevokeApiKey(api_key_id=k.id)
         wait_code(other.with_token(k.secret).WhoAmI, "UNAUTHENTICATED", REFUSED_WITHIN)
     finally:
-        assert rep.close() == 0, rep.svc.output()[-4000:]
+        assert rep.close() == 0, rep.log()[-4000:]
 
 
 def test_signing_key_rotation_keeps_earlier_tokens_valid(rot):
-    early = rot.login("platform", PLATFORM_USER, PLATFORM_PW)
+    early = rot.login(rot.t.slug, rot.t.username, rot.t.pw)
     kid_a = jwt_parts(early.access_token)[0]["kid"]
-    deadline = time.time() + ROT_ROTATE + 10
+    [signing] = [k for k in rot.anon.GetVerificationKeys().keys if k.kid == kid_a]
+    # Once the key has signed for FRONTDESK_SIGNING_KEY_ROTATE seconds, new
+    # tokens carry another kid (rotating on a timer or at the next signature).
+    time.sleep(max(0.0, signing.created_at + ROT_ROTATE + 0.5 - time.time()))
+    deadline = signing.created_at + ROT_ROTATE + 5
     while True:
-        keys = rot.anon.GetVerificationKeys()
-        [signing] = [k for k in keys.keys if k.signing]
-        if signing.kid != kid_a:
+        late = rot.login(rot.t.slug, rot.t.username, rot.t.pw)
+        if jwt_parts(late.access_token)[0]["kid"] != kid_a:
             break
-        assert time.time() < deadline, f"no rotation within {ROT_ROTATE + 10} s: {keys}"
-        time.sleep(0.25)
-    late = rot.login("platform", PLATFORM_USER, PLATFORM_PW)
+        assert time.time() < deadline, f"{kid_a} still signs {time.time() - signing.created_at:.1f} s " \
+                                       f"after it was made (rotate every {ROT_ROTATE} s)"
+        time.sleep(0.5)
     kid_b = jwt_parts(late.access_token)[0]["kid"]
     assert kid_b != kid_a
     keys = rot.anon.GetVerificationKeys()
@@ -1721,7 +1804,7 @@ def secret_part(s):
 
 
 def test_secrets_never_reach_the_log(main, world):
-    log = main.svc.output()
+    log = main.log()
     assert log, "authd writes a log"
     leaked = [s for s in set(main.secrets) if s and secret_part(s) in log]
     assert not leaked, leaked

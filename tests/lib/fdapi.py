@@ -97,8 +97,11 @@ class Client:
             request_serializer=req.SerializeToString,
             response_deserializer=resp.FromString))
 
-    def call(self, name, request=None, *, metadata=None, timeout=None, **fields):
-        req_cls, _, stub = self.stub(name)
+    def call(self, _method, _request=None, *, metadata=None, timeout=None, **fields):
+        """Calls RPC `_method` with a request message or its fields (a request
+        field may be called `name`, hence the underscores)."""
+        request = _request
+        req_cls, _, stub = self.stub(_method)
         if request is None:
             request = req_cls(**fields)
         elif fields:
@@ -106,10 +109,10 @@ class Client:
         md = metadata if metadata is not None else self.metadata()
         return stub(request, timeout=timeout or self.timeout, metadata=md)
 
-    def raw(self, name, payload, *, metadata=None, timeout=None):
+    def raw(self, _method, payload, *, metadata=None, timeout=None):
         """Send raw bytes as the request (malformed input); returns the decoded response."""
-        _, resp_cls, _ = self.stub(name)
-        stub = self.channel.unary_unary(f"/{self.service.full_name}/{name}",
+        _, resp_cls, _ = self.stub(_method)
+        stub = self.channel.unary_unary(f"/{self.service.full_name}/{_method}",
                                         response_deserializer=resp_cls.FromString)
         md = metadata if metadata is not None else self.metadata()
         return stub(payload, timeout=timeout or self.timeout, metadata=md)

@@ -103,7 +103,8 @@ class Service:
             **FAST_PWHASH,
         })
         self.env.update(env or {})
-        self.log = open(os.path.join(BUILD, f"test-{name}-{self.port}.log"), "w+")
+        self.log_path = os.path.join(BUILD, f"test-{name}-{self.port}.log")
+        self.log = open(self.log_path, "w+")
         self.proc = subprocess.Popen([binary(name)], env=self.env, stdout=self.log,
                                      stderr=subprocess.STDOUT)
 
@@ -114,6 +115,14 @@ class Service:
         """Wait until Health/Check says SERVING (want=1) or NOT_SERVING (2)."""
         deadline = time.time() + timeout
         last = None
+        # Wait for the port first: a channel opened before it listens backs
+        # off for seconds before it tries again.
+        while time.time() < deadline and self.proc.poll() is None:
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=0.5).close()
+                break
+            except OSError:
+                time.sleep(0.05)
         with self.channel() as ch:
             while time.time() < deadline:
                 if self.proc.poll() is not None:
@@ -131,6 +140,10 @@ class Service:
                            + self.output())
 
     def output(self):
+        """Everything the process logged (also after stop())."""
+        if self.log.closed:
+            with open(self.log_path) as f:
+                return f.read()
         self.log.flush()
         self.log.seek(0)
         return self.log.read()
