@@ -10,6 +10,8 @@ import os
 import re
 import subprocess
 
+import pytest
+
 import yaml
 
 from fdtest import BUILD, SOURCE, binary
@@ -73,8 +75,8 @@ def test_runtime_stage_installs_every_needed_library():
         out = subprocess.run(["readelf", "-d", binary(b)], capture_output=True, text=True,
                              check=True).stdout
         wanted |= set(re.findall(r"NEEDED.*\[(.+)\]", out))
-    # The image is built without sanitizers; an ASan build's runtimes are not its concern.
-    wanted = {s for s in wanted if not re.match(r"lib(asan|ubsan|lsan|tsan)\.so", s)}
+    if any(re.match(r"lib(asan|ubsan)\.so", s) for s in wanted):
+        pytest.skip("sanitizer build: the image is built without sanitizers (the normal build checks it)")
     for soname in sorted(wanted - {"libc.so.6", "libm.so.6", "libgcc_s.so.1"}):
         out = subprocess.run(["dpkg", "-S", soname], capture_output=True, text=True).stdout
         pkgs = {line.split(":")[0] for line in out.splitlines() if not line.split(":")[0].endswith("-dev")}
