@@ -555,6 +555,8 @@ int main(int argc, char **argv)
 			st_case[cs].token_misses += s1.token_misses - s0.token_misses;
 			st_case[cs].status_hits += s1.status_hits - s0.status_hits;
 			st_case[cs].status_misses += s1.status_misses - s0.status_misses;
+			st_case[cs].api_key_hits += s1.api_key_hits - s0.api_key_hits;
+			st_case[cs].api_key_misses += s1.api_key_misses - s0.api_key_misses;
 			st_case[cs].key_refreshes += s1.key_refreshes - s0.key_refreshes;
 			printf("bench %s rate=%.0f us_per_op=%.3f cpu_us_per_op=%.3f\n", case_names[cs],
 			       results[cs][r].rate, results[cs][r].us, results[cs][r].cpu_us);
@@ -589,9 +591,11 @@ int main(int argc, char **argv)
 	       med_cpu[C_CACHED]);
 	for (int cs = C_FIRST; cs < NCASES; cs++)
 		printf("stats %-26s token_hits=%" PRIu64 " token_misses=%" PRIu64 " status_hits=%" PRIu64
-		       " status_misses=%" PRIu64 " key_refreshes=%" PRIu64 "\n",
+		       " status_misses=%" PRIu64 " api_key_hits=%" PRIu64 " api_key_misses=%" PRIu64
+		       " key_refreshes=%" PRIu64 "\n",
 		       case_names[cs], st_case[cs].token_hits, st_case[cs].token_misses, st_case[cs].status_hits,
-		       st_case[cs].status_misses, st_case[cs].key_refreshes);
+		       st_case[cs].status_misses, st_case[cs].api_key_hits, st_case[cs].api_key_misses,
+		       st_case[cs].key_refreshes);
 
 	fd_verifier_free(verifier);
 	fd_db_close(db);
