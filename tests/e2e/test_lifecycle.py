@@ -205,3 +205,21 @@ def test_missing_tls_file_stops_start_up(certs):
                         "FRONTDESK_DATABASE_URL": "host=/nonexistent dbname=x"})
     assert r.returncode != 0
     assert "FRONTDESK_TLS_CERT" in r.stderr, r.stderr
+
+
+def test_idle_client_connection_does_not_hold_shutdown():
+    """A portal keeps its channel open between calls: SIGTERM must not wait
+    the whole grace period (5 s here) for it to go."""
+    db = fdtest.Database()
+    try:
+        svc = fdtest.Service("billingd", db.url)
+        svc.wait_serving()
+        ch = svc.channel()
+        call(ch, "/grpc.health.v1.Health/Check")
+        start = time.time()
+        assert svc.stop() == 0
+        took = time.time() - start
+        ch.close()
+        assert took < 2.5, f"stop took {took:.1f} s with an idle connection open"
+    finally:
+        db.drop()
