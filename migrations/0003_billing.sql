@@ -81,5 +81,16 @@ END
 $$;
 CREATE TRIGGER ledger_entries_append_only BEFORE UPDATE OR DELETE ON frontdesk.ledger_entries
   FOR EACH ROW EXECUTE FUNCTION frontdesk.refuse_ledger_change();
+-- TRUNCATE triggers are per table: the parent's does not cover a partition
+-- truncated directly, so each partition gets its own.
+DO $$
+BEGIN
+  FOR i IN 0 .. 7 LOOP
+    EXECUTE format('CREATE TRIGGER ledger_entries_no_truncate BEFORE TRUNCATE ON frontdesk.%I'
+                   ' FOR EACH STATEMENT EXECUTE FUNCTION frontdesk.refuse_ledger_change()',
+                   'ledger_entries_p' || i);
+  END LOOP;
+END
+$$;
 CREATE TRIGGER ledger_entries_no_truncate BEFORE TRUNCATE ON frontdesk.ledger_entries
   FOR EACH STATEMENT EXECUTE FUNCTION frontdesk.refuse_ledger_change();

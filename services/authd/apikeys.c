@@ -14,9 +14,9 @@
 
 #define KEY_COLS                                                                               \
 	"k.id, k.account_id, k.name, k.prefix, k.scopes, k.created_by,"                            \
-	" extract(epoch FROM k.created_at)::bigint, coalesce(extract(epoch FROM k.expires_at)::bigint, 0)," \
-	" coalesce(extract(epoch FROM k.last_used_at)::bigint, 0),"                                \
-	" coalesce(extract(epoch FROM k.revoked_at)::bigint, 0)"
+	" floor(extract(epoch FROM k.created_at))::bigint, coalesce(floor(extract(epoch FROM k.expires_at))::bigint, 0)," \
+	" coalesce(floor(extract(epoch FROM k.last_used_at))::bigint, 0),"                                \
+	" coalesce(floor(extract(epoch FROM k.revoked_at))::bigint, 0)"
 
 static const char *subtree_of(const fd_caller_t *c)
 {

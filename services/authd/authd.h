@@ -135,9 +135,9 @@ const char *id_str(fd_arena_t *arena, int64_t v);
  * RETURNING the subquery still sees the row as it was. */
 #define RESELLER_COLS                                                                      \
 	"a.id, coalesce(a.parent_id, 0), a.username, a.display_name, a.role, a.status,"        \
-	" a.permissions, a.path, a.notes, extract(epoch FROM a.created_at)::bigint,"           \
-	" extract(epoch FROM a.updated_at)::bigint,"                                           \
-	" coalesce(extract(epoch FROM a.last_login_at)::bigint, 0),"                           \
+	" a.permissions, a.path, a.notes, floor(extract(epoch FROM a.created_at))::bigint,"           \
+	" floor(extract(epoch FROM a.updated_at))::bigint,"                                           \
+	" coalesce(floor(extract(epoch FROM a.last_login_at))::bigint, 0),"                           \
 	" a.status = 'suspended' OR coalesce((SELECT bool_or(s.status = 'suspended')"          \
 	"   FROM frontdesk.accounts s WHERE s.tenant_id = a.tenant_id AND s.id <> a.id"         \
 	"    AND s.id = ANY (frontdesk.path_ids(a.path))), false)"

@@ -34,7 +34,7 @@ static void key_free(signing_key_t *k)
 
 static const fd_sql_t SQL_SIGNING = {
 	"authd_signing_key",
-	"SELECT kid, private_sealed, extract(epoch FROM created_at)::bigint"
+	"SELECT kid, private_sealed, floor(extract(epoch FROM created_at))::bigint"
 	"  FROM frontdesk.signing_keys WHERE retire_at IS NULL",
 	0,
 };
@@ -297,8 +297,8 @@ char *keys_sign(authd_t *a, fd_arena_t *arena, const char *claims, int64_t now, 
 
 static const fd_sql_t SQL_PUBLIC_KEYS = {
 	"authd_public_keys",
-	"SELECT kid, public_key_pem, extract(epoch FROM created_at)::bigint,"
-	"       coalesce(extract(epoch FROM retire_at)::bigint, 0)"
+	"SELECT kid, public_key_pem, floor(extract(epoch FROM created_at))::bigint,"
+	"       coalesce(floor(extract(epoch FROM retire_at))::bigint, 0)"
 	"  FROM frontdesk.verification_keys"
 	" WHERE retire_at IS NULL OR retire_at > now() ORDER BY created_at DESC LIMIT 16",
 	0,

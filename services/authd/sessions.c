@@ -174,7 +174,7 @@ static const fd_sql_t SQL_INSERT_REFRESH = {
 	"INSERT INTO frontdesk.refresh_tokens (tenant_id, id, account_id, family_id, secret_hash, expires_at)"
 	" VALUES ($1, $2, $3, coalesce($4::bigint, $2), decode($5, 'hex'),"
 	"         now() + make_interval(secs => $6::int))"
-	" RETURNING extract(epoch FROM expires_at)::bigint",
+	" RETURNING floor(extract(epoch FROM expires_at))::bigint",
 	6,
 };
 

@@ -12,8 +12,8 @@
 #include "fd/log.h"
 
 #define TENANT_COLS                                                                       \
-	"id, slug, name, status, suspend_reason, extract(epoch FROM created_at)::bigint,"     \
-	" extract(epoch FROM updated_at)::bigint, coalesce(extract(epoch FROM suspended_at)::bigint, 0)"
+	"id, slug, name, status, suspend_reason, floor(extract(epoch FROM created_at))::bigint,"     \
+	" floor(extract(epoch FROM updated_at))::bigint, coalesce(floor(extract(epoch FROM suspended_at))::bigint, 0)"
 
 static Frontdesk__V1__Tenant *tenant_message(fd_arena_t *arena, PGresult *res, int row)
 {

@@ -24,7 +24,7 @@
 /* ---- shared pieces ---- */
 
 #define ENTRY_COLS(REFUNDED)                                                                            \
-	"e.id, extract(epoch FROM e.created_at)::bigint, e.kind, e.from_account, e.to_account, e.amount,"   \
+	"e.id, floor(extract(epoch FROM e.created_at))::bigint, e.kind, e.from_account, e.to_account, e.amount,"   \
 	" e.from_balance_after, e.to_balance_after, coalesce(e.charge_reason, ''), coalesce(e.line_id, 0),"  \
 	" coalesce(e.refund_of, 0), e.note, coalesce(e.actor_account, 0), coalesce(e.actor_service, ''),"    \
 	" encode(e.request_hash, 'hex'), " REFUNDED
@@ -237,13 +237,14 @@ static const fd_sql_t SQL_CHARGE = {
 };
 static const fd_sql_t SQL_BALANCE = {
 	"billingd_balance",
-	"SELECT balance, extract(epoch FROM updated_at)::bigint FROM frontdesk.credit_balances"
+	"SELECT balance, floor(extract(epoch FROM updated_at))::bigint FROM frontdesk.credit_balances"
 	" WHERE tenant_id = $1 AND account_id = $2",
 	2,
 };
 
 typedef struct charge_q {
 	money_t *m;
+	int64_t reseller;
 	const char *params[9];
 	bool replayed;
 	int64_t balance;             /* when refused */
@@ -268,6 +269,8 @@ static int charge_refused_tx(fd_tx_t *tx, void *arg)
 	int rc = find_replay(tx, q->m);
 	if (rc != 0)
 		return rc < 0 ? rc : (q->replayed = true, 0);
+	if ((rc = visible(tx, q->m, q->reseller, false)) < 0)
+		return rc;   /* not this tenant's: NOT_FOUND, not "not enough credits" */
 	const char *params[] = { q->params[0], q->params[1] };
 	PGresult *res;
 	if ((rc = fd_tx_exec(tx, &SQL_BALANCE, params, 0, &res)) < 0)
@@ -300,7 +303,7 @@ int billingd_charge(fd_call_t *call, const ProtobufCMessage *msg, ProtobufCMessa
 	                                                                                                 : NULL;
 	if (!reason)
 		return fd_call_fail(call, FD_EINVAL, "reason: LINE_CREATED or LINE_EXTENDED");
-	charge_q_t q = { .m = &m,
+	charge_q_t q = { .m = &m, .reseller = req->reseller_id,
 		             .params = { m.tenant_s, fd_arena_printf(m.arena, "%" PRId64, req->reseller_id),
 		                         fd_arena_printf(m.arena, "%" PRId64, req->amount), reason,
 		                         req->line_id ? fd_arena_printf(m.arena, "%" PRId64, req->line_id) : NULL,
@@ -611,7 +614,7 @@ int billingd_transfer(fd_call_t *call, const ProtobufCMessage *msg, ProtobufCMes
 
 static const fd_sql_t SQL_DERIVED_CONSUMPTION = {
 	"billingd_consumption",
-	"SELECT -coalesce(sum(balance), 0), coalesce(extract(epoch FROM max(updated_at))::bigint, 0)"
+	"SELECT -coalesce(sum(balance), 0), coalesce(floor(extract(epoch FROM max(updated_at)))::bigint, 0)"
 	"  FROM frontdesk.credit_balances WHERE tenant_id = $1",
 	1,
 };

@@ -1022,7 +1022,7 @@ static const fd_sql_t SQL_API_KEY = {
 	"fd_auth_api_key",
 	"SELECT t.status, t.slug, a.role, a.username, a.path, a.permissions, a.subtree_suspended,"
 	"       k.account_id, k.secret_hash, k.scopes,"
-	"       coalesce(extract(epoch FROM k.expires_at)::bigint, 0), k.revoked_at IS NOT NULL"
+	"       coalesce(floor(extract(epoch FROM k.expires_at))::bigint, 0), k.revoked_at IS NOT NULL"
 	"  FROM frontdesk.api_key_refs k"
 	"  JOIN frontdesk.account_refs a ON a.tenant_id = k.tenant_id AND a.id = k.account_id"
 	"  JOIN frontdesk.tenants t ON t.id = k.tenant_id"

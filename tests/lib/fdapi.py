@@ -9,10 +9,13 @@ and the generated modules are importable from here:
     r = auth.Login(tenant_slug="platform", username="admin", password="...")
     me = auth.with_token(r.access_token).WhoAmI()
     fdapi.code_of(auth.GetTenant, tenant_id=7)       # "OK", "NOT_FOUND", ...
+    bill = fdapi.Billing(billingd_channel, token=r.access_token)
+    bill.GetBalance(kind=fdapi.billing_pb2.ACCOUNT_KIND_ISSUANCE)
 
 Each RPC of AuthService is a method taking either a request message or the
 request's fields as keyword arguments; it returns the response or raises
 grpc.RpcError. The credential goes in `authorization: Bearer <token>`.
+Billing does the same for BillingService (billingd).
 """
 import atexit
 import glob
@@ -47,8 +50,10 @@ def _compile():
 _OUT = _compile()
 common_pb2 = importlib.import_module("frontdesk.v1.common_pb2")
 auth_pb2 = importlib.import_module("frontdesk.v1.auth_pb2")
+billing_pb2 = importlib.import_module("frontdesk.v1.billing_pb2")
 
 AUTH_SERVICE = auth_pb2.DESCRIPTOR.services_by_name["AuthService"]
+BILLING_SERVICE = billing_pb2.DESCRIPTOR.services_by_name["BillingService"]
 
 # Scope names as JWT claims write them ("credits_read"), and back.
 SCOPE_NAMES = {v.number: v.name[len("SCOPE_"):].lower()
@@ -135,6 +140,14 @@ class Auth(Client):
     module = auth_pb2
 
 
+@_bind
+class Billing(Client):
+    """frontdesk.v1.BillingService (billingd): GetBalance, MintCredits,
+    TransferCredits, Charge, Refund, ListLedger."""
+    service = BILLING_SERVICE
+    module = billing_pb2
+
+
 def code_of(fn, *args, **kwargs):
     """The status code name of a call: "OK" or e.g. "NOT_FOUND"."""
     try:
@@ -173,3 +186,6 @@ def replace_bytes(message, placeholder, raw):
 def method_names():
     return [m.name for m in AUTH_SERVICE.methods]
 
+
+def billing_method_names():
+    return [m.name for m in BILLING_SERVICE.methods]
