@@ -5,6 +5,15 @@
  *        --conns C --seconds N [--warmup S] [--payload-hex HEX]
  *        [--metadata KEY=VALUE]...   (request metadata sent on every call, e.g.
  *                                     "authorization=Bearer <token>"; repeatable)
+ *        [--payload-file FILE]       (hex payloads, one a line, sent in turn
+ *                                     instead of --payload-hex)
+ *        [--vary-key PLACEHOLDER]    (every payload holds PLACEHOLDER once; each
+ *                                     call sends it replaced by the call's number,
+ *                                     zero-padded to the same length, so that no
+ *                                     two calls of a run share e.g. an idempotency
+ *                                     key; then also prints
+ *                                     calls <case> total=<n> ok=<n> failed=<n>
+ *                                     counting every call, warm-up and tail too)
  * The first failed call's status and details go to stderr. */
 #include <stdio.h>
 #include <stdlib.h>
@@ -18,6 +27,7 @@
 
 #define MAX_US 1000000 /* latencies are counted in 1 µs buckets up to 1 s */
 #define MAX_MD 8
+#define MAX_PLACEHOLDER 32
 
 typedef struct slot {
 	grpc_call *call;
@@ -39,7 +49,11 @@ static double now(void)
 static grpc_channel **chans;
 static void **handles;
 static grpc_completion_queue *cq;
-static grpc_slice payload;
+static grpc_slice *payloads;       /* sent in turn, one per call */
+static size_t npayloads, next_payload;
+static size_t *key_at;             /* --vary-key: the placeholder's offset in each payload */
+static size_t key_len;             /* 0: payloads are sent as they are */
+static unsigned long long next_key, key_limit; /* 10^key_len, when below 2^64 */
 static grpc_metadata md[MAX_MD]; /* sent with every call; live for the whole run */
 static size_t nmd;
 
@@ -51,7 +65,24 @@ static void start(slot_t *s)
 	grpc_metadata_array_init(&s->im);
 	grpc_metadata_array_init(&s->tm);
 	s->reply = NULL;
-	grpc_byte_buffer *bb = grpc_raw_byte_buffer_create(&payload, 1);
+	size_t p = next_payload++ % npayloads;
+	grpc_byte_buffer *bb;
+	if (key_len) {
+		grpc_slice one = grpc_slice_malloc(GRPC_SLICE_LENGTH(payloads[p]));
+		unsigned char *b = GRPC_SLICE_START_PTR(one);
+		memcpy(b, GRPC_SLICE_START_PTR(payloads[p]), GRPC_SLICE_LENGTH(one));
+		unsigned long long k = next_key++;
+		if (key_len < 20 && k >= key_limit) {
+			fprintf(stderr, "bench_load: --vary-key: more calls than %zu digits can number\n", key_len);
+			exit(1);
+		}
+		for (size_t i = key_len; i-- > 0; k /= 10)
+			b[key_at[p] + i] = (unsigned char)('0' + k % 10);
+		bb = grpc_raw_byte_buffer_create(&one, 1);
+		grpc_slice_unref(one);
+	} else {
+		bb = grpc_raw_byte_buffer_create(&payloads[p], 1);
+	}
 	grpc_op ops[6];
 	memset(ops, 0, sizeof(ops));
 	ops[0].op = GRPC_OP_SEND_INITIAL_METADATA;
@@ -73,6 +104,100 @@ static void start(slot_t *s)
 	grpc_byte_buffer_destroy(bb); /* the batch holds its own reference */
 }
 
+/* HEX as a new slice; -1 if it is not hex. */
+static int from_hex(const char *hex, size_t n, grpc_slice *out)
+{
+	if (n % 2)
+		return -1;
+	*out = grpc_slice_malloc(n / 2);
+	unsigned char *b = GRPC_SLICE_START_PTR(*out);
+	for (size_t i = 0; i < n / 2; i++) {
+		unsigned v = 0;
+		for (int j = 0; j < 2; j++) {
+			char c = hex[2 * i + (size_t)j];
+			unsigned d = c >= '0' && c <= '9' ? (unsigned)(c - '0')
+			             : c >= 'a' && c <= 'f' ? (unsigned)(c - 'a' + 10)
+			             : c >= 'A' && c <= 'F' ? (unsigned)(c - 'A' + 10) : 16;
+			if (d == 16) {
+				grpc_slice_unref(*out);
+				return -1;
+			}
+			v = v * 16 + d;
+		}
+		b[i] = (unsigned char)v;
+	}
+	return 0;
+}
+
+/* The payloads of --payload-file: one hex payload a line (blank lines skipped). */
+static int read_payloads(const char *path)
+{
+	FILE *f = fopen(path, "r");
+	if (!f) {
+		fprintf(stderr, "bench_load: --payload-file %s: cannot open\n", path);
+		return -1;
+	}
+	char *line = NULL;
+	size_t cap = 0, n = 0;
+	ssize_t len;
+	int rc = 0;
+	while (rc == 0 && (len = getline(&line, &cap, f)) >= 0) {
+		n++;
+		while (len > 0 && (line[len - 1] == '\n' || line[len - 1] == '\r'))
+			line[--len] = '\0';
+		if (len == 0)
+			continue;
+		grpc_slice *more = realloc(payloads, (npayloads + 1) * sizeof(*more));
+		if (!more) {
+			rc = -1;
+			break;
+		}
+		payloads = more;
+		if (from_hex(line, (size_t)len, &payloads[npayloads]) < 0) {
+			fprintf(stderr, "bench_load: --payload-file %s: line %zu is not hex\n", path, n);
+			rc = -1;
+		} else {
+			npayloads++;
+		}
+	}
+	free(line);
+	fclose(f);
+	if (rc == 0 && npayloads == 0) {
+		fprintf(stderr, "bench_load: --payload-file %s: no payload\n", path);
+		rc = -1;
+	}
+	return rc;
+}
+
+/* --vary-key: where PLACEHOLDER is in each payload (exactly once). */
+static int find_keys(const char *placeholder)
+{
+	key_len = strlen(placeholder);
+	if (key_len == 0 || key_len > MAX_PLACEHOLDER) {
+		fprintf(stderr, "bench_load: --vary-key: 1 to %d characters\n", MAX_PLACEHOLDER);
+		return -1;
+	}
+	key_limit = 1;
+	for (size_t i = 0; i < key_len && i < 19; i++)
+		key_limit *= 10;
+	key_at = calloc(npayloads, sizeof(*key_at));
+	if (!key_at)
+		return -1;
+	for (size_t p = 0; p < npayloads; p++) {
+		const unsigned char *b = GRPC_SLICE_START_PTR(payloads[p]);
+		size_t n = GRPC_SLICE_LENGTH(payloads[p]), found = 0;
+		for (size_t i = 0; i + key_len <= n; i++)
+			if (memcmp(b + i, placeholder, key_len) == 0)
+				key_at[p] = i, found++;
+		if (found != 1) {
+			fprintf(stderr, "bench_load: --vary-key: payload %zu holds the placeholder %zu times, "
+			        "not once\n", p + 1, found);
+			return -1;
+		}
+	}
+	return 0;
+}
+
 static double pct(const unsigned *h, unsigned long n, double q)
 {
 	unsigned long want = (unsigned long)(q * n), seen = 0;
@@ -85,7 +210,7 @@ static double pct(const unsigned *h, unsigned long n, double q)
 int main(int argc, char **argv)
 {
 	const char *target = "127.0.0.1:50051", *method = "/frontdesk.bench.v1.BenchService/Noop";
-	const char *name = "case", *hex = "";
+	const char *name = "case", *hex = "", *payload_file = NULL, *vary_key = NULL;
 	int inflight = 64, conns = 8;
 	double seconds = 5, warmup = 1;
 	for (int i = 1; i + 1 < argc; i += 2) {
@@ -98,6 +223,8 @@ int main(int argc, char **argv)
 		else if (!strcmp(k, "--seconds")) seconds = atof(v);
 		else if (!strcmp(k, "--warmup")) warmup = atof(v);
 		else if (!strcmp(k, "--payload-hex")) hex = v;
+		else if (!strcmp(k, "--payload-file")) payload_file = v;
+		else if (!strcmp(k, "--vary-key")) vary_key = v;
 		else if (!strcmp(k, "--metadata")) {
 			const char *eq = strchr(v, '=');
 			if (!eq || eq == v || nmd == MAX_MD) {
@@ -112,10 +239,19 @@ int main(int argc, char **argv)
 		fprintf(stderr, "bench_load: need 1 <= conns <= inflight\n");
 		return 2;
 	}
-	size_t plen = strlen(hex) / 2;
-	payload = grpc_slice_malloc(plen);
-	for (size_t i = 0; i < plen; i++)
-		sscanf(hex + 2 * i, "%2hhx", GRPC_SLICE_START_PTR(payload) + i);
+	if (payload_file) {
+		if (read_payloads(payload_file) < 0)
+			return 2;
+	} else {
+		size_t plen = strlen(hex) / 2;
+		payloads = calloc(1, sizeof(*payloads));
+		npayloads = 1;
+		payloads[0] = grpc_slice_malloc(plen);
+		for (size_t i = 0; i < plen; i++)
+			sscanf(hex + 2 * i, "%2hhx", GRPC_SLICE_START_PTR(payloads[0]) + i);
+	}
+	if (vary_key && find_keys(vary_key) < 0)
+		return 2;
 
 	grpc_init();
 	cq = grpc_completion_queue_create_for_next(NULL);
@@ -138,7 +274,7 @@ int main(int argc, char **argv)
 		start(&slots[i]);
 	}
 	double t0 = now(), measure_from = t0 + warmup, end = measure_from + seconds;
-	unsigned long done = 0, errors = 0;
+	unsigned long done = 0, errors = 0, total = 0, total_failed = 0;
 	int first_error = 0;
 	int outstanding = inflight;
 	while (outstanding > 0) {
@@ -147,6 +283,8 @@ int main(int argc, char **argv)
 			continue;
 		slot_t *s = ev.tag;
 		double t = now();
+		total++;
+		total_failed += s->status != GRPC_STATUS_OK;
 		if (t >= measure_from && s->start >= measure_from && t < end) {
 			long us = (long)((t - s->start) * 1e6);
 			hist[us < MAX_US ? us : MAX_US - 1]++;
@@ -175,6 +313,9 @@ int main(int argc, char **argv)
 	printf("bench %s rate=%.0f/s p50_ms=%.3f p99_ms=%.3f p999_ms=%.3f errors=%lu\n", name,
 	       done / seconds, pct(hist, done, 0.5), pct(hist, done, 0.99), pct(hist, done, 0.999),
 	       errors);
+	if (key_len)
+		printf("calls %s total=%lu ok=%lu failed=%lu\n", name, total, total - total_failed,
+		       total_failed);
 	for (int i = 0; i < conns; i++)
 		grpc_channel_destroy(chans[i]);
 	grpc_completion_queue_shutdown(cq);
@@ -182,7 +323,10 @@ int main(int argc, char **argv)
 	       GRPC_QUEUE_SHUTDOWN)
 		;
 	grpc_completion_queue_destroy(cq);
-	grpc_slice_unref(payload);
+	for (size_t p = 0; p < npayloads; p++)
+		grpc_slice_unref(payloads[p]);
+	free(payloads);
+	free(key_at);
 	for (size_t i = 0; i < nmd; i++) {
 		grpc_slice_unref(md[i].key);
 		grpc_slice_unref(md[i].value);

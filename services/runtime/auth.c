@@ -432,10 +432,12 @@ struct fd_verifier {
 	cache_t statuses;              /* (tenant, account) -> account_status_t */
 	cache_t api_keys;              /* key hash -> fd_caller_t (complete) */
 
-	pthread_mutex_t keys_mu;
+	pthread_mutex_t keys_mu;       /* the key list */
+	pthread_mutex_t load_mu;       /* one reload at a time; others wait for it */
 	pubkey_t keys[MAX_KEYS];
 	int nkeys;
-	int64_t keys_loaded_ms;        /* last attempt */
+	uint64_t keys_gen;             /* bumped by every reload */
+	int64_t keys_loaded_ms;        /* last reload attempt (under load_mu) */
 
 	/* Counters: relaxed atomics, no lock on the hot path. */
 	_Atomic uint64_t token_hits, token_misses, status_hits, status_misses, api_key_hits, api_key_misses,
@@ -471,6 +473,7 @@ fd_verifier_t *fd_verifier_new(const fd_verifier_opts_t *o, fd_err_t *err)
 	v->skew_s = o->skew_seconds;
 	v->ttl_ms = o->status_ttl_ms;
 	pthread_mutex_init(&v->keys_mu, NULL);
+	pthread_mutex_init(&v->load_mu, NULL);
 	v->sha256 = EVP_MD_fetch(NULL, "SHA256", NULL);
 	if (!v->sha256 || cache_init(&v->tokens, sizeof(fd_caller_t)) < 0 ||
 	    cache_init(&v->statuses, sizeof(account_status_t)) < 0 ||
@@ -493,6 +496,7 @@ void fd_verifier_free(fd_verifier_t *v)
 		EVP_PKEY_free(v->keys[i].pkey);
 	EVP_MD_free(v->sha256);
 	pthread_mutex_destroy(&v->keys_mu);
+	pthread_mutex_destroy(&v->load_mu);
 	sodium_memzero(v->hash_key, sizeof(v->hash_key));
 	free(v);
 }
@@ -502,9 +506,9 @@ void fd_verifier_flush(fd_verifier_t *v)
 	cache_clear(&v->tokens);
 	cache_clear(&v->statuses);
 	cache_clear(&v->api_keys);
-	pthread_mutex_lock(&v->keys_mu);
+	pthread_mutex_lock(&v->load_mu);
 	v->keys_loaded_ms = 0;
-	pthread_mutex_unlock(&v->keys_mu);
+	pthread_mutex_unlock(&v->load_mu);
 }
 
 void fd_verifier_stats(fd_verifier_t *v, fd_verifier_stats_t *out)
@@ -580,52 +584,77 @@ static void free_keys(pubkey_t *keys, int n)
 		EVP_PKEY_free(keys[i].pkey);
 }
 
-/* The key of kid, with a reference the caller frees; NULL if unknown (after
- * reloading the keys if the last load is old enough). */
+/* The key of kid from the list, with a reference; NULL if absent. Sets
+ * *gen to the list's generation. */
+static EVP_PKEY *lookup_key(fd_verifier_t *v, const char *kid, uint64_t *gen)
+{
+	EVP_PKEY *k = NULL;
+	pthread_mutex_lock(&v->keys_mu);
+	for (int i = 0; i < v->nkeys && !k; i++) {
+		if (strcmp(v->keys[i].kid, kid) == 0) {
+			k = v->keys[i].pkey;
+			EVP_PKEY_up_ref(k);
+		}
+	}
+	*gen = v->keys_gen;
+	pthread_mutex_unlock(&v->keys_mu);
+	return k;
+}
+
+/* The key of kid, with a reference the caller frees; NULL if unknown. An
+ * unknown kid (a new signing key) or a list older than KEY_REFRESH_MS reloads
+ * the list, at most once per KEY_REFRESH_MIN_MS; threads that arrive during a
+ * reload wait for it rather than fail. */
 static EVP_PKEY *find_key(fd_verifier_t *v, const char *kid, int64_t deadline_ms, fd_err_t *err)
 {
-	for (int attempt = 0; attempt < 2; attempt++) {
-		int64_t now = now_ms();
-		bool reload = false;
-		pthread_mutex_lock(&v->keys_mu);
-		if (now - v->keys_loaded_ms < KEY_REFRESH_MS || attempt > 0) {
-			for (int i = 0; i < v->nkeys; i++) {
-				if (strcmp(v->keys[i].kid, kid) == 0) {
-					EVP_PKEY *k = v->keys[i].pkey;
-					EVP_PKEY_up_ref(k);
-					pthread_mutex_unlock(&v->keys_mu);
-					return k;
-				}
-			}
-		}
-		if (attempt == 0 && now - v->keys_loaded_ms >= KEY_REFRESH_MIN_MS) {
-			v->keys_loaded_ms = now;
-			reload = true;
-		}
-		pthread_mutex_unlock(&v->keys_mu);
-		if (!reload)
-			return NULL;
-
-		struct load_keys lk = { .skew_s = v->skew_s };
-		fd_tx_opts_t o = { .tenant_id = FD_NO_TENANT, .deadline_ms = deadline_ms, .read_only = true };
-		if (fd_db_run_opts(v->db, &o, load_keys_tx, &lk, err) < 0) {
-			free_keys(lk.keys, lk.n);
-			pthread_mutex_lock(&v->keys_mu);
-			v->keys_loaded_ms = 0;   /* try again on the next token */
-			pthread_mutex_unlock(&v->keys_mu);
-			if (err->code == FD_EUNAVAIL || err->code == FD_EDEADLINE)
-				return NULL;
-			fd_err_set(err, FD_EUNAVAIL, "verification keys cannot be read; retry");
-			return NULL;
-		}
-		STAT(v, key_refreshes);
-		pthread_mutex_lock(&v->keys_mu);
-		free_keys(v->keys, v->nkeys);
-		memcpy(v->keys, lk.keys, sizeof(lk.keys[0]) * (size_t)lk.n);
-		v->nkeys = lk.n;
-		pthread_mutex_unlock(&v->keys_mu);
+	uint64_t gen;
+	EVP_PKEY *k = lookup_key(v, kid, &gen);
+	pthread_mutex_lock(&v->load_mu);
+	int64_t now = now_ms();
+	bool stale = now - v->keys_loaded_ms >= KEY_REFRESH_MS;
+	if (k && !stale) {
+		pthread_mutex_unlock(&v->load_mu);
+		return k;
 	}
-	return NULL;
+	pthread_mutex_lock(&v->keys_mu);
+	bool reloaded_meanwhile = v->keys_gen != gen;
+	pthread_mutex_unlock(&v->keys_mu);
+	if (!k && reloaded_meanwhile) {
+		/* Another thread reloaded while this one waited: look again. */
+		k = lookup_key(v, kid, &gen);
+		if (k || now - v->keys_loaded_ms < KEY_REFRESH_MIN_MS) {
+			pthread_mutex_unlock(&v->load_mu);
+			return k;
+		}
+	}
+	if (now - v->keys_loaded_ms < KEY_REFRESH_MIN_MS) {
+		pthread_mutex_unlock(&v->load_mu);   /* reloaded a moment ago: unknown it is */
+		return k;
+	}
+	v->keys_loaded_ms = now;
+	struct load_keys lk = { .skew_s = v->skew_s };
+	fd_tx_opts_t o = { .tenant_id = FD_NO_TENANT, .deadline_ms = deadline_ms, .read_only = true };
+	if (fd_db_run_opts(v->db, &o, load_keys_tx, &lk, err) < 0) {
+		free_keys(lk.keys, lk.n);
+		v->keys_loaded_ms = 0;   /* try again on the next token */
+		pthread_mutex_unlock(&v->load_mu);
+		if (k)
+			return k;            /* a stale list still verifies known keys */
+		if (err->code != FD_EUNAVAIL && err->code != FD_EDEADLINE)
+			fd_err_set(err, FD_EUNAVAIL, "verification keys cannot be read; retry");
+		return NULL;
+	}
+	STAT(v, key_refreshes);
+	err->code = FD_OK;   /* a retried attempt may have left a code: the load succeeded */
+	pthread_mutex_lock(&v->keys_mu);
+	free_keys(v->keys, v->nkeys);
+	memcpy(v->keys, lk.keys, sizeof(lk.keys[0]) * (size_t)lk.n);
+	v->nkeys = lk.n;
+	v->keys_gen++;
+	pthread_mutex_unlock(&v->keys_mu);
+	pthread_mutex_unlock(&v->load_mu);
+	EVP_PKEY_free(k);
+	return lookup_key(v, kid, &gen);
 }
 
 /* ES256: sig is r || s, 32 bytes each (JWS), which OpenSSL wants as DER. */
@@ -989,6 +1018,7 @@ static int verify_jwt(fd_verifier_t *v, const char *tok, size_t n, int64_t deadl
 		unsigned char sig[64];
 		if (fd_b64url_decode(dot2 + 1, n - (size_t)(dot2 + 1 - tok), sig, sizeof(sig)) != 64)
 			return unauth(err, "malformed token signature");
+		err->code = FD_OK;
 		EVP_PKEY *key = find_key(v, kid, deadline_ms, err);
 		if (!key)
 			return err->code == FD_EUNAVAIL || err->code == FD_EDEADLINE ? -(int)err->code

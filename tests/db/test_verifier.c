@@ -8,6 +8,7 @@
  * use recorded). The verifier connects as billingd's role: the reference
  * views are what other services read. */
 #include <inttypes.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -305,7 +306,7 @@ static void test_api_keys(fd_verifier_t *v, dbtest_t *t)
 	api_key(k5, sizeof(k5), 5, secret);
 	api_key(k6, sizeof(k6), 6, secret);
 	insert_key(t, 5, k5, "NULL");
-	insert_key(t, 6, k6, "now() + interval '1 second'");
+	insert_key(t, 6, k6, "now() + interval '3 seconds'");
 	fd_caller_t c;
 	fd_err_t err;
 	snprintf(auth, sizeof(auth), "Bearer %s", k5);
@@ -333,8 +334,58 @@ static void test_api_keys(fd_verifier_t *v, dbtest_t *t)
 	/* Expired. */
 	snprintf(auth, sizeof(auth), "Bearer %s", k6);
 	CHECK(verify(v, auth, &c, &err) == 0, "k6 before expiry: %s", err.msg);
-	usleep(1200 * 1000);
+	usleep(3200 * 1000);
 	REFUSED(v, auth, "expired");
+}
+
+/* A verifier that has never loaded its keys, hit by first-seen tokens from
+ * several threads at once: every one verifies (those arriving during the
+ * load wait for it instead of failing with "key unknown"). */
+#define RACERS 8
+struct racer {
+	fd_verifier_t *v;
+	char auth[5000];
+	int rc;
+	fd_err_t err;
+	pthread_barrier_t *go;
+};
+
+static void *race(void *arg)
+{
+	struct racer *r = arg;
+	fd_caller_t c;
+	pthread_barrier_wait(r->go);
+	r->rc = fd_verify_bearer(r->v, r->auth, 0, &c, &r->err);
+	return NULL;
+}
+
+static void test_first_load_race(fd_db_t *db)
+{
+	fd_err_t err = { 0 };
+	fd_verifier_opts_t vo = { .db = db, .hash_key = HASH_KEY, .issuer = "frontdesk", .audience = "billingd",
+		                      .skew_seconds = 5, .status_ttl_ms = TTL_MS };
+	fd_verifier_t *v = fd_verifier_new(&vo, &err);
+	pthread_barrier_t go;
+	pthread_barrier_init(&go, NULL, RACERS);
+	static struct racer r[RACERS];
+	pthread_t t[RACERS];
+	int64_t now = time(NULL);
+	for (int i = 0; i < RACERS; i++) {
+		r[i] = (struct racer){ .v = v, .go = &go };
+		snprintf(r[i].auth, sizeof(r[i].auth), "%s",
+		         bearer(sign_es256(key1, H1, claims("10", "frontdesk", 1, "tenant_admin", now, now + 600, "frontdesk"))));
+	}
+	for (int i = 0; i < RACERS; i++)
+		pthread_create(&t[i], NULL, race, &r[i]);
+	for (int i = 0; i < RACERS; i++) {
+		pthread_join(t[i], NULL);
+		CHECK(r[i].rc == 0, "racer %d: %d %s", i, r[i].rc, r[i].err.msg);
+	}
+	fd_verifier_stats_t st;
+	fd_verifier_stats(v, &st);
+	CHECK(st.key_refreshes == 1, "one load for all of them: %" PRIu64, st.key_refreshes);
+	pthread_barrier_destroy(&go);
+	fd_verifier_free(v);
 }
 
 int main(void)
@@ -381,6 +432,7 @@ int main(void)
 		test_service_tokens(v);
 		test_statuses(v, &t);
 		test_api_keys(v, &t);
+		test_first_load_race(db);
 	}
 	fd_verifier_free(v);
 	fd_db_close(db);

@@ -1,0 +1,360 @@
+#!/usr/bin/env bash
+# billing.sh - the issue-4 benchmark: Charge per second over gRPC against
+# billingd, beside a raw-SQL baseline from the same run: pgbench running what
+# billingd runs for one Charge (BEGIN, the tenant, SQL_CHARGE read from
+# services/billingd/ledger.c, COMMIT, in one pipeline, as frontdesk_billingd
+# so that RLS applies). Two patterns: one hot reseller, and charges spread
+# over 1,000 resellers; 1, 8 and 32 in flight; cases interleaved round by
+# round, each run followed by a `cpu` line (billingd, PostgreSQL, the load
+# generator, everyone else). After each pattern of each round, an audit of
+# the ledger in SQL. Then medians and ratios grpc/sql; the goal is grpc >= 60%
+# of sql at 8 in flight on both patterns, with a clean audit.
+# Everything runs on loopback against a private PostgreSQL in a temporary
+# folder; all of it is stopped and removed on exit.
+#   BUILD=build BENCH_SECONDS=5 BENCH_ROUNDS=3 bench/billing.sh
+# Knobs: BENCH_SECONDS (5), BENCH_ROUNDS (3, at most 99), BENCH_INFLIGHT
+# ("1 8 32"), BILLINGD_THREADS (8), BILLINGD_DB_POOL (8), PGBENCH_THREADS (1,
+# like bench_load), PGBENCH_PIPELINE=0 (the baseline without pipelining: one
+# round trip per statement), PGBENCH (its path).
+set -euo pipefail
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+BUILD=${BUILD:-$ROOT/build}
+SECS=${BENCH_SECONDS:-5}
+ROUNDS=${BENCH_ROUNDS:-3}
+INFLIGHTS=${BENCH_INFLIGHT:-1 8 32}
+THREADS=${BILLINGD_THREADS:-8}
+POOL=${BILLINGD_DB_POOL:-8}
+PGB_THREADS=${PGBENCH_THREADS:-1}
+PGBENCH=${PGBENCH:-$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -1)/pgbench}
+RESELLERS=1000
+MINT=1000000000          # credits minted to each reseller: far more than a run charges
+WARMUP=1
+PY=/usr/bin/python3
+HELPER=$ROOT/bench/billing_setup.py
+
+for b in bench/bench_load services/authd/authd services/billingd/billingd services/frontdesk/frontdesk; do
+	[ -x "$BUILD/$b" ] || { echo "billing.sh: $BUILD/$b missing: build first (scripts/build.sh)" >&2; exit 1; }
+done
+[ -x "$PGBENCH" ] || { echo "billing.sh: pgbench not found (PGBENCH=...)" >&2; exit 1; }
+[ "$ROUNDS" -ge 1 ] && [ "$ROUNDS" -le 99 ] || { echo "billing.sh: BENCH_ROUNDS: 1 to 99" >&2; exit 1; }
+[[ "$SECS" =~ ^[1-9][0-9]*$ ]] || { echo "billing.sh: BENCH_SECONDS: whole seconds (pgbench -T)" >&2; exit 1; }
+for k in $INFLIGHTS; do
+	[[ "$k" =~ ^[1-9][0-9]?$ ]] || { echo "billing.sh: BENCH_INFLIGHT: 1 to 99 each (the key tag)" >&2; exit 1; }
+done
+[ "$(printf '%s\n' $INFLIGHTS | sort | uniq -d)" = "" ] ||
+	{ echo "billing.sh: BENCH_INFLIGHT: each count once (runs' keys would repeat)" >&2; exit 1; }
+
+tmp=$(mktemp -d /tmp/fd-bench-billing.XXXXXX)
+authd_pid= billingd_pid=
+cleanup() {
+	for p in $billingd_pid $authd_pid; do kill "$p" 2>/dev/null || true; wait "$p" 2>/dev/null || true; done
+	"$ROOT/scripts/pg.sh" stop "$tmp/pg" || true
+	rm -rf "$tmp"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+port() { "$PY" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+
+# --- a private PostgreSQL, a migrated database, a platform admin ---
+pg_port=$(port)
+"$ROOT/scripts/pg.sh" start "$tmp/pg" "$pg_port"
+pg_url="$("$ROOT/scripts/pg.sh" url "$tmp/pg" "$pg_port") dbname=frontdesk"
+pg_host=$(cd "$tmp/pg/sock" && pwd)
+psql_pg() { psql -X -q -v ON_ERROR_STOP=1 -h "$pg_host" -p "$pg_port" -U postgres "$@"; }
+psql_pg -d postgres -c "CREATE DATABASE frontdesk TEMPLATE template0"
+FRONTDESK_ADMIN_DATABASE_URL="$pg_url user=postgres" "$BUILD/services/frontdesk/frontdesk" migrate \
+	>"$tmp/migrate.log" 2>&1 || { cat "$tmp/migrate.log" >&2; exit 1; }
+admin_pw=$(openssl rand -hex 16)
+FRONTDESK_ADMIN_DATABASE_URL="$pg_url user=postgres" FRONTDESK_BOOTSTRAP_USERNAME=admin \
+	FRONTDESK_BOOTSTRAP_PASSWORD="$admin_pw" FRONTDESK_PWHASH_OPSLIMIT=1 FRONTDESK_PWHASH_MEMLIMIT_KIB=8192 \
+	"$BUILD/services/frontdesk/frontdesk" bootstrap >"$tmp/bootstrap.log" 2>&1 ||
+	{ cat "$tmp/bootstrap.log" >&2; exit 1; }
+
+# --- authd (service tokens for linesd), billingd ---
+hash_key=$(openssl rand -hex 32)
+service_secret=$(openssl rand -hex 24)
+authd_port=$(port)
+authd=127.0.0.1:$authd_port
+env FRONTDESK_DATABASE_URL="$pg_url" FRONTDESK_AUTHD_LISTEN="$authd" FRONTDESK_AUTHD_THREADS=2 \
+	FRONTDESK_SECRET_HASH_KEY="$hash_key" FRONTDESK_KEY_ENCRYPTION_KEY="$(openssl rand -hex 32)" \
+	FRONTDESK_SERVICE_SECRETS="linesd=$service_secret" \
+	FRONTDESK_PWHASH_OPSLIMIT=1 FRONTDESK_PWHASH_MEMLIMIT_KIB=8192 FRONTDESK_PWHASH_CONCURRENCY=1 \
+	FRONTDESK_SHUTDOWN_GRACE_MS=1000 FRONTDESK_LOG_LEVEL=warn \
+	"$BUILD/services/authd/authd" >"$tmp/authd.log" 2>&1 &
+authd_pid=$!
+tenant='' root=''
+vars=$("$PY" "$HELPER" tenant "$authd" "$admin_pw") ||
+	{ echo "billing.sh: tenant set-up failed; authd's log:" >&2; cat "$tmp/authd.log" >&2; exit 1; }
+eval "$vars"
+
+# 1,000 resellers under the tenant admin, each minted MINT credits: balance
+# rows, the issuance account's row and one mint entry each, as MintCredits
+# would leave them (actor: the tenant admin), written directly as postgres.
+first=$(psql_pg -d frontdesk -tA -v t="$tenant" -v root="$root" -v n="$RESELLERS" -v mint="$MINT" <<'SQL'
+BEGIN;
+SELECT set_config('frontdesk.tenant_id', :'t', true) \g /dev/null
+CREATE TEMP TABLE r ON COMMIT DROP AS
+  SELECT i, nextval('frontdesk.accounts_id_seq') AS id FROM generate_series(1, :n) i;
+INSERT INTO frontdesk.accounts (tenant_id, id, parent_id, path, role, username, password_hash)
+  SELECT :t, id, :root, :root || '.' || id || '.', 'reseller', 'bench-r' || i, 'x' FROM r;
+INSERT INTO frontdesk.credit_balances (tenant_id, account_id, balance)
+  SELECT :t, id, :mint FROM r UNION ALL SELECT :t, 0, -:mint::bigint * :n;
+INSERT INTO frontdesk.ledger_entries (tenant_id, kind, from_account, to_account, amount,
+    from_balance_after, to_balance_after, note, actor_account, idem_key, request_hash)
+  SELECT :t, 'mint', 0, id, :mint, -:mint::bigint * i, :mint, 'bench', :root,
+         'MintCredits/acct:' || :root || '/bench-mint-' || id, decode(md5(id::text), 'hex')
+    FROM r ORDER BY i;
+SELECT min(id) || ' ' || max(id) FROM r;
+COMMIT;
+SQL
+)
+read -r first last <<<"$first"
+[ $((last - first + 1)) = "$RESELLERS" ] || { echo "billing.sh: reseller ids not contiguous: $first..$last" >&2; exit 1; }
+hot=$first
+
+billingd_port=$(port)
+billingd=127.0.0.1:$billingd_port
+env FRONTDESK_DATABASE_URL="$pg_url" FRONTDESK_BILLINGD_LISTEN="$billingd" \
+	FRONTDESK_BILLINGD_THREADS="$THREADS" FRONTDESK_BILLINGD_DB_POOL="$POOL" \
+	FRONTDESK_SECRET_HASH_KEY="$hash_key" FRONTDESK_SHUTDOWN_GRACE_MS=1000 FRONTDESK_LOG_LEVEL=warn \
+	"$BUILD/services/billingd/billingd" >"$tmp/billingd.log" 2>&1 &
+billingd_pid=$!
+"$PY" "$HELPER" wait "$billingd" ||
+	{ echo "billing.sh: billingd's log:" >&2; cat "$tmp/billingd.log" >&2; exit 1; }
+
+# The requests: TAG (6 characters: g, the pattern, the in-flight count, the
+# round) is set per run, KEY per call by bench_load; pgbench's keys have the
+# same length ("Charge/svc:linesd/" + p... + 16 digits).
+TAG=TTTTTT KEY=KKKKKKKKKKKKKKKK
+"$PY" "$HELPER" payloads "$tmp" "$tenant" "$hot" "$first" "$RESELLERS" "$TAG" "$KEY"
+if [ "${PGBENCH_PIPELINE:-1}" = 0 ]; then
+	"$PY" "$HELPER" pgbench "$tmp/charge.pgbench" nopipeline
+else
+	"$PY" "$HELPER" pgbench "$tmp/charge.pgbench"
+fi
+pg_postmaster=$(head -1 "$tmp/pg/data/postmaster.pid")
+
+out=$tmp/out
+# measure CASE -- COMMAND...: runs COMMAND, and samples the CPU of
+# billingd, of PostgreSQL (the postmaster and its children), of COMMAND and
+# of the whole machine over the measured window (after the warm-up). Prints
+# COMMAND's output, turned into the lines of bench_load for pgbench:
+#   bench <case> rate=<tx/s> p50_ms=- p99_ms=- lat_avg_ms=<x> errors=<n>
+#   calls <case> total=<n> ok=<n> failed=<n>
+#   cpu <case> billingd_cores= pg_cores= load_cores= others_cores= steal_cores= ..._us_per_call=
+measure() {
+	local name=$1
+	shift
+	"$PY" - "$billingd_pid" "$pg_postmaster" "$WARMUP" "$SECS" "$name" "$@" <<'PY' | tee -a "$out"
+import os, re, subprocess, sys, time
+billingd, postmaster, warmup, secs, name = int(sys.argv[1]), int(sys.argv[2]), float(sys.argv[3]), \
+    float(sys.argv[4]), sys.argv[5]
+cmd = sys.argv[sys.argv.index("--") + 1:]
+tick = os.sysconf("SC_CLK_TCK")
+def proc_cpu(pid):   # utime + stime, seconds; 0 once gone
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / tick, int(fields[1])
+    except (OSError, IndexError):
+        return 0.0, 0
+def pg_cpu():        # the postmaster and its children, by pid
+    cpu = {postmaster: proc_cpu(postmaster)[0]}
+    for d in os.listdir("/proc"):
+        if d.isdigit():
+            c, ppid = proc_cpu(int(d))
+            if ppid == postmaster:
+                cpu[int(d)] = c
+    return cpu
+def busy():          # the machine's CPU: (busy, stolen by the hypervisor), seconds
+    with open("/proc/stat") as f:
+        v = [int(x) for x in f.readline().split()[1:9]]
+    return (sum(v) - v[3] - v[4] - v[7]) / tick, v[7] / tick
+p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+time.sleep(warmup + 0.05)
+t0, s0, l0, g0, (b0, st0) = time.monotonic(), proc_cpu(billingd)[0], proc_cpu(p.pid)[0], pg_cpu(), busy()
+time.sleep(secs - 0.1)
+t1, s1, l1, g1, (b1, st1) = time.monotonic(), proc_cpu(billingd)[0], proc_cpu(p.pid)[0], pg_cpu(), busy()
+stdout, stderr = p.communicate()
+if os.path.basename(cmd[0]) == "pgbench":
+    # -P 1: one progress line a second; the rate is theirs after the warm-up.
+    prog = [(float(m[1]), float(m[2]), float(m[3])) for m in
+            re.finditer(r"progress: ([\d.]+) s, ([\d.]+) tps, lat ([\d.]+) ms", stderr)]
+    window = [x for x in prog if warmup < x[0] <= warmup + secs + 0.01]
+    done = re.search(r"number of transactions actually processed: (\d+)", stdout)
+    failed = re.search(r"number of failed transactions: (\d+)", stdout)
+    done, failed = int(done[1]) if done else 0, int(failed[1]) if failed else 0
+    aborted = len(re.findall(r"client \d+ aborted", stderr))
+    if p.returncode != 0 or not window or aborted:
+        sys.stderr.write(f"billing.sh: {name}: pgbench exited {p.returncode}:\n{stderr[-2000:]}")
+    rate = sum(x[1] for x in window) / len(window) if window else 0
+    lat = sum(x[2] for x in window) / len(window) if window else 0
+    print(f"bench {name} rate={rate:.0f}/s p50_ms=- p99_ms=- lat_avg_ms={lat:.3f} errors={failed + aborted}")
+    print(f"calls {name} total={done + failed} ok={done} failed={failed + aborted}")
+else:
+    sys.stdout.write(stdout)
+    sys.stderr.write(stderr)
+    m = re.search(r"rate=(\d+)", stdout)
+    rate = float(m[1]) if m else 0
+w = t1 - t0
+calls = rate * w
+us = lambda c: c / calls * 1e6 if calls else float("nan")
+pg = sum(g1.get(k, 0) - g0.get(k, 0) for k in g1)   # a child born in the window counts whole
+s, l = s1 - s0, l1 - l0
+print(f"cpu {name} billingd_cores={s / w:.2f} pg_cores={pg / w:.2f} load_cores={l / w:.2f} "
+      f"others_cores={(b1 - b0 - s - l - pg) / w:.2f} steal_cores={(st1 - st0) / w:.2f} "
+      f"billingd_us_per_call={us(s):.1f} pg_us_per_call={us(pg):.1f} load_us_per_call={us(l):.1f}")
+sys.stdout.flush()
+PY
+}
+
+conns_for() { if [ "$1" -le 1 ]; then echo 1; elif [ "$1" -le 8 ]; then echo $(( $1 / 2 )); else echo 8; fi; }
+tag() { printf '%s%s%02d%02d' "$1" "${2:0:1}" "$3" "$4"; }   # g|p, hot|spread, k, round
+
+run_grpc() { # PATTERN K ROUND
+	local name=charge_grpc_$1_inflight$2 file=$tmp/$1.run.hex
+	"$PY" -c 'import sys
+old, new = sys.argv[1].encode(), sys.argv[2].encode()
+with open(sys.argv[3]) as f, open(sys.argv[4], "w") as o:
+    for line in f:
+        b = bytes.fromhex(line.strip())
+        assert b.count(old) == 1 and len(new) == len(old)
+        o.write(b.replace(old, new).hex() + "\n")' "$TAG" "$(tag g "$1" "$2" "$3")" "$tmp/$1.hex" "$file"
+	measure "$name" -- "$BUILD/bench/bench_load" --target "$billingd" \
+		--method /frontdesk.v1.BillingService/Charge --case "$name" --inflight "$2" --conns "$(conns_for "$2")" \
+		--seconds "$SECS" --warmup "$WARMUP" --metadata "authorization=Bearer $token" \
+		--payload-file "$file" --vary-key "$KEY"
+}
+
+run_sql() { # PATTERN K ROUND
+	local name=charge_sql_$1_inflight$2 span=1 r0=$hot
+	if [ "$1" = spread ]; then span=$RESELLERS r0=$first; fi
+	local j=$(( PGB_THREADS < $2 ? PGB_THREADS : $2 ))
+	measure "$name" -- "$PGBENCH" -n -M prepared -c "$2" -j "$j" -T "$(( SECS + WARMUP ))" -P 1 \
+		-f "$tmp/charge.pgbench" -h "$pg_host" -p "$pg_port" -U frontdesk_billingd \
+		-D t="$tenant" -D r0="$r0" -D span="$span" -D n=0 -D amount=1 \
+		-D reason=line_created -D line=1 -D note=bench -D actor=linesd \
+		-D idem="Charge/svc:linesd/$(tag p "$1" "$2" "$3")" -D hash="$(printf '%064d' 0)" frontdesk
+}
+
+# The audit, over the whole tenant: every balance row equals its ledger sum;
+# balances plus consumption (charges less refunds) sum to 0; no reseller
+# below 0; the charges of each reseller left distinct balances, one credit
+# apart, the last its balance now (no lost or doubled update); and as many
+# charge entries as OK calls of bench_load and transactions of pgbench.
+audit() { # LABEL
+	local grpc sql
+	read -r grpc sql < <(awk '/^calls charge_grpc/ { for (i = 1; i <= NF; i++) if ($i ~ /^ok=/) g += substr($i, 4) }
+		/^calls charge_sql/ { for (i = 1; i <= NF; i++) if ($i ~ /^ok=/) s += substr($i, 4) }
+		END { print g + 0, s + 0 }' "$out")
+	psql_pg -d frontdesk -tA -v t="$tenant" -v grpc="$grpc" -v sql="$sql" -v label="$1" -v mint="$MINT" <<'SQL' | tee -a "$out"
+SELECT set_config('frontdesk.tenant_id', :'t', false) \g /dev/null
+WITH e AS (SELECT * FROM frontdesk.ledger_entries WHERE tenant_id = :t),
+b AS (SELECT account_id, balance FROM frontdesk.credit_balances WHERE tenant_id = :t),
+led AS (SELECT account, sum(d) AS s FROM (SELECT to_account AS account, amount AS d FROM e
+                                          UNION ALL SELECT from_account, -amount FROM e) x GROUP BY account),
+cons AS (SELECT coalesce((SELECT s FROM led WHERE account = -1), 0) AS s,
+                coalesce(sum(amount) FILTER (WHERE kind = 'charge'), 0)
+                  - coalesce(sum(amount) FILTER (WHERE kind = 'refund'), 0) AS charged FROM e),
+per AS (SELECT from_account AS id, count(*) AS n, count(DISTINCT from_balance_after) AS nd,
+               min(from_balance_after) AS lo, max(from_balance_after) AS hi, sum(amount) AS amt
+          FROM e WHERE kind = 'charge' GROUP BY from_account),
+counts AS (SELECT count(*) FILTER (WHERE kind = 'charge' AND idem_key LIKE 'Charge/svc:linesd/g%') AS grpc,
+                  count(*) FILTER (WHERE kind = 'charge' AND idem_key LIKE 'Charge/svc:linesd/p%') AS sql,
+                  count(*) FILTER (WHERE kind = 'charge') AS charges FROM e),
+v AS (
+  SELECT 'account ' || coalesce(b.account_id, l.account) || ': balance ' || coalesce(b.balance::text, 'missing')
+         || ', ledger sum ' || coalesce(l.s, 0) AS violation
+    FROM b FULL JOIN (SELECT * FROM led WHERE account <> -1) l ON l.account = b.account_id
+   WHERE b.account_id IS NULL OR b.balance <> coalesce(l.s, 0)
+  UNION ALL
+  SELECT 'consumption ' || s || ' but charges less refunds ' || charged FROM cons WHERE s <> charged
+  UNION ALL
+  SELECT 'tenant does not sum to 0: balances ' || (SELECT sum(balance) FROM b) || ' + consumption ' || s
+    FROM cons WHERE (SELECT sum(balance) FROM b) + s <> 0
+  UNION ALL
+  SELECT 'reseller ' || account_id || ' below 0: ' || balance FROM b WHERE account_id > 0 AND balance < 0
+  UNION ALL
+  SELECT 'reseller ' || per.id || ': ' || n || ' charges of ' || amt || ' credits left ' || nd
+         || ' distinct balances in ' || lo || '..' || hi || ', balance now ' || coalesce(b.balance::text, 'missing')
+    FROM per LEFT JOIN b ON b.account_id = per.id
+   WHERE nd <> n OR hi - lo + 1 <> n OR amt <> n OR b.balance IS DISTINCT FROM lo OR hi <> :mint - 1
+  UNION ALL
+  SELECT 'charge entries: ' || grpc || ' by gRPC (bench_load OK calls: ' || :grpc || '), ' || sql
+         || ' by pgbench (its transactions: ' || :sql || '), ' || charges || ' in all'
+    FROM counts WHERE grpc <> :grpc OR sql <> :sql OR charges <> :grpc + :sql
+)
+SELECT 'audit ' || :'label' || ' ' || CASE WHEN count(*) = 0 THEN 'ok' ELSE 'VIOLATIONS: ' || string_agg(violation, '; ') END
+       || ' (charges: ' || (SELECT grpc FROM counts) || ' gRPC, ' || (SELECT sql FROM counts) || ' SQL)'
+  FROM v;
+SQL
+}
+
+echo "=== Charge over gRPC (billingd: $THREADS threads, pool $POOL) and its SQL in pgbench" \
+	"(-M prepared, -j $PGB_THREADS, pipeline ${PGBENCH_PIPELINE:-1}): $ROUNDS rounds of ${SECS}s a case;" \
+	"$(nproc) CPUs shared by PostgreSQL, billingd and the load generator"
+echo "# tenant $tenant, hot reseller $hot, spread over $first..$last; $MINT credits each"
+for r in $(seq "$ROUNDS"); do
+	token=''
+	vars=$("$PY" "$HELPER" token "$authd" "$service_secret" "$billingd" "$tenant") ||
+		{ cat "$tmp/authd.log" "$tmp/billingd.log" >&2; exit 1; }
+	eval "$vars"
+	for pat in hot spread; do
+		for k in $INFLIGHTS; do
+			if [ $((r % 2)) = 1 ]; then run_grpc "$pat" "$k" "$r"; run_sql "$pat" "$k" "$r"
+			else run_sql "$pat" "$k" "$r"; run_grpc "$pat" "$k" "$r"; fi
+		done
+		audit "$pat-round$r"
+	done
+done
+
+echo "--- medians over $ROUNDS rounds"
+"$PY" - "$out" <<'PY'
+import re, statistics, sys
+rows = {}
+audits = []
+for line in open(sys.argv[1]):
+    m = re.match(r"(bench|calls|cpu) charge_(grpc|sql)_(\w+?)_inflight(\d+) (.*)", line)
+    if m:
+        r = rows.setdefault((m[3], int(m[4]), m[2]), {})
+        for kv in m[5].split():
+            k, v = kv.split("=")
+            if v.endswith("/s"):
+                v = v[:-2]
+            if v not in ("-", "nan"):
+                r.setdefault(m[1] + "." + k, []).append(float(v))
+    if line.startswith("audit "):
+        audits.append(line.strip())
+med = {k: {f: statistics.median(v) for f, v in r.items()} for k, r in rows.items()}
+def fmt(r, f, spec):
+    return format(r[f], spec) if f in r else "-"
+for (pat, k, side) in sorted(med, key=lambda x: (x[0] != "hot", x[1], x[2])):
+    r = med[(pat, k, side)]
+    lat = (f"p50_ms={fmt(r, 'bench.p50_ms', '.3f')} p99_ms={fmt(r, 'bench.p99_ms', '.3f')}" if side == "grpc"
+           else f"lat_avg_ms={fmt(r, 'bench.lat_avg_ms', '.3f')}")
+    print(f"charge_{side}_{pat}_inflight{k:<3} rate={r['bench.rate']:>7.0f}/s {lat} "
+          f"errors={int(sum(rows[(pat, k, side)].get('bench.errors', [0])))} "
+          f"failed_all_runs={int(sum(rows[(pat, k, side)].get('calls.failed', [0])))} "
+          f"billingd_cores={fmt(r, 'cpu.billingd_cores', '.2f')} pg_cores={fmt(r, 'cpu.pg_cores', '.2f')} "
+          f"load_cores={fmt(r, 'cpu.load_cores', '.2f')} others_cores={fmt(r, 'cpu.others_cores', '.2f')} "
+          f"steal_cores={fmt(r, 'cpu.steal_cores', '.2f')} billingd_us/call={fmt(r, 'cpu.billingd_us_per_call', '.1f')} "
+          f"pg_us/call={fmt(r, 'cpu.pg_us_per_call', '.1f')} load_us/call={fmt(r, 'cpu.load_us_per_call', '.1f')}")
+print("--- ratios grpc/sql (medians)")
+goal = True
+for pat in ("hot", "spread"):
+    for k in sorted({k for p, k, _ in med if p == pat}):
+        g, s = med.get((pat, k, "grpc")), med.get((pat, k, "sql"))
+        if g and s and s["bench.rate"]:
+            ratio = g["bench.rate"] / s["bench.rate"]
+            print(f"ratio charge_{pat}_inflight{k} grpc={g['bench.rate']:.0f}/s sql={s['bench.rate']:.0f}/s "
+                  f"grpc/sql={ratio:.2f}")
+            if k == 8:
+                print(f"goal charge_{pat}_inflight8 grpc/sql={ratio:.2f} >= 0.60: {'met' if ratio >= 0.60 else 'MISSED'}")
+                goal &= ratio >= 0.60
+clean = bool(audits) and all(" ok " in a for a in audits)
+print(f"goal audit: {len(audits)} audits, {'all ok' if clean else 'VIOLATIONS (see the audit lines above)'}")
+print("goal: " + ("met" if goal and clean else "MISSED"))
+if any(sum(r.get("calls.failed", [0])) for r in rows.values()):
+    print("WARNING: some calls failed (see the messages above)")
+PY
