@@ -84,18 +84,19 @@ typedef struct batch {
 	bool has_commit;
 } batch_t;
 
-/* The pool's own statements. A NULL name is never prepared: transaction
- * control gains nothing from it, and ROLLBACK must parse in a failed
- * transaction. */
+/* The pool's own statements. BEGIN and COMMIT are named, so a pool that
+ * prepares parses them once per connection like every other statement of a
+ * transaction; a NULL name is never prepared: ROLLBACK must parse in a failed
+ * transaction, and the ping runs on connections in any state. */
 static const fd_sql_t SQL_BEGIN[3][2] = {
-	{ { NULL, "BEGIN ISOLATION LEVEL READ COMMITTED", 0 },
-	  { NULL, "BEGIN ISOLATION LEVEL READ COMMITTED READ ONLY", 0 } },
-	{ { NULL, "BEGIN ISOLATION LEVEL REPEATABLE READ", 0 },
-	  { NULL, "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY", 0 } },
-	{ { NULL, "BEGIN ISOLATION LEVEL SERIALIZABLE", 0 },
-	  { NULL, "BEGIN ISOLATION LEVEL SERIALIZABLE READ ONLY", 0 } },
+	{ { "_fd_begin_rc", "BEGIN ISOLATION LEVEL READ COMMITTED", 0 },
+	  { "_fd_begin_rc_ro", "BEGIN ISOLATION LEVEL READ COMMITTED READ ONLY", 0 } },
+	{ { "_fd_begin_rr", "BEGIN ISOLATION LEVEL REPEATABLE READ", 0 },
+	  { "_fd_begin_rr_ro", "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY", 0 } },
+	{ { "_fd_begin_ser", "BEGIN ISOLATION LEVEL SERIALIZABLE", 0 },
+	  { "_fd_begin_ser_ro", "BEGIN ISOLATION LEVEL SERIALIZABLE READ ONLY", 0 } },
 };
-static const fd_sql_t SQL_COMMIT = { NULL, "COMMIT", 0 };
+static const fd_sql_t SQL_COMMIT = { "_fd_commit", "COMMIT", 0 };
 static const fd_sql_t SQL_ROLLBACK = { NULL, "ROLLBACK", 0 };
 static const fd_sql_t SQL_PING = { NULL, "SELECT 1", 0 };
 static const fd_sql_t SQL_SET_TENANT = { "_fd_set_tenant",
