@@ -357,12 +357,27 @@ static const fd_sql_t SQL_TOUCH_LOGIN = {
 	2,
 };
 
+/* Counters whose window ended long ago are dropped a few at a time by each
+ * successful login, so the table stays the size of the recent attacks. */
+static const fd_sql_t SQL_PRUNE_FAILURES = {
+	"authd_prune_failures",
+	"DELETE FROM frontdesk.login_failures WHERE key IN ("
+	"  SELECT key FROM frontdesk.login_failures"
+	"   WHERE window_start < now() - 2 * make_interval(secs => $1::int) LIMIT 100)",
+	1,
+};
+
 static int success_tx(fd_tx_t *tx, void *arg)
 {
 	login_q_t *q = arg;
 	const char *cp[] = { q->acct_key };
 	int rc = fd_tx_exec(tx, &SQL_CLEAR_FAILURES, cp, 0, NULL);   /* a success resets its account's count */
 	if (rc < 0)
+		return rc;
+	char w[24];
+	snprintf(w, sizeof(w), "%" PRId64, q->a->cfg->fail_window);
+	const char *wp[] = { w };
+	if ((rc = fd_tx_exec(tx, &SQL_PRUNE_FAILURES, wp, 0, NULL)) < 0)
 		return rc;
 	const char *tp[] = { id_str(q->arena, q->tenant), id_str(q->arena, q->acc.id) };
 	if ((rc = fd_tx_exec(tx, &SQL_TOUCH_LOGIN, tp, 0, NULL)) < 0)

@@ -200,6 +200,7 @@ int fd_service_main(int argc, char **argv, const fd_service_spec_t *spec)
 		.application_name = spec->name,
 		.pool_size = (int)svc.common->db_pool,
 		.prepared = svc.common->db_prepared,
+		.statement_timeout_ms = (int)svc.common->db_statement_timeout_ms,
 	};
 	svc.db = fd_db_open(&dbo, &err);
 	if (!svc.db) {

@@ -1824,3 +1824,16 @@ def test_zz_access_token_expires(rot):
     # Its refresh token outlives it.
     r = rot.anon.Refresh(refresh_token=first.refresh_token)
     assert rot.as_(r.access_token).WhoAmI().caller.account_id == first.caller.account_id
+
+
+def test_old_failed_login_counters_are_pruned(main):
+    """Counters whose window ended long ago go away as people log in, so the
+    table holds recent attacks only."""
+    main.psql("INSERT INTO frontdesk.login_failures (key, failures, window_start)"
+              " SELECT 'src:198.18.0.' || g, 3, now() - interval '2 days' FROM generate_series(1, 150) g")
+    old = "SELECT count(*) FROM frontdesk.login_failures WHERE key LIKE 'src:198.18.0.%'"
+    assert main.psql(old).strip() == "150"
+    main.login("platform", PLATFORM_USER, PLATFORM_PW)
+    assert main.psql(old).strip() == "50"            # at most 100 per login
+    main.login("platform", PLATFORM_USER, PLATFORM_PW)
+    assert main.psql(old).strip() == "0"

@@ -42,6 +42,7 @@ typedef struct fd_service_config {
 	char *db_user;            /* this service's role */
 	char *db_password;
 	int64_t db_pool;          /* connections */
+	int64_t db_statement_timeout_ms; /* per statement; 0: the server's setting */
 	bool db_prepared;         /* named prepared statements (off behind pgbouncer 1.18) */
 	char *log_level;
 	char *tls_cert;           /* PEM files; plaintext when tls_cert is empty */
@@ -71,6 +72,8 @@ typedef struct fd_service_config {
 	  offsetof(TYPE, MEMBER.db_password), "password of db_user (empty: none, or from ~/.pgpass)" }, \
 	{ "db_pool", "FRONTDESK_" SVC "_DB_POOL", FD_CFG_INT, "8", 1, 1000, \
 	  offsetof(TYPE, MEMBER.db_pool), "database connections" }, \
+	{ "db_statement_timeout_ms", "FRONTDESK_DB_STATEMENT_TIMEOUT_MS", FD_CFG_INT, "10000", 0, 3600000, \
+	  offsetof(TYPE, MEMBER.db_statement_timeout_ms), "a statement running longer is cancelled (0: the server's setting)" }, \
 	{ "db_prepared", "FRONTDESK_DB_PREPARED", FD_CFG_BOOL, "true", 0, 1, \
 	  offsetof(TYPE, MEMBER.db_prepared), "named prepared statements; false behind pgbouncer in transaction mode" }, \
 	{ "log_level", "FRONTDESK_LOG_LEVEL", FD_CFG_STR, "info", 1, 16, \
