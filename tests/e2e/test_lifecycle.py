@@ -36,6 +36,7 @@ def run(name, env, *args):
     ("FRONTDESK_SECRET_HASH_KEY", "", "must be 64 hex digits"),
     ("FRONTDESK_SECRET_HASH_KEY", "zz" * 32, "must be 64 hex digits"),
     ("FRONTDESK_AUTH_CACHE_MS", "6000", "outside 1..5000"),
+    ("FRONTDESK_DB_STATEMENT_TIMEOUT_MS", "-1", "outside 0..3600000"),
 ])
 def test_bad_setting_stops_start_up_naming_it(var, value, why):
     r = run("authd", {var: value})
