@@ -18,11 +18,6 @@
 	" coalesce(floor(extract(epoch FROM k.last_used_at))::bigint, 0),"                                \
 	" coalesce(floor(extract(epoch FROM k.revoked_at))::bigint, 0)"
 
-static const char *subtree_of(const fd_caller_t *c)
-{
-	return c->role == FD_ROLE_RESELLER ? c->path : "";
-}
-
 static Frontdesk__V1__ApiKey *key_message(fd_arena_t *arena, int64_t tenant, PGresult *res, int row)
 {
 	Frontdesk__V1__ApiKey *k = fd_arena_zalloc(arena, sizeof(*k));
@@ -34,18 +29,9 @@ static Frontdesk__V1__ApiKey *key_message(fd_arena_t *arena, int64_t tenant, PGr
 	k->reseller_id = strtoll(PQgetvalue(res, row, 1), NULL, 10);
 	k->name = fd_arena_strdup(arena, PQgetvalue(res, row, 2));
 	k->prefix = fd_arena_strdup(arena, PQgetvalue(res, row, 3));
-	k->scopes = fd_arena_zalloc(arena, sizeof(*k->scopes) * 64);
+	k->scopes = scopes_list(arena, fd_scopes_parse(PQgetvalue(res, row, 4)), &k->n_scopes);
 	if (!k->name || !k->prefix || !k->scopes)
 		return NULL;
-	const char *p = PQgetvalue(res, row, 4);
-	p += *p == '{';
-	while (*p && *p != '}') {
-		size_t n = strcspn(p, ",}");
-		fd_scope_t s = fd_scope_parse(p, n);
-		if (s && k->n_scopes < 64)
-			k->scopes[k->n_scopes++] = (Frontdesk__V1__Scope)s;
-		p += n + (p[n] == ',');
-	}
 	k->created_by = strtoll(PQgetvalue(res, row, 5), NULL, 10);
 	k->created_at = ts_col(res, row, 6);
 	k->expires_at = ts_col(res, row, 7);
@@ -106,7 +92,7 @@ static int create_tx(fd_tx_t *tx, void *arg)
 		}
 	}
 	const char *tenant = id_str(q->arena, q->tenant), *account = id_str(q->arena, q->account);
-	const char *ap[] = { tenant, account, subtree_of(q->c) };
+	const char *ap[] = { tenant, account, caller_subtree(q->c) };
 	if ((rc = fd_tx_exec(tx, &SQL_KEY_ACCOUNT, ap, 0, &res)) < 0)
 		return rc;
 	if (PQntuples(res) == 0) {
@@ -128,11 +114,8 @@ static int create_tx(fd_tx_t *tx, void *arg)
 	char *prefix = fd_arena_printf(q->arena, "fdk_%s_%s_", tenant, id);
 	char *whole = fd_arena_printf(q->arena, "fdk_%s_%s_%s", tenant, id, secret);
 	sodium_memzero(secret, sizeof(secret));
-	char *arr = fd_arena_strdup(q->arena, "{");
-	for (int s = 1; s <= FD_SCOPE_MAX && arr; s++)
-		if (scopes & FD_SCOPE(s))
-			arr = fd_arena_printf(q->arena, "%s%s%s", arr, arr[1] ? "," : "", fd_scope_name((fd_scope_t)s));
-	arr = arr ? fd_arena_printf(q->arena, "%s}", arr) : NULL;
+	char *names = scopes_text(q->arena, scopes, "");
+	char *arr = names ? fd_arena_printf(q->arena, "{%s}", names) : NULL;
 	if (!id || !prefix || !whole || !arr)
 		return fd_err_set(fd_tx_err(tx), FD_EEXHAUSTED, "out of memory");
 	unsigned char h[32];
@@ -168,7 +151,7 @@ int authd_create_api_key(fd_call_t *call, const ProtobufCMessage *msg, ProtobufC
 		return rc;
 	if (c.kind != FD_CRED_ACCESS_TOKEN && c.kind != FD_CRED_API_KEY)
 		return fd_call_fail(call, FD_EPERM, "API keys are made for people's accounts");
-	if ((rc = check_text("name", req->name, 1, 100, err)) < 0 || (rc = check_idem_key(req->idempotency_key, err)) < 0)
+	if ((rc = fd_check_text("name", req->name, 1, 100, err)) < 0 || (rc = check_idem_key(req->idempotency_key, err)) < 0)
 		return rc;
 	if (req->reseller_id < 0)
 		return fd_call_fail(call, FD_EINVAL, "reseller_id: must not be negative");
@@ -284,8 +267,8 @@ int authd_list_api_keys(fd_call_t *call, const ProtobufCMessage *msg, ProtobufCM
 	if (req->reseller_id < 0)
 		return fd_call_fail(call, FD_EINVAL, "reseller_id: must not be negative");
 	keys_q_t q = { .arena = arena, .tenant = tenant, .sql = &SQL_LIST_KEYS, .account = req->reseller_id,
-		           .subtree = subtree_of(&c),
-		           .params = { id_str(arena, tenant), subtree_of(&c), id_str(arena, after),
+		           .subtree = caller_subtree(&c),
+		           .params = { id_str(arena, tenant), caller_subtree(&c), id_str(arena, after),
 		                       id_str(arena, req->reseller_id), req->include_revoked ? "true" : "false",
 		                       id_str(arena, limit + 1) } };
 	fd_tx_opts_t o = { .tenant_id = tenant, .deadline_ms = fd_call_deadline_ms(call), .read_only = true };
@@ -320,7 +303,7 @@ int authd_revoke_api_key(fd_call_t *call, const ProtobufCMessage *msg, ProtobufC
 	if (req->api_key_id <= 0)
 		return fd_call_fail(call, FD_EINVAL, "api_key_id: required");
 	keys_q_t q = { .arena = arena, .tenant = tenant, .sql = &SQL_REVOKE_KEY,
-		           .params = { id_str(arena, tenant), id_str(arena, req->api_key_id), subtree_of(&c) } };
+		           .params = { id_str(arena, tenant), id_str(arena, req->api_key_id), caller_subtree(&c) } };
 	fd_tx_opts_t o = { .tenant_id = tenant, .deadline_ms = fd_call_deadline_ms(call) };
 	if ((rc = fd_db_run_opts(a->db, &o, keys_tx, &q, err)) < 0)
 		return rc;

@@ -11,6 +11,7 @@
 #include "fd/db.h"
 #include "fd/service.h"
 #include "fd/tenant.h"
+#include "fd/wire.h"
 #include "frontdesk/v1/auth.pb-c.h"
 
 typedef struct authd_config {
@@ -113,9 +114,6 @@ int pw_verify(authd_t *a, const char *hash, const char *password, fd_err_t *err)
 /* ---- check.c: input ---- */
 int check_username(const char *field, const char *s, fd_err_t *err);
 int check_password(const char *field, const char *s, fd_err_t *err);
-/* Free text: at most max characters, no control characters. Empty allowed
- * unless min is 1. */
-int check_text(const char *field, const char *s, int min, int max, fd_err_t *err);
 int check_slug(const char *field, const char *s, fd_err_t *err);
 int check_idem_key(const char *s, fd_err_t *err);
 /* page_size: 0 -> 50, capped at 1000; page_token: "" or an id. */
@@ -142,7 +140,10 @@ const char *id_str(fd_arena_t *arena, int64_t v);
 	"   FROM frontdesk.accounts s WHERE s.tenant_id = a.tenant_id AND s.id <> a.id"         \
 	"    AND s.id = ANY (frontdesk.path_ids(a.path))), false)"
 Frontdesk__V1__Reseller *reseller_message(fd_arena_t *arena, int64_t tenant, PGresult *res, int row);
-unsigned permissions_parse(const char *arr);
+/* A set of scopes as names joined by commas, each between quote ("\"" for
+ * JSON, "" for a text[] literal's inside), and as the API's enum list. */
+char *scopes_text(fd_arena_t *arena, fd_scopes_t scopes, const char *quote);
+Frontdesk__V1__Scope *scopes_list(fd_arena_t *arena, fd_scopes_t scopes, size_t *n);
 const char *permissions_array(fd_arena_t *arena, unsigned perms);
 
 /* Idempotency of creates (auth_idempotency). Within fn: a stored answer for
@@ -153,6 +154,13 @@ int idem_lookup(fd_tx_t *tx, fd_arena_t *arena, int64_t tenant, const char *meth
 int idem_store(fd_tx_t *tx, int64_t tenant, const char *method, const char *key,
                const unsigned char req_hash[32], const ProtobufCMessage *resp);
 void request_hash(const authd_t *a, const ProtobufCMessage *req, unsigned char out[32]);
+
+/* The path prefix of the accounts a caller may see in a tenant: its own
+ * subtree for resellers, everything ("") for tenant and platform admins. */
+static inline const char *caller_subtree(const fd_caller_t *c)
+{
+	return c->role == FD_ROLE_RESELLER ? c->path : "";
+}
 
 /* The caller must be in scope s; and the tenant the request names. */
 int authd_caller(fd_call_t *call, fd_scope_t s, fd_caller_t *c) FD_MUSTCHECK;

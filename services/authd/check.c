@@ -31,22 +31,6 @@ int check_password(const char *field, const char *s, fd_err_t *err)
 	return 0;
 }
 
-int check_text(const char *field, const char *s, int min, int max, fd_err_t *err)
-{
-	int chars = 0;
-	for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
-		if (*p < 0x20 || *p == 0x7f)
-			return fd_err_set(err, FD_EINVAL, "%s: control characters are not allowed", field);
-		if ((*p & 0xc0) != 0x80)
-			chars++;
-		if (chars > max)
-			return fd_err_set(err, FD_EINVAL, "%s: at most %d characters", field, max);
-	}
-	if (chars < min)
-		return fd_err_set(err, FD_EINVAL, "%s: required", field);
-	return 0;
-}
-
 int check_slug(const char *field, const char *s, fd_err_t *err)
 {
 	size_t n = strlen(s);
@@ -118,14 +102,24 @@ const char *id_str(fd_arena_t *arena, int64_t v)
 	return fd_arena_printf(arena, "%" PRId64, v);
 }
 
-unsigned permissions_parse(const char *arr)
+char *scopes_text(fd_arena_t *arena, fd_scopes_t scopes, const char *quote)
 {
-	unsigned p = 0;
-	if (strstr(arr, "create_subresellers"))
-		p |= FD_PERM_CREATE_SUBRESELLERS;
-	if (strstr(arr, "create_trials"))
-		p |= FD_PERM_CREATE_TRIALS;
-	return p;
+	char *out = fd_arena_strdup(arena, "");
+	for (int s = 1; s <= FD_SCOPE_MAX && out; s++)
+		if (scopes & FD_SCOPE(s))
+			out = fd_arena_printf(arena, "%s%s%s%s%s", out, out[0] ? "," : "", quote,
+			                      fd_scope_name((fd_scope_t)s), quote);
+	return out;
+}
+
+Frontdesk__V1__Scope *scopes_list(fd_arena_t *arena, fd_scopes_t scopes, size_t *n)
+{
+	Frontdesk__V1__Scope *v = fd_arena_zalloc(arena, sizeof(*v) * (FD_SCOPE_MAX + 1));
+	*n = 0;
+	for (int s = 1; s <= FD_SCOPE_MAX && v; s++)
+		if (scopes & FD_SCOPE(s))
+			v[(*n)++] = (Frontdesk__V1__Scope)s;
+	return v;
 }
 
 const char *permissions_array(fd_arena_t *arena, unsigned perms)
@@ -155,7 +149,7 @@ Frontdesk__V1__Reseller *reseller_message(fd_arena_t *arena, int64_t tenant, PGr
 	                : FRONTDESK__V1__RESELLER_STATUS__RESELLER_STATUS_ACTIVE;
 	r->effective_status = eff ? FRONTDESK__V1__RESELLER_STATUS__RESELLER_STATUS_SUSPENDED
 	                          : FRONTDESK__V1__RESELLER_STATUS__RESELLER_STATUS_ACTIVE;
-	unsigned perms = permissions_parse(PQgetvalue(res, row, 6));
+	unsigned perms = fd_permissions_parse(PQgetvalue(res, row, 6));
 	r->permissions = fd_arena_zalloc(arena, 2 * sizeof(*r->permissions));
 	if (!r->username || !r->display_name || !r->permissions)
 		return NULL;

@@ -432,21 +432,13 @@ int authd_issue_service_token(fd_call_t *call, const ProtobufCMessage *msg, Prot
 		return fd_call_fail(call, FD_EPERM, "service %s may not have the scopes it asked for", svc->name);
 
 	Frontdesk__V1__IssueServiceTokenResponse *r = fd_arena_zalloc(arena, sizeof(*r));
-	char *scopes = fd_arena_strdup(arena, "");
-	if (!r || !scopes)
+	if (!r)
 		return OOM(call);
 	frontdesk__v1__issue_service_token_response__init(r);
-	r->scopes = fd_arena_zalloc(arena, sizeof(*r->scopes) * 64);
-	if (!r->scopes)
+	char *scopes = scopes_text(arena, want, "\"");
+	r->scopes = scopes_list(arena, want, &r->n_scopes);
+	if (!scopes || !r->scopes)
 		return OOM(call);
-	for (int s = 1; s <= FD_SCOPE_MAX; s++) {
-		if (!(want & FD_SCOPE(s)))
-			continue;
-		scopes = fd_arena_printf(arena, "%s%s\"%s\"", scopes, scopes[0] ? "," : "", fd_scope_name((fd_scope_t)s));
-		if (!scopes)
-			return OOM(call);
-		r->scopes[r->n_scopes++] = (Frontdesk__V1__Scope)s;
-	}
 	int64_t now = time(NULL), ttl = a->cfg->access_ttl < 900 ? a->cfg->access_ttl : 900;
 	char *claims = fd_arena_printf(arena, "\"sub\":\"service:%s\",\"aud\":\"%s\",\"tenant\":0,"
 	                               "\"reseller\":0,\"role\":\"service\",\"scopes\":[%s]",

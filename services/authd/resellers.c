@@ -12,12 +12,6 @@
 #include "authd.h"
 #include "fd/log.h"
 
-/* The path prefix a caller may see in tenant. */
-static const char *subtree_of(const fd_caller_t *c)
-{
-	return c->role == FD_ROLE_RESELLER ? c->path : "";
-}
-
 static int perms_of_request(fd_call_t *call, const char *field, const Frontdesk__V1__ResellerPermission *v,
                             size_t n, unsigned *out)
 {
@@ -128,15 +122,15 @@ int authd_create_reseller(fd_call_t *call, const ProtobufCMessage *msg, Protobuf
 		return fd_call_fail(call, FD_EINVAL, "parent_id: must not be negative");
 	if ((rc = check_username("username", req->username, err)) < 0 ||
 	    (rc = check_password("password", req->password, err)) < 0 ||
-	    (rc = check_text("display_name", req->display_name, 0, 200, err)) < 0 ||
-	    (rc = check_text("notes", req->notes, 0, 2000, err)) < 0 ||
+	    (rc = fd_check_text("display_name", req->display_name, 0, 200, err)) < 0 ||
+	    (rc = fd_check_text("notes", req->notes, 0, 2000, err)) < 0 ||
 	    (rc = check_idem_key(req->idempotency_key, err)) < 0 ||
 	    (rc = perms_of_request(call, "permissions", req->permissions, req->n_permissions, &perms)) < 0)
 		return rc;
 	if (perms & ~c.permissions)
 		return fd_call_fail(call, FD_EPERM, "permissions: wider than your own");
 
-	create_q_t q = { .a = a, .arena = arena, .req = req, .tenant = tenant, .subtree = subtree_of(&c),
+	create_q_t q = { .a = a, .arena = arena, .req = req, .tenant = tenant, .subtree = caller_subtree(&c),
 		             .perms = permissions_array(arena, perms) };
 	/* Parent 0: the caller's own account; for a platform admin, the tenant's root. */
 	q.parent = req->parent_id ? req->parent_id : c.role == FD_ROLE_PLATFORM_ADMIN ? 0 : c.account_id;
@@ -241,7 +235,7 @@ int authd_get_reseller(fd_call_t *call, const ProtobufCMessage *msg, ProtobufCMe
 	if (!id)
 		return fd_call_fail(call, FD_EINVAL, "reseller_id: required when acting in another tenant");
 	list_q_t q = { .arena = arena, .tenant = tenant, .sql = &SQL_GET_RESELLER,
-		           .params = { id_str(arena, tenant), id_str(arena, id), subtree_of(&c) } };
+		           .params = { id_str(arena, tenant), id_str(arena, id), caller_subtree(&c) } };
 	fd_tx_opts_t o = { .tenant_id = tenant, .deadline_ms = fd_call_deadline_ms(call), .read_only = true };
 	if ((rc = fd_db_run_opts(a->db, &o, rows_tx, &q, fd_call_err(call))) < 0)
 		return rc;
@@ -275,13 +269,13 @@ int authd_list_resellers(fd_call_t *call, const ProtobufCMessage *msg, ProtobufC
 	if ((rc = authd_caller(call, FRONTDESK__V1__SCOPE__SCOPE_RESELLERS_READ, &c)) < 0 ||
 	    (rc = fd_call_tenant(call, &c, req->tenant_id, &tenant)) < 0 ||
 	    (rc = check_page(req->page_size, req->page_token, &limit, &after, err)) < 0 ||
-	    (rc = check_text("query", req->query, 0, 100, err)) < 0)
+	    (rc = fd_check_text("query", req->query, 0, 100, err)) < 0)
 		return rc;
 	if (req->parent_id < 0)
 		return fd_call_fail(call, FD_EINVAL, "parent_id: must not be negative");
 	if (req->status > FRONTDESK__V1__RESELLER_STATUS__RESELLER_STATUS_SUSPENDED)
 		return fd_call_fail(call, FD_EINVAL, "status: unknown value %d", req->status);
-	const char *sub = subtree_of(&c);
+	const char *sub = caller_subtree(&c);
 	list_q_t q = { .arena = arena, .tenant = tenant, .subtree = sub, .parent = req->parent_id,
 		           .sql = &SQL_LIST_RESELLERS,
 		           .params = { id_str(arena, tenant), sub, id_str(arena, after), id_str(arena, req->parent_id),
@@ -365,9 +359,9 @@ int authd_update_reseller(fd_call_t *call, const ProtobufCMessage *msg, Protobuf
 	int64_t id = req->reseller_id ? req->reseller_id : tenant == c.tenant_id ? c.account_id : 0;
 	if (!id)
 		return fd_call_fail(call, FD_EINVAL, "reseller_id: required when acting in another tenant");
-	if ((rc = check_text("display_name", req->display_name, 0, 200, err)) < 0 ||
+	if ((rc = fd_check_text("display_name", req->display_name, 0, 200, err)) < 0 ||
 	    (req->new_password[0] && (rc = check_password("new_password", req->new_password, err)) < 0) ||
-	    (req->notes && (rc = check_text("notes", req->notes->value, 0, 2000, err)) < 0))
+	    (req->notes && (rc = fd_check_text("notes", req->notes->value, 0, 2000, err)) < 0))
 		return rc;
 	if (req->status > FRONTDESK__V1__RESELLER_STATUS__RESELLER_STATUS_SUSPENDED)
 		return fd_call_fail(call, FD_EINVAL, "status: unknown value %d", req->status);
@@ -396,7 +390,7 @@ int authd_update_reseller(fd_call_t *call, const ProtobufCMessage *msg, Protobuf
 	q.params[4] = q.password ? hash : NULL;
 	q.params[5] = req->status ? reseller_status_text(req->status) : NULL;
 	q.params[6] = req->notes ? req->notes->value : NULL;
-	q.params[7] = subtree_of(&c);
+	q.params[7] = caller_subtree(&c);
 	fd_tx_opts_t o = { .tenant_id = tenant, .deadline_ms = fd_call_deadline_ms(call) };
 	if ((rc = fd_db_run_opts(a->db, &o, update_tx, &q, err)) < 0)
 		return rc;

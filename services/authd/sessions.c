@@ -63,12 +63,9 @@ Frontdesk__V1__Caller *caller_message(fd_arena_t *arena, const fd_caller_t *c)
 	m->api_key_id = c->api_key_id;
 	m->service_name = fd_arena_strdup(arena, c->service);
 	m->expires_at = c->expires_at;
-	m->scopes = fd_arena_zalloc(arena, sizeof(*m->scopes) * 64);
+	m->scopes = scopes_list(arena, c->scopes, &m->n_scopes);
 	if (!m->tenant_slug || !m->username || !m->service_name || !m->scopes)
 		return NULL;
-	for (int s = 1; s <= FD_SCOPE_MAX; s++)
-		if (c->scopes & FD_SCOPE(s))
-			m->scopes[m->n_scopes++] = (Frontdesk__V1__Scope)s;
 	return m;
 }
 
@@ -140,11 +137,7 @@ int issue_access(authd_t *a, fd_call_t *call, const account_row_t *acc, char **t
 	};
 	snprintf(c.tenant_slug, sizeof(c.tenant_slug), "%s", acc->tenant_slug);
 	snprintf(c.username, sizeof(c.username), "%s", acc->username);
-	char *scopes = fd_arena_strdup(arena, "");
-	for (int s = 1; s <= FD_SCOPE_MAX && scopes; s++)
-		if (c.scopes & FD_SCOPE(s))
-			scopes = fd_arena_printf(arena, "%s%s\"%s\"", scopes, scopes[0] ? "," : "",
-			                         fd_scope_name((fd_scope_t)s));
+	char *scopes = scopes_text(arena, c.scopes, "\"");
 	int64_t now = time(NULL);
 	c.expires_at = now + a->cfg->access_ttl;
 	/* Usernames and slugs are checked to need no JSON escaping. */
@@ -319,7 +312,7 @@ static void read_account(PGresult *res, int row, int64_t tenant, const char *slu
 	const char *role = PQgetvalue(res, row, 1);
 	acc->role = fd_role_parse(role, strlen(role));
 	snprintf(acc->path, sizeof(acc->path), "%s", PQgetvalue(res, row, 3));
-	acc->permissions = permissions_parse(PQgetvalue(res, row, 4));
+	acc->permissions = fd_permissions_parse(PQgetvalue(res, row, 4));
 	snprintf(acc->tenant_slug, sizeof(acc->tenant_slug), "%s", slug);
 	snprintf(acc->username, sizeof(acc->username), "%s", username);
 }
@@ -370,9 +363,10 @@ static const fd_sql_t SQL_PRUNE_FAILURES = {
 static int success_tx(fd_tx_t *tx, void *arg)
 {
 	login_q_t *q = arg;
+	const char *sp[] = { q->src_key };
 	const char *cp[] = { q->acct_key };
-	int rc = fd_tx_exec(tx, &SQL_CLEAR_FAILURES, cp, 0, NULL);   /* a success resets its account's count */
-	if (rc < 0)
+	int rc = fd_tx_exec(tx, &SQL_UNCOUNT_ATTEMPT, sp, 0, NULL);
+	if (rc < 0 || (rc = fd_tx_exec(tx, &SQL_CLEAR_FAILURES, cp, 0, NULL)) < 0)   /* resets its account's count */
 		return rc;
 	char w[24];
 	snprintf(w, sizeof(w), "%" PRId64, q->a->cfg->fail_window);
@@ -453,7 +447,8 @@ int authd_login(fd_call_t *call, const ProtobufCMessage *msg, ProtobufCMessage *
 	/* The same work and the same answer whether or not the user exists. */
 	rc = pw_verify(a, q.found ? q.hash : a->dummy_hash, req->password, err);
 	bool password_ok = rc == 0 && q.found;
-	if (password_ok || rc == -FD_EEXHAUSTED) {
+	bool ok = password_ok && q.tenant_active && q.active;
+	if ((password_ok && !ok) || rc == -FD_EEXHAUSTED) {   /* a success uncounts in success_tx */
 		fd_err_t e2;
 		int urc = fd_db_run_opts(a->db, &po, uncount_tx, &q, &e2);
 		if (urc < 0)
@@ -461,7 +456,7 @@ int authd_login(fd_call_t *call, const ProtobufCMessage *msg, ProtobufCMessage *
 	}
 	if (rc == -FD_EEXHAUSTED)
 		return rc;
-	if (!password_ok || !q.tenant_active || !q.active)
+	if (!ok)
 		return fd_call_fail(call, FD_EUNAUTH, "invalid tenant, username or password");
 	fd_tx_opts_t to = { .tenant_id = q.tenant, .deadline_ms = fd_call_deadline_ms(call) };
 	if ((rc = fd_db_run_opts(a->db, &to, success_tx, &q, err)) < 0)
@@ -584,7 +579,7 @@ static int refresh_tx(fd_tx_t *tx, void *arg)
 	q->acc.role = fd_role_parse(role, strlen(role));
 	snprintf(q->acc.username, sizeof(q->acc.username), "%s", PQgetvalue(res, 0, 7));
 	snprintf(q->acc.path, sizeof(q->acc.path), "%s", PQgetvalue(res, 0, 8));
-	q->acc.permissions = permissions_parse(PQgetvalue(res, 0, 9));
+	q->acc.permissions = fd_permissions_parse(PQgetvalue(res, 0, 9));
 	snprintf(q->acc.tenant_slug, sizeof(q->acc.tenant_slug), "%s", PQgetvalue(res, 0, 12));
 	if ((rc = fd_tx_exec(tx, &SQL_REFRESH_USE, params, 0, NULL)) < 0)
 		return rc;

@@ -127,10 +127,10 @@ int authd_create_tenant(fd_call_t *call, const ProtobufCMessage *msg, ProtobufCM
 		return rc;
 	if (c.role != FD_ROLE_PLATFORM_ADMIN)
 		return fd_call_fail(call, FD_EPERM, "only platform admins create tenants");
-	if ((rc = check_slug("slug", req->slug, err)) < 0 || (rc = check_text("name", req->name, 1, 200, err)) < 0 ||
+	if ((rc = check_slug("slug", req->slug, err)) < 0 || (rc = fd_check_text("name", req->name, 1, 200, err)) < 0 ||
 	    (rc = check_username("admin_username", req->admin_username, err)) < 0 ||
 	    (rc = check_password("admin_password", req->admin_password, err)) < 0 ||
-	    (rc = check_text("admin_display_name", req->admin_display_name, 0, 200, err)) < 0 ||
+	    (rc = fd_check_text("admin_display_name", req->admin_display_name, 0, 200, err)) < 0 ||
 	    (rc = check_idem_key(req->idempotency_key, err)) < 0)
 		return rc;
 	if (strcmp(req->slug, "platform") == 0)
@@ -253,7 +253,7 @@ int authd_list_tenants(fd_call_t *call, const ProtobufCMessage *msg, ProtobufCMe
 	if (c.role != FD_ROLE_PLATFORM_ADMIN)
 		return fd_call_fail(call, FD_EPERM, "only platform admins list tenants");
 	if ((rc = check_page(req->page_size, req->page_token, &limit, &after, err)) < 0 ||
-	    (rc = check_text("query", req->query, 0, 100, err)) < 0)
+	    (rc = fd_check_text("query", req->query, 0, 100, err)) < 0)
 		return rc;
 	if (req->status > FRONTDESK__V1__TENANT_STATUS__TENANT_STATUS_SUSPENDED)
 		return fd_call_fail(call, FD_EINVAL, "status: unknown value %d", req->status);
@@ -300,7 +300,7 @@ int authd_suspend_tenant(fd_call_t *call, const ProtobufCMessage *msg, ProtobufC
 		return fd_call_fail(call, FD_EPERM, "only platform admins suspend tenants");
 	if (req->tenant_id <= 0)
 		return fd_call_fail(call, FD_EINVAL, "tenant_id: a tenant's id (the platform, 0, cannot be suspended)");
-	if ((rc = check_text("reason", req->reason, 0, 500, err)) < 0)
+	if ((rc = fd_check_text("reason", req->reason, 0, 500, err)) < 0)
 		return rc;
 	tenant_q_t q = { .arena = arena, .sql = &SQL_SUSPEND_TENANT,
 		             .params = { id_str(arena, req->tenant_id), req->reactivate ? "active" : "suspended",

@@ -17,6 +17,7 @@
 #include <sodium.h>
 #include "billingd.h"
 #include "fd/log.h"
+#include "fd/wire.h"
 
 #define ACCOUNT_ISSUANCE 0
 #define ACCOUNT_CONSUMPTION (-1)
@@ -178,15 +179,7 @@ static int check_amount(fd_call_t *call, int64_t amount, int64_t max)
 
 static int check_note(fd_call_t *call, const char *note)
 {
-	int chars = 0;
-	for (const unsigned char *p = (const unsigned char *)note; *p; p++) {
-		if (*p < 0x20 || *p == 0x7f)
-			return fd_call_fail(call, FD_EINVAL, "note: control characters are not allowed");
-		chars += (*p & 0xc0) != 0x80;
-	}
-	if (chars > 500)
-		return fd_call_fail(call, FD_EINVAL, "note: at most 500 characters");
-	return 0;
+	return fd_check_text("note", note, 0, 500, fd_call_err(call));
 }
 
 /* ---- accounts in the tree ---- */

@@ -890,7 +890,7 @@ static const fd_sql_t SQL_STATUS = {
 	2,
 };
 
-static unsigned parse_permissions(const char *arr)
+unsigned fd_permissions_parse(const char *arr)
 {
 	unsigned p = 0;
 	if (strstr(arr, "create_subresellers"))
@@ -914,7 +914,7 @@ static void read_status(PGresult *res, int row, int col, account_status_t *st)
 	st->role = fd_role_parse(role, strlen(role));
 	snprintf(st->username, sizeof(st->username), "%s", PQgetvalue(res, row, col + 1));
 	snprintf(st->path, sizeof(st->path), "%s", PQgetvalue(res, row, col + 2));
-	st->permissions = parse_permissions(PQgetvalue(res, row, col + 3));
+	st->permissions = fd_permissions_parse(PQgetvalue(res, row, col + 3));
 	st->suspended = strcmp(PQgetvalue(res, row, col + 4), "t") == 0;
 }
 
@@ -1072,9 +1072,9 @@ struct key_q {
 	bool found, match, revoked;
 };
 
-static fd_scopes_t parse_scope_array(const char *arr)
+fd_scopes_t fd_scopes_parse(const char *arr)
 {
-	/* {a,b,c}: names never need quoting. */
+	/* {a,b,c}: names never need quoting; unknown names are skipped. */
 	fd_scopes_t s = 0;
 	const char *p = arr + (*arr == '{');
 	while (*p && *p != '}') {
@@ -1116,7 +1116,7 @@ static int api_key_tx(fd_tx_t *tx, void *arg)
 	c->tenant_id = q->tenant;
 	c->api_key_id = q->id;
 	c->account_id = strtoll(PQgetvalue(res, 0, 7), NULL, 10);
-	c->scopes = parse_scope_array(PQgetvalue(res, 0, 9));
+	c->scopes = fd_scopes_parse(PQgetvalue(res, 0, 9));
 	c->expires_at = strtoll(PQgetvalue(res, 0, 10), NULL, 10);
 	c->role = q->st.role;
 	c->reseller_id = c->role == FD_ROLE_PLATFORM_ADMIN ? 0 : c->account_id;

@@ -127,6 +127,10 @@ int fd_caller_tenant(const fd_caller_t *c, int64_t requested, int64_t *tenant,
 const char *fd_scope_name(fd_scope_t s);
 /* The scope of a claim name; 0 if unknown. */
 fd_scope_t fd_scope_parse(const char *name, size_t len);
+/* A text[] column of scope names ("{lines_read,credits_read}") as a set. */
+fd_scopes_t fd_scopes_parse(const char *pg_array);
+/* A text[] column of reseller permissions as FD_PERM_* bits. */
+unsigned fd_permissions_parse(const char *pg_array);
 const char *fd_role_name(fd_role_t r);           /* "tenant_admin" */
 fd_role_t fd_role_parse(const char *name, size_t len);   /* 0 if unknown */
 
