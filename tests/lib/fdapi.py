@@ -51,9 +51,11 @@ _OUT = _compile()
 common_pb2 = importlib.import_module("frontdesk.v1.common_pb2")
 auth_pb2 = importlib.import_module("frontdesk.v1.auth_pb2")
 billing_pb2 = importlib.import_module("frontdesk.v1.billing_pb2")
+lines_pb2 = importlib.import_module("frontdesk.v1.lines_pb2")
 
 AUTH_SERVICE = auth_pb2.DESCRIPTOR.services_by_name["AuthService"]
 BILLING_SERVICE = billing_pb2.DESCRIPTOR.services_by_name["BillingService"]
+LINES_SERVICE = lines_pb2.DESCRIPTOR.services_by_name["LinesService"]
 
 # Scope names as JWT claims write them ("credits_read"), and back.
 SCOPE_NAMES = {v.number: v.name[len("SCOPE_"):].lower()
@@ -146,6 +148,23 @@ class Billing(Client):
     TransferCredits, Charge, Refund, ListLedger."""
     service = BILLING_SERVICE
     module = billing_pb2
+
+
+@_bind
+class Lines(Client):
+    """frontdesk.v1.LinesService (linesd). WatchLineEvents is server
+    streaming: use watch()."""
+    service = LINES_SERVICE
+    module = lines_pb2
+
+    def watch(self, *, metadata=None, timeout=None, **fields):
+        """WatchLineEvents: an iterator of WatchLineEventsResponse (cancel() it)."""
+        stub = self.channel.unary_stream(
+            f"/{self.service.full_name}/WatchLineEvents",
+            request_serializer=lines_pb2.WatchLineEventsRequest.SerializeToString,
+            response_deserializer=lines_pb2.WatchLineEventsResponse.FromString)
+        md = metadata if metadata is not None else self.metadata()
+        return stub(lines_pb2.WatchLineEventsRequest(**fields), timeout=timeout, metadata=md)
 
 
 def code_of(fn, *args, **kwargs):

@@ -1,0 +1,221 @@
+"""fdstack - the whole platform for end-to-end tests of linesd: one migrated
+database, a platform admin, authd, billingd and one or more linesd
+replicas on loopback, and helpers to make tenants, resellers, tokens and
+credits through the real API.
+
+    p = Stack(linesd_replicas=2)
+    t = p.tenant()                      # tenant admin: t.lines, t.bill, t.auth
+    r = p.reseller(t)                   # a reseller of it, with credits minted
+    edge = p.edge()                     # Lines client with the edge's service token
+    ...
+    p.close()
+"""
+import os
+import sys
+import types
+import uuid
+
+sys.path.insert(0, os.path.dirname(__file__))
+import fdtest  # noqa: E402
+import fdapi  # noqa: E402
+from fdapi import Auth, Billing, Lines, scope  # noqa: E402
+
+A = fdapi.auth_pb2
+B = fdapi.billing_pb2
+L = fdapi.lines_pb2
+C = fdapi.common_pb2
+
+PLATFORM_USER = "admin"
+PLATFORM_PW = "platform-admin-pw-1"
+LINESD_SECRET = "linesd-secret-" + uuid.uuid4().hex
+EDGED_SECRET = "edged-secret-" + uuid.uuid4().hex
+CACHE_MS = 1000
+
+SUB = A.RESELLER_PERMISSION_CREATE_SUBRESELLERS
+TRIALS = A.RESELLER_PERMISSION_CREATE_TRIALS
+
+
+def uniq(prefix):
+    return f"{prefix}-{uuid.uuid4().hex[:10]}"
+
+
+def ikey():
+    return "idem-" + uuid.uuid4().hex
+
+
+def ns(**kw):
+    return types.SimpleNamespace(**kw)
+
+
+class Stack:
+    def __init__(self, linesd_replicas=1, linesd_env=None, authd_env=None):
+        self.db = fdtest.Database()
+        self.procs = []
+        self.channels = []
+        self.linesd = []
+        self.lch = []
+        self.linesd_env = dict(linesd_env or {})
+        try:
+            self.db.bootstrap(PLATFORM_USER, PLATFORM_PW)
+            self.authd = self.start("authd", {
+                "FRONTDESK_AUTH_CACHE_MS": str(CACHE_MS),
+                "FRONTDESK_SERVICE_SECRETS": f"linesd={LINESD_SECRET},edged={EDGED_SECRET}",
+                "FRONTDESK_LOGIN_FAILURES_PER_SOURCE": "5000",
+                **(authd_env or {})})
+            self.billingd = self.start("billingd", {"FRONTDESK_AUTH_CACHE_MS": str(CACHE_MS)})
+            self.ach = self.channel(self.authd)
+            self.bch = self.channel(self.billingd)
+            for _ in range(linesd_replicas):
+                self.add_linesd()
+            self.anon = Auth(self.ach)
+            self.pa = self.person(self.anon.Login(tenant_slug="platform", username=PLATFORM_USER,
+                                                  password=PLATFORM_PW))
+        except Exception:
+            self.close()
+            raise
+
+    # --- processes --------------------------------------------------------
+
+    def start(self, name, env, port=None):
+        s = fdtest.Service(name, self.db.url, env=env, port=port)
+        self.procs.append(s)
+        s.wait_serving()
+        return s
+
+    def linesd_environment(self, extra=None):
+        return {
+            "FRONTDESK_AUTH_CACHE_MS": str(CACHE_MS),
+            "FRONTDESK_LINESD_SERVICE_SECRET": LINESD_SECRET,
+            "FRONTDESK_AUTHD_TARGET": self.authd.target,
+            "FRONTDESK_BILLINGD_TARGET": self.billingd.target,
+            "FRONTDESK_LINESD_THREADS": "8",
+            "FRONTDESK_LINESD_DB_POOL": "8",
+            **self.linesd_env,
+            **(extra or {}),
+        }
+
+    def add_linesd(self, extra_env=None, port=None):
+        """Start one more linesd replica; returns its fdtest.Service."""
+        s = self.start("linesd", self.linesd_environment(extra_env), port=port)
+        self.linesd.append(s)
+        self.lch.append(self.channel(s))
+        return s
+
+    def replace_linesd(self, i, extra_env=None):
+        """Start replica i again on the same port (after it stopped or was
+        killed), with extra_env; its channels reconnect by themselves."""
+        old = self.linesd[i]
+        if old.proc.poll() is None:
+            old.stop()
+        else:
+            old.log.close()
+        s = self.start("linesd", self.linesd_environment(extra_env), port=old.port)
+        self.linesd[i] = s
+        return s
+
+    def channel(self, svc):
+        ch = svc.channel()
+        self.channels.append(ch)
+        return ch
+
+    def close(self):
+        for ch in self.channels:
+            ch.close()
+        codes = {}
+        for s in reversed(self.procs):
+            try:
+                codes[s.name + str(s.port)] = s.stop()
+            except Exception as e:  # noqa: BLE001
+                codes[s.name + str(s.port)] = repr(e)
+        self.db.drop()
+        return codes
+
+    # --- people and services ----------------------------------------------
+
+    def person(self, login, replica=0):
+        t = login.access_token
+        return ns(token=t, login=login, caller=login.caller, account=login.caller.account_id,
+                  auth=Auth(self.ach, t), bill=Billing(self.bch, t),
+                  lines=Lines(self.lch[replica], t),
+                  at=lambda i, _t=t: Lines(self.lch[i], _t))
+
+    def tenant(self):
+        """A new tenant; returns its admin (id, tenant, slug, lines, bill, auth)."""
+        slug = uniq("t")
+        pw = "boss-pw-" + uuid.uuid4().hex
+        r = self.pa.auth.CreateTenant(slug=slug, name=f"Tenant {slug}", admin_username="boss",
+                                      admin_password=pw, admin_display_name="The Boss")
+        p = self.person(self.anon.Login(tenant_slug=slug, username="boss", password=pw))
+        p.id = r.admin.id
+        p.tenant = r.tenant.id
+        p.slug = slug
+        return p
+
+    def reseller(self, t, creator=None, parent_id=0, perms=(SUB, TRIALS), credits=0):
+        """A reseller of tenant t (made by `creator`, default t's admin), with
+        `credits` minted to it by t's admin."""
+        username = uniq("r")
+        pw = "res-pw-" + uuid.uuid4().hex
+        r = (creator or t).auth.CreateReseller(parent_id=parent_id, username=username, password=pw,
+                                               display_name=username, permissions=list(perms))
+        p = self.person(self.anon.Login(tenant_slug=t.slug, username=username, password=pw))
+        p.id = r.reseller.id
+        p.tenant = t.tenant
+        p.username = username
+        p.pw = pw
+        if credits:
+            self.mint(t, p.id, credits)
+        return p
+
+    def mint(self, t, reseller_id, amount):
+        return t.bill.MintCredits(reseller_id=reseller_id, amount=amount, idempotency_key=ikey())
+
+    def balance(self, who, reseller_id=0):
+        return who.bill.GetBalance(reseller_id=reseller_id).account.balance
+
+    def service_token(self, service="edged", audience="linesd"):
+        secret = EDGED_SECRET if service == "edged" else LINESD_SECRET
+        return self.anon.IssueServiceToken(service_name=service, secret=secret, audience=audience).token
+
+    def edge(self, replica=0):
+        """A LinesService client holding the HTTP edge's service token
+        (playback_authorize), as edged will call AuthorizePlayback."""
+        return Lines(self.lch[replica], self.service_token("edged", "linesd"))
+
+    # --- a ready catalog --------------------------------------------------
+
+    def catalog(self, t, cost=10, max_connections=2, days=30, hours=0, trial=False, streams=3, **pkg):
+        """Streams, one bouquet of them and a package of that bouquet, made by
+        tenant admin t. Returns ns(streams=[ids], bouquet=id, package=Package)."""
+        ids = [t.lines.CreateStream(name=uniq("ch"), kind=L.STREAM_KIND_LIVE, category="News",
+                                    idempotency_key=ikey()).stream.id for _ in range(streams)]
+        b = t.lines.CreateBouquet(name=uniq("bq"), stream_ids=ids, idempotency_key=ikey()).bouquet
+        p = t.lines.CreatePackage(name=uniq("pkg"), duration_days=days, duration_hours=hours,
+                                  credit_cost=cost, max_connections=max_connections,
+                                  bouquet_ids=[b.id], trial=trial, idempotency_key=ikey(), **pkg).package
+        return ns(streams=ids, bouquet=b.id, package=p)
+
+    # --- SQL as postgres ----------------------------------------------------
+
+    def sql(self, q):
+        return fdtest.psql(q, db=self.db.name).strip()
+
+    def rows(self, q):
+        out = self.sql(q)
+        return [line.split("|") for line in out.split("\n")] if out else []
+
+    def books_balance(self, tenant_id):
+        """True when the tenant's ledger sums to its balances and every
+        reseller's balance equals its entries (billing's invariant)."""
+        out = self.sql(f"""
+            WITH e AS (
+              SELECT account, sum(delta) AS s FROM (
+                SELECT from_account AS account, -amount AS delta FROM frontdesk.ledger_entries
+                 WHERE tenant_id = {tenant_id}
+                UNION ALL
+                SELECT to_account, amount FROM frontdesk.ledger_entries WHERE tenant_id = {tenant_id}) x
+               GROUP BY account)
+            SELECT count(*) FROM frontdesk.credit_balances b
+              LEFT JOIN e ON e.account = b.account_id
+             WHERE b.tenant_id = {tenant_id} AND b.balance <> coalesce(e.s, 0)""")
+        return out == "0"
