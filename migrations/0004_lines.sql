@@ -158,6 +158,8 @@ CALL frontdesk.create_hash_partitions('frontdesk.lines', 8);
 CALL frontdesk.enable_tenant_rls('frontdesk.lines');
 CREATE INDEX lines_path ON frontdesk.lines (tenant_id, reseller_path COLLATE "C", id);
 CREATE INDEX lines_expires ON frontdesk.lines (tenant_id, expires_at);
+-- Lines whose expiry the sweep has not announced yet (line.expired), by expiry.
+CREATE INDEX lines_expiry_due ON frontdesk.lines (tenant_id, expires_at) WHERE expiry_announced IS NULL;
 GRANT SELECT, INSERT, UPDATE, DELETE ON frontdesk.lines TO frontdesk_linesd;
 GRANT USAGE ON SEQUENCE frontdesk.lines_id_seq TO frontdesk_linesd;
 

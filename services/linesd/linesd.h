@@ -174,10 +174,26 @@ int linesd_set_line_status(fd_call_t *, const ProtobufCMessage *, ProtobufCMessa
 int linesd_delete_line(fd_call_t *, const ProtobufCMessage *, ProtobufCMessage **);
 int linesd_create_trial_line(fd_call_t *, const ProtobufCMessage *, ProtobufCMessage **);
 
-/* The columns of a line, as line_message reads them ("l." prefixed). */
-extern const char LINE_COLS[];
+/* The columns of a line, as line_message reads them: select them FROM
+ * frontdesk.lines l (and concatenate: "SELECT " LINE_COLUMNS " FROM ...").
+ * status is derived (EXPIRED at the second); active_connections counts the
+ * sessions not yet ended; last_seen from its sessions. */
+#define LINE_COLUMNS                                                                                  \
+	"l.id, l.reseller_id, l.username, encode(l.password_box, 'hex'), l.package_id,"                    \
+	" CASE WHEN l.state IN ('banned', 'disabled') THEN l.state WHEN l.expires_at <= now() THEN 'expired'" \
+	" ELSE l.state END, " EPOCH("l.expires_at") ", l.max_connections, l.bouquet_ids, l.allowed_ips,"     \
+	" l.allowed_user_agents, l.output_formats, l.bandwidth_cap_kbps, l.trial, l.notes,"                \
+	" (SELECT count(*) FROM frontdesk.sessions s WHERE s.tenant_id = l.tenant_id AND s.line_id = l.id"   \
+	"   AND s.ended_at IS NULL), " EPOCH("l.created_at") ", " EPOCH("l.updated_at") ","                 \
+	" coalesce((SELECT " EPOCH("max(s.last_seen_at)") " FROM frontdesk.sessions s"                       \
+	"   WHERE s.tenant_id = l.tenant_id AND s.line_id = l.id), 0), l.reseller_path"
+#define LINE_NCOLS 20
+extern const char LINE_COLS[];   /* LINE_COLUMNS, for code that builds statements at run time */
 /* A Line from a row of LINE_COLS starting at column col (password opened). */
 Frontdesk__V1__Line *line_message(const linesd_t *l, fd_arena_t *a, int64_t tenant, PGresult *res, int row, int col);
+/* The ids of every tenant but the platform, for the jobs that walk them all
+ * (one transaction per tenant): *ids in arena. */
+int linesd_tenant_ids(linesd_t *l, fd_arena_t *arena, int64_t **ids, int *n) FD_MUSTCHECK;
 /* Settles pending charges older than reconcile_after in every tenant (jobs thread). */
 void lines_reconcile(linesd_t *l);
 
@@ -191,8 +207,16 @@ int linesd_kick_session(fd_call_t *, const ProtobufCMessage *, ProtobufCMessage 
 
 int sessions_init(linesd_t *l, fd_err_t *err) FD_MUSTCHECK;
 void sessions_fini(linesd_t *l);
-/* The columns of a session ("s." prefixed) and its message. */
-extern const char SESSION_COLS[];
+/* The columns of a session and its message: "SELECT " SESSION_COLUMNS
+ * " FROM " SESSION_FROM " WHERE s.tenant_id = $1 AND ...". */
+#define SESSION_COLUMNS                                                                               \
+	"s.id, s.line_id, coalesce(l.username, ''), coalesce(l.reseller_id, 0), s.stream_id, s.node_id,"   \
+	" host(s.client_ip), s.user_agent, s.output_format, " EPOCH("s.started_at") ", "                    \
+	EPOCH("s.last_seen_at") ", coalesce(" EPOCH("s.ended_at") ", 0), s.end_reason"
+#define SESSION_NCOLS 13
+#define SESSION_FROM                                                                                  \
+	"frontdesk.sessions s LEFT JOIN frontdesk.lines l ON l.tenant_id = s.tenant_id AND l.id = s.line_id"
+extern const char SESSION_COLS[];   /* SESSION_COLUMNS */
 Frontdesk__V1__Session *session_message(fd_arena_t *a, int64_t tenant, PGresult *res, int row, int col);
 /* Ends live sessions past the timeout or of expired lines, announces
  * line.expired, in every tenant (jobs thread). */

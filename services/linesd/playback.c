@@ -1,65 +1,962 @@
-/* playback.c - not built yet: answers UNIMPLEMENTED. */
+/* playback.c - AuthorizePlayback, heartbeats, sessions, and the sweep that
+ * ends sessions past their timeout or of expired lines.
+ *
+ * AuthorizePlayback is one statement: frontdesk.authorize_playback (the
+ * failure limits, the credentials, every rule of the line, and the session
+ * under the connection limit, exact across replicas: see the migration)
+ * joined with the line's columns for the answer.
+ *
+ * Heartbeats are answered from a cache of live sessions kept in this
+ * process and written to the database in batches (heartbeat_flush_ms): one
+ * UPDATE per tenant per flush. The cache is trusted only while this
+ * replica's LISTEN connection is up (events.c): a kick, a replacement, a
+ * line disabled or extended on any replica reaches every cache through it;
+ * when the connection drops the cache is emptied and heartbeats read the
+ * database until it is back. What a crash loses: heartbeats of the last
+ * flush period (the sessions look that much older; none is revived), and
+ * with synchronous_commit off for session writes, PostgreSQL's last fraction
+ * of a second of session starts and ends. */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
 #include "linesd.h"
+#include "fd/log.h"
+#include "fd/wire.h"
 
-int linesd_authorize_playback(fd_call_t *call, const ProtobufCMessage *req, ProtobufCMessage **resp)
+#define SHARDS 64
+#define BUCKETS 4096            /* per shard */
+#define SHARD_MAX 65536         /* sessions cached per shard at most; past it the database answers */
+
+const char SESSION_COLS[] = SESSION_COLUMNS;
+
+typedef struct sess {
+	struct sess *next;
+	int64_t id, tenant, line, node;
+	int64_t expires_at;          /* the line's, when cached */
+	int64_t last_seen;           /* Unix seconds */
+} sess_t;
+
+typedef struct beat {
+	int64_t tenant, id, at;
+} beat_t;
+
+typedef struct shard {
+	pthread_mutex_t mu;
+	sess_t *buckets[BUCKETS];
+	size_t n;
+	beat_t *beats;               /* heartbeats not yet written */
+	size_t nbeats, capbeats;
+} shard_t;
+
+struct linesd_sessions {
+	shard_t shards[SHARDS];
+	pthread_t flusher;
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	bool stop, started;
+	unsigned sweep_shard;        /* round robin of the stale-entry scan */
+};
+
+static int64_t now_s(void)
 {
-	(void)req;
-	(void)resp;
-	return fd_call_fail(call, FD_EUNIMPL, "not built yet");
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return ts.tv_sec;
 }
 
-int linesd_session_heartbeat(fd_call_t *call, const ProtobufCMessage *req, ProtobufCMessage **resp)
+static shard_t *shard_of(struct linesd_sessions *c, int64_t id)
 {
-	(void)req;
-	(void)resp;
-	return fd_call_fail(call, FD_EUNIMPL, "not built yet");
+	return &c->shards[(uint64_t)id % SHARDS];
 }
 
-int linesd_end_session(fd_call_t *call, const ProtobufCMessage *req, ProtobufCMessage **resp)
+static sess_t **slot_of(shard_t *sh, int64_t id)
 {
-	(void)req;
-	(void)resp;
-	return fd_call_fail(call, FD_EUNIMPL, "not built yet");
+	uint64_t h = (uint64_t)id / SHARDS;
+	h ^= h >> 17;
+	h *= 0x9e3779b97f4a7c15ull;
+	return &sh->buckets[(h >> 40) % BUCKETS];
 }
 
-int linesd_list_sessions(fd_call_t *call, const ProtobufCMessage *req, ProtobufCMessage **resp)
+/* Under sh->mu. */
+static sess_t *find(shard_t *sh, int64_t id)
 {
-	(void)req;
-	(void)resp;
-	return fd_call_fail(call, FD_EUNIMPL, "not built yet");
-}
-
-int linesd_kick_session(fd_call_t *call, const ProtobufCMessage *req, ProtobufCMessage **resp)
-{
-	(void)req;
-	(void)resp;
-	return fd_call_fail(call, FD_EUNIMPL, "not built yet");
-}
-
-const char SESSION_COLS[] = "s.id";
-int sessions_init(linesd_t *l, fd_err_t *err)
-{
-	(void)l; (void)err;
-	return 0;
-}
-void sessions_fini(linesd_t *l)
-{
-	(void)l;
-}
-Frontdesk__V1__Session *session_message(fd_arena_t *a, int64_t tenant, PGresult *res, int row, int col)
-{
-	(void)a; (void)tenant; (void)res; (void)row; (void)col;
+	for (sess_t *s = *slot_of(sh, id); s; s = s->next)
+		if (s->id == id)
+			return s;
 	return NULL;
 }
-void sessions_sweep(linesd_t *l)
+
+static void drop(shard_t *sh, int64_t id)
 {
-	(void)l;
+	for (sess_t **p = slot_of(sh, id); *p; p = &(*p)->next)
+		if ((*p)->id == id) {
+			sess_t *s = *p;
+			*p = s->next;
+			free(s);
+			sh->n--;
+			return;
+		}
 }
+
+static void cache_put(linesd_t *l, int64_t tenant, int64_t id, int64_t line, int64_t node, int64_t expires_at,
+                      int64_t last_seen)
+{
+	if (!events_listening(l))
+		return;
+	shard_t *sh = shard_of(l->sessions, id);
+	pthread_mutex_lock(&sh->mu);
+	sess_t *s = find(sh, id);
+	if (!s && sh->n < SHARD_MAX && (s = calloc(1, sizeof(*s)))) {
+		sess_t **slot = slot_of(sh, id);
+		s->next = *slot;
+		*slot = s;
+		sh->n++;
+	}
+	if (s) {
+		s->id = id;
+		s->tenant = tenant;
+		s->line = line;
+		s->node = node;
+		s->expires_at = expires_at;
+		s->last_seen = last_seen;
+	}
+	pthread_mutex_unlock(&sh->mu);
+}
+
+static void cache_drop(linesd_t *l, int64_t id)
+{
+	shard_t *sh = shard_of(l->sessions, id);
+	pthread_mutex_lock(&sh->mu);
+	drop(sh, id);
+	pthread_mutex_unlock(&sh->mu);
+}
+
 void sessions_on_event(linesd_t *l, int64_t tenant, int type, int64_t line_id, int64_t session_id)
 {
-	(void)l; (void)tenant; (void)type; (void)line_id; (void)session_id;
+	(void)tenant;
+	if (!l->sessions)
+		return;
+	if (type == FRONTDESK__V1__LINE_EVENT_TYPE__LINE_EVENT_TYPE_SESSION_ENDED && session_id) {
+		cache_drop(l, session_id);
+		return;
+	}
+	if (type == FRONTDESK__V1__LINE_EVENT_TYPE__LINE_EVENT_TYPE_SESSION_STARTED || !line_id)
+		return;
+	/* A line changed (extended, disabled, deleted, ...): its sessions are read again. */
+	for (int i = 0; i < SHARDS; i++) {
+		shard_t *sh = &l->sessions->shards[i];
+		pthread_mutex_lock(&sh->mu);
+		for (int b = 0; b < BUCKETS; b++)
+			for (sess_t **p = &sh->buckets[b]; *p;) {
+				if ((*p)->line == line_id) {
+					sess_t *s = *p;
+					*p = s->next;
+					free(s);
+					sh->n--;
+				} else {
+					p = &(*p)->next;
+				}
+			}
+		pthread_mutex_unlock(&sh->mu);
+	}
 }
+
+static void shard_clear(shard_t *sh, int64_t older_than)
+{
+	for (int b = 0; b < BUCKETS; b++)
+		for (sess_t **p = &sh->buckets[b]; *p;) {
+			if ((*p)->last_seen < older_than) {
+				sess_t *s = *p;
+				*p = s->next;
+				free(s);
+				sh->n--;
+			} else {
+				p = &(*p)->next;
+			}
+		}
+}
+
 void sessions_forget_all(linesd_t *l)
 {
-	(void)l;
+	if (!l->sessions)
+		return;
+	for (int i = 0; i < SHARDS; i++) {
+		shard_t *sh = &l->sessions->shards[i];
+		pthread_mutex_lock(&sh->mu);
+		shard_clear(sh, INT64_MAX);
+		pthread_mutex_unlock(&sh->mu);
+	}
+}
+
+/* ---- heartbeats written in batches ---- */
+
+static void note_beat(linesd_t *l, int64_t tenant, int64_t id, int64_t at)
+{
+	shard_t *sh = shard_of(l->sessions, id);
+	pthread_mutex_lock(&sh->mu);
+	if (sh->nbeats == sh->capbeats) {
+		size_t cap = sh->capbeats ? 2 * sh->capbeats : 256;
+		beat_t *b = realloc(sh->beats, cap * sizeof(*b));
+		if (!b) {
+			pthread_mutex_unlock(&sh->mu);
+			return;      /* the heartbeat is answered; only its write is lost */
+		}
+		sh->beats = b;
+		sh->capbeats = cap;
+	}
+	sh->beats[sh->nbeats++] = (beat_t){ tenant, id, at };
+	pthread_mutex_unlock(&sh->mu);
+}
+
+static int beat_order(const void *a, const void *b)
+{
+	const beat_t *x = a, *y = b;
+	if (x->tenant != y->tenant)
+		return x->tenant < y->tenant ? -1 : 1;
+	if (x->id != y->id)
+		return x->id < y->id ? -1 : 1;
+	return x->at < y->at ? -1 : x->at > y->at;
+}
+
+static const fd_sql_t SQL_ASYNC = {
+	"linesd_async_commit", "SELECT set_config('synchronous_commit', 'off', true)", 0,
+};
+static const fd_sql_t SQL_BEATS = {
+	"linesd_beats",
+	"UPDATE frontdesk.sessions s SET last_seen_at = to_timestamp(v.at)"
+	"  FROM unnest($2::bigint[], $3::bigint[]) AS v(id, at)"
+	" WHERE s.tenant_id = $1 AND s.id = v.id AND s.ended_at IS NULL AND s.last_seen_at < to_timestamp(v.at)",
+	3,
+};
+
+typedef struct beats_q {
+	const char *params[3];
+} beats_q_t;
+
+static int beats_tx(fd_tx_t *tx, void *arg)
+{
+	beats_q_t *q = arg;
+	int rc = fd_tx_exec(tx, &SQL_ASYNC, NULL, 0, NULL);
+	if (rc < 0)
+		return rc;
+	return fd_tx_exec(tx, &SQL_BEATS, q->params, FD_TX_LAST, NULL);
+}
+
+static void flush_beats(linesd_t *l)
+{
+	struct linesd_sessions *c = l->sessions;
+	size_t total = 0;
+	beat_t *all = NULL;
+	for (int i = 0; i < SHARDS; i++) {
+		shard_t *sh = &c->shards[i];
+		pthread_mutex_lock(&sh->mu);
+		if (sh->nbeats) {
+			beat_t *grown = realloc(all, (total + sh->nbeats) * sizeof(*all));
+			if (grown) {
+				all = grown;
+				memcpy(all + total, sh->beats, sh->nbeats * sizeof(*all));
+				total += sh->nbeats;
+			}
+			sh->nbeats = 0;
+		}
+		pthread_mutex_unlock(&sh->mu);
+	}
+	if (!total) {
+		free(all);
+		return;
+	}
+	qsort(all, total, sizeof(*all), beat_order);
+	/* One statement per tenant, the latest beat of each session. */
+	char *ids = malloc(total * 21 + 3), *ats = malloc(total * 21 + 3), tenant_s[24];
+	for (size_t i = 0; ids && ats && i < total;) {
+		size_t j = i;
+		char *pi = ids, *pa = ats;
+		*pi++ = '{';
+		*pa++ = '{';
+		for (; j < total && all[j].tenant == all[i].tenant; j++) {
+			if (j + 1 < total && all[j + 1].tenant == all[j].tenant && all[j + 1].id == all[j].id)
+				continue;
+			pi += sprintf(pi, "%s%" PRId64, pi[-1] == '{' ? "" : ",", all[j].id);
+			pa += sprintf(pa, "%s%" PRId64, pa[-1] == '{' ? "" : ",", all[j].at);
+		}
+		strcpy(pi, "}");
+		strcpy(pa, "}");
+		snprintf(tenant_s, sizeof(tenant_s), "%" PRId64, all[i].tenant);
+		beats_q_t q = { { tenant_s, ids, ats } };
+		fd_err_t err = { 0 };
+		if (fd_db_run(l->db, all[i].tenant, beats_tx, &q, &err) < 0)
+			fd_warn("tenant %" PRId64 ": %zu heartbeats not written: %s", all[i].tenant, j - i, err.msg);
+		i = j;
+	}
+	free(ids);
+	free(ats);
+	free(all);
+}
+
+static void *flusher_main(void *arg)
+{
+	linesd_t *l = arg;
+	struct linesd_sessions *c = l->sessions;
+	pthread_mutex_lock(&c->mu);
+	while (!c->stop) {
+		struct timespec until;
+		clock_gettime(CLOCK_REALTIME, &until);
+		int64_t ns = until.tv_nsec + (l->cfg->heartbeat_flush_ms % 1000) * 1000000;
+		until.tv_sec += l->cfg->heartbeat_flush_ms / 1000 + ns / 1000000000;
+		until.tv_nsec = ns % 1000000000;
+		while (!c->stop && pthread_cond_timedwait(&c->cv, &c->mu, &until) != ETIMEDOUT)
+			;
+		pthread_mutex_unlock(&c->mu);
+		flush_beats(l);
+		/* Forget, one shard per flush, sessions nobody heartbeats any more. */
+		shard_t *sh = &c->shards[c->sweep_shard++ % SHARDS];
+		pthread_mutex_lock(&sh->mu);
+		shard_clear(sh, now_s() - l->cfg->session_timeout - 10);
+		pthread_mutex_unlock(&sh->mu);
+		pthread_mutex_lock(&c->mu);
+	}
+	pthread_mutex_unlock(&c->mu);
+	flush_beats(l);      /* what is left, at a clean stop */
+	return NULL;
+}
+
+int sessions_init(linesd_t *l, fd_err_t *err)
+{
+	struct linesd_sessions *c = calloc(1, sizeof(*c));
+	if (!c)
+		return fd_err_set(err, FD_EEXHAUSTED, "out of memory");
+	for (int i = 0; i < SHARDS; i++)
+		pthread_mutex_init(&c->shards[i].mu, NULL);
+	pthread_mutex_init(&c->mu, NULL);
+	pthread_cond_init(&c->cv, NULL);
+	l->sessions = c;
+	if (pthread_create(&c->flusher, NULL, flusher_main, l) != 0)
+		return fd_err_set(err, FD_EINTERNAL, "cannot start the heartbeat flusher");
+	c->started = true;
+	return 0;
+}
+
+void sessions_fini(linesd_t *l)
+{
+	struct linesd_sessions *c = l->sessions;
+	if (!c)
+		return;
+	if (c->started) {
+		pthread_mutex_lock(&c->mu);
+		c->stop = true;
+		pthread_cond_broadcast(&c->cv);
+		pthread_mutex_unlock(&c->mu);
+		pthread_join(c->flusher, NULL);
+	}
+	for (int i = 0; i < SHARDS; i++) {
+		shard_clear(&c->shards[i], INT64_MAX);
+		free(c->shards[i].beats);
+		pthread_mutex_destroy(&c->shards[i].mu);
+	}
+	pthread_mutex_destroy(&c->mu);
+	pthread_cond_destroy(&c->cv);
+	free(c);
+	l->sessions = NULL;
+}
+
+/* ---- messages ---- */
+
+Frontdesk__V1__Session *session_message(fd_arena_t *a, int64_t tenant, PGresult *res, int row, int col)
+{
+	Frontdesk__V1__Session *m = fd_arena_zalloc(a, sizeof(*m));
+	if (!m)
+		return NULL;
+	frontdesk__v1__session__init(m);
+	m->id = col_i64(res, row, col + 0);
+	m->tenant_id = tenant;
+	m->line_id = col_i64(res, row, col + 1);
+	m->username = fd_arena_strdup(a, PQgetvalue(res, row, col + 2));
+	m->reseller_id = col_i64(res, row, col + 3);
+	m->stream_id = col_i64(res, row, col + 4);
+	m->node_id = col_i64(res, row, col + 5);
+	m->client_ip = fd_arena_strdup(a, PQgetvalue(res, row, col + 6));
+	m->user_agent = fd_arena_strdup(a, PQgetvalue(res, row, col + 7));
+	m->output_format = (Frontdesk__V1__OutputFormat)col_i64(res, row, col + 8);
+	m->started_at = col_i64(res, row, col + 9);
+	m->last_seen_at = col_i64(res, row, col + 10);
+	m->ended_at = col_i64(res, row, col + 11);
+	m->end_reason = (Frontdesk__V1__SessionEndReason)col_i64(res, row, col + 12);
+	return m->username && m->client_ip && m->user_agent ? m : NULL;
+}
+
+static Frontdesk__V1__RoutedNode *node_message(fd_arena_t *a, int64_t node)
+{
+	if (!node)
+		return NULL;
+	Frontdesk__V1__RoutedNode *n = fd_arena_zalloc(a, sizeof(*n));
+	if (n) {
+		frontdesk__v1__routed_node__init(n);
+		n->node_id = node;
+	}
+	return n;
+}
+
+/* ---- AuthorizePlayback ---- */
+
+#define DENY(x) FRONTDESK__V1__DENIAL_REASON__DENIAL_REASON_##x
+
+static const struct {
+	const char *outcome;
+	Frontdesk__V1__DenialReason reason;
+	const char *message;
+} outcomes[] = {
+	{ "bad_credentials", DENY(BAD_CREDENTIALS), "unknown username or wrong password" },
+	{ "rate_limited", DENY(RATE_LIMITED), "too many failed attempts from this address" },
+	{ "banned", DENY(BANNED), "the line is banned" },
+	{ "disabled", DENY(DISABLED), "the line is disabled" },
+	{ "tenant_suspended", DENY(TENANT_SUSPENDED), "the service is suspended" },
+	{ "reseller_suspended", DENY(RESELLER_SUSPENDED), "the line's reseller is suspended" },
+	{ "expired", DENY(EXPIRED), "the line has expired" },
+	{ "ip_not_allowed", DENY(IP_NOT_ALLOWED), "the line may not be used from this address" },
+	{ "ua_not_allowed", DENY(UA_NOT_ALLOWED), "the line may not be used with this player" },
+	{ "format_not_allowed", DENY(FORMAT_NOT_ALLOWED), "the line may not play this format" },
+	{ "stream_not_in_package", DENY(STREAM_NOT_IN_PACKAGE), "the stream is not in the line's package" },
+	{ "max_connections", DENY(MAX_CONNECTIONS), "the line is at its connection limit" },
+};
+
+static const fd_sql_t SQL_AUTHORIZE = {
+	"linesd_authorize",
+	"SELECT d.outcome, d.retry_after, d.session_id, d.reused, d.replaced_id, d.line_id, " LINE_COLUMNS
+	"  FROM frontdesk.authorize_playback($1, $2, decode($3, 'hex'), $4, $5::inet, $6, $7::smallint, $8, $9, $10,"
+	"       $11, $12, $13, $14, coalesce((SELECT connection_limit_policy = 'end_oldest'"
+	"                                        FROM frontdesk.lines_settings WHERE tenant_id = $1), false), $15) d"
+	"  LEFT JOIN frontdesk.lines l ON l.tenant_id = $1 AND l.id = d.line_id",
+	15,
+};
+
+typedef struct auth_q {
+	linesd_t *l;
+	fd_arena_t *arena;
+	int64_t tenant;
+	const char *params[15];
+	const char *outcome;
+	int32_t retry_after;
+	int64_t session, replaced, line_id;
+	bool reused;
+	Frontdesk__V1__Line *line;
+} auth_q_t;
+
+static int authorize_tx(fd_tx_t *tx, void *arg)
+{
+	auth_q_t *q = arg;
+	PGresult *res;
+	int rc = fd_tx_exec(tx, &SQL_AUTHORIZE, q->params, FD_TX_LAST, &res);
+	if (rc < 0)
+		return rc;
+	if (PQntuples(res) != 1)
+		return fd_err_set(fd_tx_err(tx), FD_EINTERNAL, "authorize_playback answered no row");
+	q->outcome = fd_arena_strdup(q->arena, PQgetvalue(res, 0, 0));
+	q->retry_after = (int32_t)col_i64(res, 0, 1);
+	q->session = col_i64(res, 0, 2);
+	q->reused = col_bool(res, 0, 3);
+	q->replaced = col_i64(res, 0, 4);
+	q->line_id = col_i64(res, 0, 5);
+	q->line = NULL;
+	if (!q->outcome)
+		return TX_OOM(tx);
+	if (!PQgetisnull(res, 0, 6) && !(q->line = line_message(q->l, q->arena, q->tenant, res, 0, 6)))
+		return TX_OOM(tx);
+	return 0;
+}
+
+static int check_ip(fd_call_t *call, const char *field, const char *s)
+{
+	unsigned char bin[16];
+	if (!s[0])
+		return fd_call_fail(call, FD_EINVAL, "%s: required", field);
+	if (strlen(s) > 45 || inet_pton(strchr(s, ':') ? AF_INET6 : AF_INET, s, bin) != 1)
+		return fd_call_fail(call, FD_EINVAL, "%s: not an IPv4 or IPv6 address", field);
+	return 0;
+}
+
+/* The edge's (service) caller and the tenant it names; a suspended tenant
+ * is an answer (TENANT_SUSPENDED), not an error. */
+static int playback_caller(fd_call_t *call, int64_t tenant_id, fd_caller_t *c, bool *active)
+{
+	int rc = fd_call_caller(call, c);
+	if (rc < 0 || (rc = fd_caller_need(c, FRONTDESK__V1__SCOPE__SCOPE_PLAYBACK_AUTHORIZE, fd_call_err(call))) < 0)
+		return rc;
+	if (tenant_id <= 0)
+		return fd_call_fail(call, FD_EINVAL, "tenant_id: required (the tenant of the host name the player used)");
+	linesd_t *l = linesd_of(call);
+	if ((rc = fd_verifier_tenant(l->verifier, tenant_id, fd_call_deadline_ms(call), active, fd_call_err(call))) < 0)
+		return rc;
+	fd_call_set_log_tenant(call, tenant_id);
+	return 0;
+}
+
+int linesd_authorize_playback(fd_call_t *call, const ProtobufCMessage *msg, ProtobufCMessage **resp)
+{
+	const Frontdesk__V1__AuthorizePlaybackRequest *req = (const void *)msg;
+	linesd_t *l = linesd_of(call);
+	fd_arena_t *a = fd_call_arena(call);
+	fd_caller_t c;
+	bool active;
+	int rc = playback_caller(call, req->tenant_id, &c, &active);
+	if (rc < 0)
+		return rc;
+	size_t un = strlen(req->username);
+	if (un == 0 || un > 64)
+		return fd_call_fail(call, FD_EINVAL, "username: 1 to 64 characters");
+	if (strlen(req->password) > 64)
+		return fd_call_fail(call, FD_EINVAL, "password: at most 64 characters");
+	if ((rc = check_ip(call, "client_ip", req->client_ip)) < 0 ||
+	    (rc = fd_check_text("user_agent", req->user_agent, 0, 512, fd_call_err(call))) < 0 ||
+	    (rc = fd_check_text("client_session_key", req->client_session_key, 0, 128, fd_call_err(call))) < 0)
+		return rc;
+	if (req->stream_id < 0 || req->node_id < 0)
+		return fd_call_fail(call, FD_EINVAL, "stream_id, node_id: must not be negative");
+	if (req->output_format < 0 || req->output_format > FRONTDESK__V1__OUTPUT_FORMAT__OUTPUT_FORMAT_RTMP)
+		return fd_call_fail(call, FD_EINVAL, "output_format: not an OutputFormat");
+	char pwh[65];
+	line_password_hash(l, req->tenant_id, req->password, pwh);
+	auth_q_t q = { .l = l, .arena = a, .tenant = req->tenant_id };
+	const char *params[15] = {
+		fd_arena_printf(a, "%" PRId64, req->tenant_id), req->username, pwh,
+		fd_arena_printf(a, "%" PRId64, req->stream_id), req->client_ip, req->user_agent,
+		fd_arena_printf(a, "%d", (int)req->output_format), fd_arena_printf(a, "%" PRId64, req->node_id),
+		req->client_session_key, active ? "true" : "false",
+		fd_arena_printf(a, "%" PRId64, l->cfg->session_timeout), fd_arena_printf(a, "%" PRId64, l->cfg->fail_window),
+		fd_arena_printf(a, "%" PRId64, l->cfg->fail_max_user), fd_arena_printf(a, "%" PRId64, l->cfg->fail_max_ip),
+		req->stream_id && events_watched(l, req->tenant_id) ? "true" : "false",
+	};
+	memcpy(q.params, params, sizeof(params));
+	for (int i = 0; i < 15; i++)
+		if (!q.params[i])
+			return OOM(call);
+	fd_tx_opts_t o = { .tenant_id = req->tenant_id, .deadline_ms = fd_call_deadline_ms(call) };
+	if ((rc = fd_db_run_opts(l->db, &o, authorize_tx, &q, fd_call_err(call))) < 0)
+		return rc;
+
+	Frontdesk__V1__AuthorizePlaybackResponse *m = fd_arena_zalloc(a, sizeof(*m));
+	if (!m)
+		return OOM(call);
+	frontdesk__v1__authorize_playback_response__init(m);
+	m->line = q.line;
+	if (m->line)
+		m->line->password = req->password;   /* the player's own; not opened again */
+	if (strcmp(q.outcome, "allowed") == 0) {
+		m->allowed = true;
+		m->session_id = q.session;
+		m->session_reused = q.reused;
+		m->replaced_session_id = q.replaced;
+		m->bandwidth_cap_kbps = q.line ? q.line->bandwidth_cap_kbps : 0;
+		m->recheck_after_seconds = (int32_t)l->cfg->heartbeat_interval;
+		if (req->node_id) {
+			m->node = node_message(a, req->node_id);
+		} else if (req->stream_id) {
+			m->note = "routing is not available yet (routerd is not built): no node is named";
+		}
+		if (q.session && q.line)
+			cache_put(l, req->tenant_id, q.session, q.line_id, req->node_id, q.line->expires_at, now_s());
+		if (q.replaced)
+			cache_drop(l, q.replaced);
+	} else {
+		m->allowed = false;
+		m->message = "denied";
+		for (size_t i = 0; i < sizeof(outcomes) / sizeof(outcomes[0]); i++)
+			if (strcmp(outcomes[i].outcome, q.outcome) == 0) {
+				m->denial_reason = outcomes[i].reason;
+				m->message = (char *)outcomes[i].message;
+			}
+		if (m->denial_reason == DENY(BAD_CREDENTIALS))
+			m->line = NULL;
+		m->retry_after_seconds = q.retry_after;
+	}
+	*resp = &m->base;
+	return 0;
+}
+
+/* ---- SessionHeartbeat ---- */
+
+static const fd_sql_t SQL_SESSION_STATE = {
+	"linesd_session_state",
+	"SELECT s.line_id, s.node_id, s.ended_at IS NOT NULL, s.end_reason, " EPOCH("s.last_seen_at") ","
+	"       coalesce(" EPOCH("l.expires_at") ", 0), coalesce(l.state, 'deleted')"
+	"  FROM frontdesk.sessions s LEFT JOIN frontdesk.lines l ON l.tenant_id = s.tenant_id AND l.id = s.line_id"
+	" WHERE s.tenant_id = $1 AND s.id = $2",
+	2,
+};
+/* Ends one live session with a reason, announcing it. */
+static const fd_sql_t SQL_END_SESSION = {
+	"linesd_end_session",
+	"WITH e AS (UPDATE frontdesk.sessions s SET ended_at = now(), end_reason = $3"
+	"            WHERE s.tenant_id = $1 AND s.id = $2 AND s.ended_at IS NULL RETURNING s.id, s.line_id)"
+	" SELECT frontdesk.line_event($1, 6, e.line_id, coalesce(l.reseller_id, 0), e.id, 0)"
+	"   FROM e LEFT JOIN frontdesk.lines l ON l.tenant_id = $1 AND l.id = e.line_id",
+	3,
+};
+
+typedef struct beat_q {
+	const char *params[3];
+	bool found, ended;
+	int64_t line, node, last_seen, expires_at, reason;
+	char state[16];
+} beat_q_t;
+
+static int session_state_tx(fd_tx_t *tx, void *arg)
+{
+	beat_q_t *q = arg;
+	PGresult *res;
+	int rc = fd_tx_exec(tx, &SQL_SESSION_STATE, q->params, FD_TX_LAST, &res);
+	if (rc < 0)
+		return rc;
+	if (!(q->found = PQntuples(res) == 1))
+		return 0;
+	q->line = col_i64(res, 0, 0);
+	q->node = col_i64(res, 0, 1);
+	q->ended = col_bool(res, 0, 2);
+	q->reason = col_i64(res, 0, 3);
+	q->last_seen = col_i64(res, 0, 4);
+	q->expires_at = col_i64(res, 0, 5);
+	snprintf(q->state, sizeof(q->state), "%s", PQgetvalue(res, 0, 6));
+	return 0;
+}
+
+static int end_session_tx(fd_tx_t *tx, void *arg)
+{
+	beat_q_t *q = arg;
+	int rc = fd_tx_exec(tx, &SQL_ASYNC, NULL, 0, NULL);
+	if (rc < 0)
+		return rc;
+	return fd_tx_exec(tx, &SQL_END_SESSION, q->params, FD_TX_LAST, NULL);
+}
+
+int linesd_session_heartbeat(fd_call_t *call, const ProtobufCMessage *msg, ProtobufCMessage **resp)
+{
+	const Frontdesk__V1__SessionHeartbeatRequest *req = (const void *)msg;
+	linesd_t *l = linesd_of(call);
+	fd_arena_t *a = fd_call_arena(call);
+	fd_caller_t c;
+	bool active;
+	int rc = playback_caller(call, req->tenant_id, &c, &active);
+	if (rc < 0)
+		return rc;
+	if (req->session_id <= 0)
+		return fd_call_fail(call, FD_EINVAL, "session_id: required");
+	Frontdesk__V1__SessionHeartbeatResponse *m = fd_arena_zalloc(a, sizeof(*m));
+	if (!m)
+		return OOM(call);
+	frontdesk__v1__session_heartbeat_response__init(m);
+	m->next_heartbeat_seconds = (int32_t)l->cfg->heartbeat_interval;
+	int64_t now = now_s(), timeout = l->cfg->session_timeout;
+
+	/* The cache: a live session of this tenant, its line unchanged since cached. */
+	shard_t *sh = shard_of(l->sessions, req->session_id);
+	bool hit = false;
+	int64_t node = 0, expires_at = 0;
+	if (active && events_listening(l)) {
+		pthread_mutex_lock(&sh->mu);
+		sess_t *s = find(sh, req->session_id);
+		if (s && s->tenant == req->tenant_id && now < s->expires_at && now - s->last_seen <= timeout) {
+			hit = true;
+			s->last_seen = now;
+			node = s->node;
+			expires_at = s->expires_at;
+		}
+		pthread_mutex_unlock(&sh->mu);
+	}
+	if (!hit) {
+		beat_q_t q = { .params = { fd_arena_printf(a, "%" PRId64, req->tenant_id),
+			                       fd_arena_printf(a, "%" PRId64, req->session_id), NULL } };
+		if (!q.params[0] || !q.params[1])
+			return OOM(call);
+		fd_tx_opts_t o = { .tenant_id = req->tenant_id, .deadline_ms = fd_call_deadline_ms(call), .read_only = true };
+		if ((rc = fd_db_run_opts(l->db, &o, session_state_tx, &q, fd_call_err(call))) < 0)
+			return rc;
+		if (!q.found)
+			return fd_call_fail(call, FD_ENOTFOUND, "session %" PRId64 " not found", req->session_id);
+		m->expires_at = q.expires_at;
+		int64_t end = 0;
+		if (q.ended)
+			end = q.reason;
+		else if (now - q.last_seen > timeout)
+			end = FRONTDESK__V1__SESSION_END_REASON__SESSION_END_REASON_TIMED_OUT;
+		else if (strcmp(q.state, "active") != 0 || !active)
+			end = FRONTDESK__V1__SESSION_END_REASON__SESSION_END_REASON_LINE_REVOKED;
+		else if (now >= q.expires_at)
+			end = FRONTDESK__V1__SESSION_END_REASON__SESSION_END_REASON_LINE_EXPIRED;
+		if (end) {
+			if (!q.ended) {
+				q.params[2] = fd_arena_printf(a, "%" PRId64, end);
+				o.read_only = false;
+				if (!q.params[2])
+					return OOM(call);
+				if ((rc = fd_db_run_opts(l->db, &o, end_session_tx, &q, fd_call_err(call))) < 0)
+					return rc;
+			}
+			m->active = false;
+			m->end_reason = (Frontdesk__V1__SessionEndReason)end;
+			*resp = &m->base;
+			return 0;
+		}
+		node = q.node;
+		expires_at = q.expires_at;
+		cache_put(l, req->tenant_id, req->session_id, q.line, q.node, q.expires_at, now);
+	}
+	note_beat(l, req->tenant_id, req->session_id, now);
+	m->active = true;
+	m->expires_at = expires_at;
+	m->node = node_message(a, node);
+	*resp = &m->base;
+	return 0;
+}
+
+/* ---- EndSession, KickSession, ListSessions ---- */
+
+typedef struct sess_q {
+	lreq_t *r;                   /* portals; NULL for the edge */
+	fd_arena_t *arena;
+	int64_t tenant;
+	const char *params[9];
+	int limit;
+	Frontdesk__V1__Session **out;
+	size_t n;
+} sess_q_t;
+
+/* $3 end reason; $4 subtree pattern of the caller ('%' for the edge). */
+static const fd_sql_t SQL_CLOSE_SESSION = {
+	"linesd_close_session",
+	"WITH t AS (SELECT s.id FROM frontdesk.sessions s JOIN frontdesk.lines l"
+	"             ON l.tenant_id = s.tenant_id AND l.id = s.line_id"
+	"           WHERE s.tenant_id = $1 AND s.id = $2 AND l.reseller_path LIKE $4),"
+	" e AS (UPDATE frontdesk.sessions s SET ended_at = now(), end_reason = $3"
+	"        FROM t WHERE s.tenant_id = $1 AND s.id = t.id AND s.ended_at IS NULL RETURNING s.id, s.line_id),"
+	" n AS (SELECT frontdesk.line_event($1, 6, e.line_id, coalesce(l.reseller_id, 0), e.id, 0) FROM e"
+	"        LEFT JOIN frontdesk.lines l ON l.tenant_id = $1 AND l.id = e.line_id WHERE $5)"
+	" SELECT (SELECT count(*) FROM t), (SELECT count(*) FROM n)",
+	5,
+};
+static const fd_sql_t SQL_SESSION = {
+	"linesd_session",
+	"SELECT " SESSION_COLUMNS " FROM " SESSION_FROM " WHERE s.tenant_id = $1 AND s.id = $2",
+	2,
+};
+
+static int close_session_tx(fd_tx_t *tx, void *arg)
+{
+	sess_q_t *q = arg;
+	PGresult *res;
+	int rc = fd_tx_exec(tx, &SQL_ASYNC, NULL, 0, NULL);
+	if (rc < 0 || (rc = fd_tx_exec(tx, &SQL_CLOSE_SESSION, q->params, 0, &res)) < 0)
+		return rc;
+	if (col_i64(res, 0, 0) == 0)
+		return fd_err_set(fd_tx_err(tx), FD_ENOTFOUND, "session %s not found", q->params[1]);
+	if ((rc = fd_tx_exec(tx, &SQL_SESSION, q->params, FD_TX_LAST, &res)) < 0)
+		return rc;
+	q->n = 1;
+	if (!(q->out = fd_arena_alloc(q->arena, sizeof(*q->out))) ||
+	    !(q->out[0] = session_message(q->arena, q->tenant, res, 0, 0)))
+		return TX_OOM(tx);
+	return 0;
+}
+
+int linesd_end_session(fd_call_t *call, const ProtobufCMessage *msg, ProtobufCMessage **resp)
+{
+	const Frontdesk__V1__EndSessionRequest *req = (const void *)msg;
+	linesd_t *l = linesd_of(call);
+	fd_arena_t *a = fd_call_arena(call);
+	fd_caller_t c;
+	bool active;
+	int rc = playback_caller(call, req->tenant_id, &c, &active);
+	if (rc < 0)
+		return rc;
+	if (req->session_id <= 0)
+		return fd_call_fail(call, FD_EINVAL, "session_id: required");
+	/* The player stopped: announced only while somebody watches (its own
+	 * heartbeats stop; other replicas' caches forget it by age). */
+	sess_q_t q = { .arena = a, .tenant = req->tenant_id,
+		           .params = { fd_arena_printf(a, "%" PRId64, req->tenant_id),
+		                       fd_arena_printf(a, "%" PRId64, req->session_id), "1", "%",
+		                       events_watched(l, req->tenant_id) ? "true" : "false" } };
+	if (!q.params[0] || !q.params[1])
+		return OOM(call);
+	fd_tx_opts_t o = { .tenant_id = req->tenant_id, .deadline_ms = fd_call_deadline_ms(call) };
+	if ((rc = fd_db_run_opts(l->db, &o, close_session_tx, &q, fd_call_err(call))) < 0)
+		return rc;
+	cache_drop(l, req->session_id);
+	Frontdesk__V1__EndSessionResponse *m = fd_arena_zalloc(a, sizeof(*m));
+	if (!m)
+		return OOM(call);
+	frontdesk__v1__end_session_response__init(m);
+	m->session = q.out[0];
+	*resp = &m->base;
+	return 0;
+}
+
+int linesd_kick_session(fd_call_t *call, const ProtobufCMessage *msg, ProtobufCMessage **resp)
+{
+	const Frontdesk__V1__KickSessionRequest *req = (const void *)msg;
+	lreq_t r;
+	int rc = lreq_begin(&r, call, FRONTDESK__V1__SCOPE__SCOPE_SESSIONS_WRITE, req->tenant_id);
+	if (rc < 0)
+		return rc;
+	if (req->session_id <= 0)
+		return fd_call_fail(call, FD_EINVAL, "session_id: required");
+	if ((rc = fd_check_text("reason", req->reason, 0, 500, fd_call_err(call))) < 0)
+		return rc;
+	/* Always announced: every replica's heartbeat cache must hear of it. */
+	sess_q_t q = { .r = &r, .arena = r.arena, .tenant = r.tenant,
+		           .params = { r.tenant_s, lreq_i64(&r, req->session_id), "3", lreq_subtree(&r), "true" } };
+	if (!q.params[1] || !q.params[3])
+		return OOM(call);
+	if ((rc = lreq_run(&r, close_session_tx, &q)) < 0)
+		return rc;
+	cache_drop(r.l, req->session_id);
+	Frontdesk__V1__KickSessionResponse *m = fd_arena_zalloc(r.arena, sizeof(*m));
+	if (!m)
+		return OOM(call);
+	frontdesk__v1__kick_session_response__init(m);
+	m->session = q.out[0];
+	*resp = &m->base;
+	return 0;
+}
+
+/* Live sessions of the caller's subtree: $4 subtree pattern, $5 line,
+ * $6 reseller subtree pattern, $7 stream, $8 node (NULL = any), $9 timeout. */
+static const fd_sql_t SQL_LIST_SESSIONS = {
+	"linesd_list_sessions",
+	"SELECT " SESSION_COLUMNS " FROM " SESSION_FROM
+	" WHERE s.tenant_id = $1 AND s.id > $2 AND s.ended_at IS NULL"
+	"   AND s.last_seen_at > now() - make_interval(secs => $9) AND l.reseller_path LIKE $4"
+	"   AND ($5::bigint IS NULL OR s.line_id = $5) AND ($6::text IS NULL OR l.reseller_path LIKE $6)"
+	"   AND ($7::bigint IS NULL OR s.stream_id = $7) AND ($8::bigint IS NULL OR s.node_id = $8)"
+	" ORDER BY s.id LIMIT $3",
+	9,
+};
+
+static int list_sessions_tx(fd_tx_t *tx, void *arg)
+{
+	sess_q_t *q = arg;
+	int rc;
+	if (q->params[5]) {     /* a reseller id: its subtree, if the caller may see it */
+		const char *path;
+		if ((rc = lreq_reseller(tx, q->r, strtoll(q->params[5], NULL, 10), &path, NULL)) < 0)
+			return rc;
+		if (!(q->params[5] = fd_arena_printf(q->arena, "%s%%", path)))
+			return TX_OOM(tx);
+	}
+	PGresult *res;
+	if ((rc = fd_tx_exec(tx, &SQL_LIST_SESSIONS, q->params, FD_TX_LAST, &res)) < 0)
+		return rc;
+	q->n = (size_t)PQntuples(res);
+	if (!(q->out = fd_arena_alloc(q->arena, (q->n + 1) * sizeof(*q->out))))
+		return TX_OOM(tx);
+	for (size_t i = 0; i < q->n; i++)
+		if (!(q->out[i] = session_message(q->arena, q->tenant, res, (int)i, 0)))
+			return TX_OOM(tx);
+	return 0;
+}
+
+int linesd_list_sessions(fd_call_t *call, const ProtobufCMessage *msg, ProtobufCMessage **resp)
+{
+	const Frontdesk__V1__ListSessionsRequest *req = (const void *)msg;
+	lreq_t r;
+	int rc = lreq_begin(&r, call, FRONTDESK__V1__SCOPE__SCOPE_SESSIONS_READ, req->tenant_id);
+	if (rc < 0)
+		return rc;
+	int limit;
+	int64_t after;
+	if ((rc = fd_check_page(req->page_size, req->page_token, &limit, &after, fd_call_err(call))) < 0)
+		return rc;
+	if (req->line_id < 0 || req->reseller_id < 0 || req->stream_id < 0 || req->node_id < 0)
+		return fd_call_fail(call, FD_EINVAL, "line_id, reseller_id, stream_id, node_id: must not be negative");
+	sess_q_t q = { .r = &r, .arena = r.arena, .tenant = r.tenant, .limit = limit,
+		           .params = { r.tenant_s, lreq_i64(&r, after), lreq_i64(&r, limit + 1), lreq_subtree(&r),
+		                       req->line_id ? lreq_i64(&r, req->line_id) : NULL,
+		                       req->reseller_id ? lreq_i64(&r, req->reseller_id) : NULL,
+		                       req->stream_id ? lreq_i64(&r, req->stream_id) : NULL,
+		                       req->node_id ? lreq_i64(&r, req->node_id) : NULL,
+		                       lreq_i64(&r, r.l->cfg->session_timeout) } };
+	if (!q.params[1] || !q.params[2] || !q.params[3] || !q.params[8])
+		return OOM(call);
+	if ((rc = lreq_run_ro(&r, list_sessions_tx, &q)) < 0)
+		return rc;
+	Frontdesk__V1__ListSessionsResponse *m = fd_arena_zalloc(r.arena, sizeof(*m));
+	if (!m)
+		return OOM(call);
+	frontdesk__v1__list_sessions_response__init(m);
+	m->sessions = q.out;
+	m->n_sessions = q.n > (size_t)limit ? (size_t)limit : q.n;
+	if (q.n > (size_t)limit && !(m->next_page_token = fd_page_token(r.arena, q.out[limit - 1]->id)))
+		return OOM(call);
+	*resp = &m->base;
+	return 0;
+}
+
+/* ---- the sweep ---- */
+
+/* In one tenant: sessions past the timeout end (TIMED_OUT = 2, at their
+ * last heartbeat + timeout); lines past their expiry are announced once
+ * (line.expired) and their sessions end (LINE_EXPIRED = 5); sessions ended
+ * over an hour ago and old failure counters are deleted. */
+static const fd_sql_t SQL_SWEEP_TIMEOUTS = {
+	"linesd_sweep_timeouts",
+	"WITH e AS (UPDATE frontdesk.sessions s SET ended_at = s.last_seen_at + make_interval(secs => $2), end_reason = 2"
+	"            WHERE s.tenant_id = $1 AND s.ended_at IS NULL"
+	"              AND s.last_seen_at < now() - make_interval(secs => $2) RETURNING s.id, s.line_id)"
+	" SELECT count(frontdesk.line_event($1, 6, e.line_id, coalesce(l.reseller_id, 0), e.id, 0))"
+	"   FROM e LEFT JOIN frontdesk.lines l ON l.tenant_id = $1 AND l.id = e.line_id",
+	2,
+};
+static const fd_sql_t SQL_SWEEP_EXPIRED = {
+	"linesd_sweep_expired",
+	"WITH x AS (UPDATE frontdesk.lines l SET expiry_announced = l.expires_at"
+	"            WHERE l.tenant_id = $1 AND l.expiry_announced IS NULL AND l.expires_at <= now()"
+	"              AND l.state <> 'pending' RETURNING l.id, l.reseller_id, l.state),"
+	" n AS (SELECT frontdesk.line_event($1, 3, x.id, x.reseller_id, 0, 1) FROM x WHERE x.state = 'active'),"
+	" e AS (UPDATE frontdesk.sessions s SET ended_at = now(), end_reason = 5 FROM x"
+	"        WHERE s.tenant_id = $1 AND s.line_id = x.id AND s.ended_at IS NULL RETURNING s.id, x.id AS line_id, x.reseller_id)"
+	" SELECT (SELECT count(*) FROM n), (SELECT count(frontdesk.line_event($1, 6, e.line_id, e.reseller_id, e.id, 0)) FROM e)",
+	1,
+};
+static const fd_sql_t SQL_SWEEP_OLD = {
+	"linesd_sweep_old",
+	"WITH a AS (DELETE FROM frontdesk.sessions WHERE tenant_id = $1 AND ended_at < now() - interval '1 hour'),"
+	" b AS (DELETE FROM frontdesk.playback_failures WHERE tenant_id = $1"
+	"        AND window_start < now() - interval '1 day')"
+	" SELECT 1",
+	1,
+};
+
+typedef struct sweep_q {
+	const char *params[2];
+} sweep_q_t;
+
+static int sweep_tx(fd_tx_t *tx, void *arg)
+{
+	sweep_q_t *q = arg;
+	int rc;
+	if ((rc = fd_tx_exec(tx, &SQL_SWEEP_TIMEOUTS, q->params, 0, NULL)) < 0 ||
+	    (rc = fd_tx_exec(tx, &SQL_SWEEP_EXPIRED, q->params, 0, NULL)) < 0)
+		return rc;
+	return fd_tx_exec(tx, &SQL_SWEEP_OLD, q->params, FD_TX_LAST, NULL);
+}
+
+void sessions_sweep(linesd_t *l)
+{
+	fd_arena_t arena;
+	fd_arena_init(&arena, 0);
+	int64_t *tenants;
+	int nt;
+	if (linesd_tenant_ids(l, &arena, &tenants, &nt) == 0) {
+		char timeout[24];
+		snprintf(timeout, sizeof(timeout), "%" PRId64, l->cfg->session_timeout);
+		for (int t = 0; t < nt && !l->stopping; t++) {
+			sweep_q_t q = { { fd_arena_printf(&arena, "%" PRId64, tenants[t]), timeout } };
+			fd_err_t err = { 0 };
+			if (q.params[0] && fd_db_run(l->db, tenants[t], sweep_tx, &q, &err) < 0)
+				fd_warn("tenant %" PRId64 ": sweep failed: %s", tenants[t], err.msg);
+		}
+	}
+	fd_arena_free(&arena);
 }
