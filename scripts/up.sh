@@ -32,6 +32,17 @@ if [ ! -f "$secrets" ]; then
 	} > "$secrets"
 	umask 022
 fi
+# Service secrets (added to an older secrets.env too): linesd's, for the
+# service token it charges billingd with, and the HTTP edge's.
+if ! grep -q '^FRONTDESK_LINESD_SERVICE_SECRET=' "$secrets"; then
+	(
+		umask 077
+		linesd_secret=$(openssl rand -hex 24)
+		edged_secret=$(openssl rand -hex 24)
+		echo "FRONTDESK_LINESD_SERVICE_SECRET=$linesd_secret"
+		echo "FRONTDESK_SERVICE_SECRETS=linesd=$linesd_secret,edged=$edged_secret"
+	) >> "$secrets"
+fi
 set -a
 . "$secrets"
 set +a

@@ -151,7 +151,7 @@ int authd_create_api_key(fd_call_t *call, const ProtobufCMessage *msg, ProtobufC
 		return rc;
 	if (c.kind != FD_CRED_ACCESS_TOKEN && c.kind != FD_CRED_API_KEY)
 		return fd_call_fail(call, FD_EPERM, "API keys are made for people's accounts");
-	if ((rc = fd_check_text("name", req->name, 1, 100, err)) < 0 || (rc = check_idem_key(req->idempotency_key, err)) < 0)
+	if ((rc = fd_check_text("name", req->name, 1, 100, err)) < 0 || (rc = fd_check_idem_key(req->idempotency_key, err)) < 0)
 		return rc;
 	if (req->reseller_id < 0)
 		return fd_call_fail(call, FD_EINVAL, "reseller_id: must not be negative");
@@ -262,7 +262,7 @@ int authd_list_api_keys(fd_call_t *call, const ProtobufCMessage *msg, ProtobufCM
 	int limit, rc;
 	if ((rc = authd_caller(call, FRONTDESK__V1__SCOPE__SCOPE_API_KEYS_READ, &c)) < 0 ||
 	    (rc = fd_call_tenant(call, &c, req->tenant_id, &tenant)) < 0 ||
-	    (rc = check_page(req->page_size, req->page_token, &limit, &after, err)) < 0)
+	    (rc = fd_check_page(req->page_size, req->page_token, &limit, &after, err)) < 0)
 		return rc;
 	if (req->reseller_id < 0)
 		return fd_call_fail(call, FD_EINVAL, "reseller_id: must not be negative");
@@ -282,7 +282,7 @@ int authd_list_api_keys(fd_call_t *call, const ProtobufCMessage *msg, ProtobufCM
 	frontdesk__v1__list_api_keys_response__init(r);
 	r->api_keys = q.out;
 	r->n_api_keys = q.n > (size_t)limit ? (size_t)limit : q.n;
-	if (q.n > (size_t)limit && !(r->next_page_token = page_token(arena, q.out[limit - 1]->id)))
+	if (q.n > (size_t)limit && !(r->next_page_token = fd_page_token(arena, q.out[limit - 1]->id)))
 		return OOM(call);
 	*resp = &r->base;
 	return 0;

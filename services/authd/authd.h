@@ -9,6 +9,7 @@
 #include <libpq-fe.h>
 #include "fd/auth.h"
 #include "fd/db.h"
+#include "fd/request.h"
 #include "fd/service.h"
 #include "fd/tenant.h"
 #include "fd/wire.h"
@@ -115,10 +116,6 @@ int pw_verify(authd_t *a, const char *hash, const char *password, fd_err_t *err)
 int check_username(const char *field, const char *s, fd_err_t *err);
 int check_password(const char *field, const char *s, fd_err_t *err);
 int check_slug(const char *field, const char *s, fd_err_t *err);
-int check_idem_key(const char *s, fd_err_t *err);
-/* page_size: 0 -> 50, capped at 1000; page_token: "" or an id. */
-int check_page(int32_t size, const char *token, int *limit, int64_t *after, fd_err_t *err);
-char *page_token(fd_arena_t *arena, int64_t last_id);
 
 /* Keyed BLAKE2b of a secret (refresh tokens, API keys, service secrets). */
 void secret_hash(const authd_t *a, const char *s, size_t n, unsigned char out[32]);

@@ -45,40 +45,6 @@ int check_slug(const char *field, const char *s, fd_err_t *err)
 	return 0;
 }
 
-int check_idem_key(const char *s, fd_err_t *err)
-{
-	size_t n = strlen(s);
-	if (n > 128)
-		return fd_err_set(err, FD_EINVAL, "idempotency_key: at most 128 bytes");
-	for (size_t i = 0; i < n; i++)
-		if (s[i] < 0x21 || s[i] > 0x7e)
-			return fd_err_set(err, FD_EINVAL, "idempotency_key: printable ASCII without spaces");
-	return 0;
-}
-
-int check_page(int32_t size, const char *token, int *limit, int64_t *after, fd_err_t *err)
-{
-	if (size < 0)
-		return fd_err_set(err, FD_EINVAL, "page_size: must not be negative");
-	*limit = size == 0 ? 50 : size > 1000 ? 1000 : size;
-	*after = 0;
-	if (!token[0])
-		return 0;
-	char *end;
-	if (strncmp(token, "a", 1) != 0 || !token[1])
-		return fd_err_set(err, FD_EINVAL, "page_token: not a token this server gave");
-	long long v = strtoll(token + 1, &end, 10);
-	if (*end || v <= 0)
-		return fd_err_set(err, FD_EINVAL, "page_token: not a token this server gave");
-	*after = v;
-	return 0;
-}
-
-char *page_token(fd_arena_t *arena, int64_t last_id)
-{
-	return fd_arena_printf(arena, "a%" PRId64, last_id);
-}
-
 void secret_hash(const authd_t *a, const char *s, size_t n, unsigned char out[32])
 {
 	crypto_generichash(out, 32, (const unsigned char *)s, n, a->hash_key, 32);

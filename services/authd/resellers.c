@@ -124,7 +124,7 @@ int authd_create_reseller(fd_call_t *call, const ProtobufCMessage *msg, Protobuf
 	    (rc = check_password("password", req->password, err)) < 0 ||
 	    (rc = fd_check_text("display_name", req->display_name, 0, 200, err)) < 0 ||
 	    (rc = fd_check_text("notes", req->notes, 0, 2000, err)) < 0 ||
-	    (rc = check_idem_key(req->idempotency_key, err)) < 0 ||
+	    (rc = fd_check_idem_key(req->idempotency_key, err)) < 0 ||
 	    (rc = perms_of_request(call, "permissions", req->permissions, req->n_permissions, &perms)) < 0)
 		return rc;
 	if (perms & ~c.permissions)
@@ -268,7 +268,7 @@ int authd_list_resellers(fd_call_t *call, const ProtobufCMessage *msg, ProtobufC
 	int limit, rc;
 	if ((rc = authd_caller(call, FRONTDESK__V1__SCOPE__SCOPE_RESELLERS_READ, &c)) < 0 ||
 	    (rc = fd_call_tenant(call, &c, req->tenant_id, &tenant)) < 0 ||
-	    (rc = check_page(req->page_size, req->page_token, &limit, &after, err)) < 0 ||
+	    (rc = fd_check_page(req->page_size, req->page_token, &limit, &after, err)) < 0 ||
 	    (rc = fd_check_text("query", req->query, 0, 100, err)) < 0)
 		return rc;
 	if (req->parent_id < 0)
@@ -291,7 +291,7 @@ int authd_list_resellers(fd_call_t *call, const ProtobufCMessage *msg, ProtobufC
 	frontdesk__v1__list_resellers_response__init(r);
 	r->resellers = q.out;
 	r->n_resellers = q.n > (size_t)limit ? (size_t)limit : q.n;
-	if (q.n > (size_t)limit && !(r->next_page_token = page_token(arena, q.out[limit - 1]->id)))
+	if (q.n > (size_t)limit && !(r->next_page_token = fd_page_token(arena, q.out[limit - 1]->id)))
 		return OOM(call);
 	*resp = &r->base;
 	return 0;

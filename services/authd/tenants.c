@@ -131,7 +131,7 @@ int authd_create_tenant(fd_call_t *call, const ProtobufCMessage *msg, ProtobufCM
 	    (rc = check_username("admin_username", req->admin_username, err)) < 0 ||
 	    (rc = check_password("admin_password", req->admin_password, err)) < 0 ||
 	    (rc = fd_check_text("admin_display_name", req->admin_display_name, 0, 200, err)) < 0 ||
-	    (rc = check_idem_key(req->idempotency_key, err)) < 0)
+	    (rc = fd_check_idem_key(req->idempotency_key, err)) < 0)
 		return rc;
 	if (strcmp(req->slug, "platform") == 0)
 		return fd_call_fail(call, FD_EEXISTS, "slug: \"platform\" is taken");
@@ -252,7 +252,7 @@ int authd_list_tenants(fd_call_t *call, const ProtobufCMessage *msg, ProtobufCMe
 		return rc;
 	if (c.role != FD_ROLE_PLATFORM_ADMIN)
 		return fd_call_fail(call, FD_EPERM, "only platform admins list tenants");
-	if ((rc = check_page(req->page_size, req->page_token, &limit, &after, err)) < 0 ||
+	if ((rc = fd_check_page(req->page_size, req->page_token, &limit, &after, err)) < 0 ||
 	    (rc = fd_check_text("query", req->query, 0, 100, err)) < 0)
 		return rc;
 	if (req->status > FRONTDESK__V1__TENANT_STATUS__TENANT_STATUS_SUSPENDED)
@@ -269,7 +269,7 @@ int authd_list_tenants(fd_call_t *call, const ProtobufCMessage *msg, ProtobufCMe
 	frontdesk__v1__list_tenants_response__init(r);
 	r->tenants = q.out;
 	r->n_tenants = q.n > (size_t)limit ? (size_t)limit : q.n;
-	if (q.n > (size_t)limit && !(r->next_page_token = page_token(arena, q.out[limit - 1]->id)))
+	if (q.n > (size_t)limit && !(r->next_page_token = fd_page_token(arena, q.out[limit - 1]->id)))
 		return OOM(call);
 	*resp = &r->base;
 	return 0;

@@ -17,6 +17,7 @@
 #include <sodium.h>
 #include "billingd.h"
 #include "fd/log.h"
+#include "fd/request.h"
 #include "fd/wire.h"
 
 #define ACCOUNT_ISSUANCE 0
@@ -78,20 +79,6 @@ static Frontdesk__V1__LedgerEntry *entry_message(fd_arena_t *arena, int64_t tena
 	return e->from_account && e->to_account && e->note && e->actor_service ? e : NULL;
 }
 
-/* The request's fingerprint: BLAKE2b-256 of its packed bytes, in hex. */
-static const char *request_hash(fd_arena_t *arena, const ProtobufCMessage *req)
-{
-	size_t n = protobuf_c_message_get_packed_size(req);
-	unsigned char *buf = fd_arena_alloc(arena, n ? n : 1), h[32];
-	char *hex = fd_arena_alloc(arena, 65);
-	if (!buf || !hex)
-		return NULL;
-	protobuf_c_message_pack(req, buf);
-	crypto_generichash(h, 32, buf, n, NULL, 0);
-	sodium_bin2hex(hex, 65, h, 32);
-	return hex;
-}
-
 /* What a money-moving call shares: who, where, which key. */
 typedef struct money {
 	fd_call_t *call;
@@ -117,12 +104,8 @@ static int money_begin(money_t *m, fd_call_t *call, const char *method, fd_scope
 		return rc;
 	if (!key[0])
 		return fd_call_fail(call, FD_EINVAL, "idempotency_key: required for a call that moves credits");
-	size_t kn = strlen(key);
-	if (kn > 128)
-		return fd_call_fail(call, FD_EINVAL, "idempotency_key: at most 128 bytes");
-	for (size_t i = 0; i < kn; i++)
-		if (key[i] < 0x21 || key[i] > 0x7e)
-			return fd_call_fail(call, FD_EINVAL, "idempotency_key: printable ASCII without spaces");
+	if ((rc = fd_check_idem_key(key, fd_call_err(call))) < 0)
+		return rc;
 	if ((rc = fd_call_tenant(call, &m->c, tenant_id, &m->tenant)) < 0)
 		return rc;
 	if (m->tenant == 0)
@@ -135,7 +118,7 @@ static int money_begin(money_t *m, fd_call_t *call, const char *method, fd_scope
 		m->actor_account = fd_arena_printf(m->arena, "%" PRId64, m->c.account_id);
 		m->idem = fd_arena_printf(m->arena, "%s/acct:%" PRId64 "/%s", method, m->c.account_id, key);
 	}
-	m->hash = request_hash(m->arena, req);
+	m->hash = fd_request_hash(m->arena, req);
 	if (!m->tenant_s || !m->idem || !m->hash || (!m->actor_service && !m->actor_account))
 		return OOM(call);
 	return 0;

@@ -21,6 +21,7 @@ PGPORT = os.environ.get("FD_TEST_PGPORT", "5432")
 # Test-only keys (never used outside tests).
 TEST_HASH_KEY = "5a" * 32      # FRONTDESK_SECRET_HASH_KEY
 TEST_KEK = "c3" * 32           # FRONTDESK_KEY_ENCRYPTION_KEY
+TEST_LINESD_SECRET = "linesd-test-secret-" + "7" * 24   # FRONTDESK_LINESD_SERVICE_SECRET
 # argon2id at its minimum cost, so tests log in quickly (production: 2 passes, 64 MiB).
 FAST_PWHASH = {"FRONTDESK_PWHASH_OPSLIMIT": "1", "FRONTDESK_PWHASH_MEMLIMIT_KIB": "8192"}
 
@@ -100,6 +101,7 @@ class Service:
             "FRONTDESK_SHUTDOWN_GRACE_MS": "5000",
             "FRONTDESK_SECRET_HASH_KEY": TEST_HASH_KEY,
             "FRONTDESK_KEY_ENCRYPTION_KEY": TEST_KEK,
+            "FRONTDESK_LINESD_SERVICE_SECRET": TEST_LINESD_SECRET,
             **FAST_PWHASH,
         })
         self.env.update(env or {})
