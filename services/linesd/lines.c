@@ -602,7 +602,11 @@ static int create_common(fd_call_t *call, const ProtobufCMessage *msg, bool tria
 	q->notes = notes;
 	if (!q->username || !q->pw_hash || !q->pw_box || (nbouquets && !q->bouquets) || !q->ips || !q->uas)
 		return OOM(call);
-	if ((rc = lreq_run(r, create_prepare_tx, q)) < 0)
+	/* A concurrent duplicate loses on the idempotency key's index: run
+	 * again, it then finds the first request's charge and joins it. */
+	if ((rc = lreq_run(r, create_prepare_tx, q)) == -FD_EEXISTS)
+		rc = lreq_run(r, create_prepare_tx, q);
+	if (rc < 0)
 		return rc;
 	return settle_for_call(r, q->charge_id, s);
 }
@@ -743,7 +747,9 @@ int linesd_extend_line(fd_call_t *call, const ProtobufCMessage *msg, ProtobufCMe
 		return rc;
 	if (!(q.hash = fd_request_hash(r.arena, msg)))
 		return OOM(call);
-	if ((rc = lreq_run(&r, extend_prepare_tx, &q)) < 0)
+	if ((rc = lreq_run(&r, extend_prepare_tx, &q)) == -FD_EEXISTS)   /* see create_common */
+		rc = lreq_run(&r, extend_prepare_tx, &q);
+	if (rc < 0)
 		return rc;
 	settle_t s;
 	if ((rc = settle_for_call(&r, q.charge_id, &s)) < 0)

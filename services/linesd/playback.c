@@ -919,6 +919,17 @@ static const fd_sql_t SQL_SWEEP_EXPIRED = {
 	" SELECT (SELECT count(*) FROM n), (SELECT count(frontdesk.line_event($1, 6, e.line_id, e.reseller_id, e.id, 0)) FROM e)",
 	1,
 };
+/* Sessions of lines whose reseller (or one above it) is suspended end
+ * (LINE_REVOKED = 6): suspended accounts are few, their paths cover the rest. */
+static const fd_sql_t SQL_SWEEP_SUSPENDED = {
+	"linesd_sweep_suspended",
+	"WITH sp AS (SELECT path || '%' AS p FROM frontdesk.account_refs WHERE tenant_id = $1 AND status = 'suspended'),"
+	" e AS (UPDATE frontdesk.sessions s SET ended_at = now(), end_reason = 6 FROM frontdesk.lines l"
+	"        WHERE s.tenant_id = $1 AND s.ended_at IS NULL AND l.tenant_id = $1 AND l.id = s.line_id"
+	"          AND l.reseller_path LIKE ANY (ARRAY(SELECT p FROM sp)) RETURNING s.id, s.line_id, l.reseller_id)"
+	" SELECT count(frontdesk.line_event($1, 6, e.line_id, e.reseller_id, e.id, 0)) FROM e",
+	1,
+};
 static const fd_sql_t SQL_SWEEP_OLD = {
 	"linesd_sweep_old",
 	"WITH a AS (DELETE FROM frontdesk.sessions WHERE tenant_id = $1 AND ended_at < now() - interval '1 hour'),"
@@ -937,7 +948,8 @@ static int sweep_tx(fd_tx_t *tx, void *arg)
 	sweep_q_t *q = arg;
 	int rc;
 	if ((rc = fd_tx_exec(tx, &SQL_SWEEP_TIMEOUTS, q->params, 0, NULL)) < 0 ||
-	    (rc = fd_tx_exec(tx, &SQL_SWEEP_EXPIRED, q->params, 0, NULL)) < 0)
+	    (rc = fd_tx_exec(tx, &SQL_SWEEP_EXPIRED, q->params, 0, NULL)) < 0 ||
+	    (rc = fd_tx_exec(tx, &SQL_SWEEP_SUSPENDED, q->params, 0, NULL)) < 0)
 		return rc;
 	return fd_tx_exec(tx, &SQL_SWEEP_OLD, q->params, FD_TX_LAST, NULL);
 }
