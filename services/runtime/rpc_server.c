@@ -421,7 +421,7 @@ static void stream_begin(fd_call_t *c)
 		c->close_seen = c->ended = true;
 	}
 
-	int rc;
+	int rc = 0;
 	ProtobufCMessage *req = NULL;
 	if (!ops) {
 		rc = fd_err_set(&c->err, FD_EUNIMPL, "%s is not implemented yet", c->method->path);
@@ -431,18 +431,20 @@ static void stream_begin(fd_call_t *c)
 		                : fd_err_set(&c->err, FD_EINVAL, "request: no message received");
 	} else {
 		c->open_called = true;
-		c->in_callback = true;
-		pthread_mutex_unlock(&c->mu);
-		rc = ops->open(c, req);
-		pthread_mutex_lock(&c->mu);
-		c->in_callback = false;
 	}
+	/* Until the end of this function no other thread may deliver closed()
+	 * (and free the call): the close can complete on another worker as soon
+	 * as the status below is sent. */
+	c->in_callback = true;
 	pthread_mutex_unlock(&c->mu);
+	if (c->open_called)
+		rc = ops->open(c, req);
 	if (rc < 0)
 		fd_stream_finish(c, rc, NULL);
 
 	bool free_it = false;
 	pthread_mutex_lock(&c->mu);
+	c->in_callback = false;
 	if (ops && (c->method->kind == FD_METHOD_BIDI_STREAMING ||
 	            c->method->kind == FD_METHOD_CLIENT_STREAMING))
 		stream_post_recv_locked(c);
