@@ -120,9 +120,16 @@ static int check_cidr(fd_call_t *call, const char *field, size_t i, const char *
 	if (inet_pton(family, addr, bin) != 1)
 		goto bad;
 	if (slash) {
-		char *end;
-		long p = strtol(slash + 1, &end, 10);
-		if (!slash[1] || *end || p < 0 || p > bits)
+		long p = 0;
+		const char *d = slash + 1;
+		if (!*d || strlen(d) > 3)
+			goto bad;
+		for (; *d; d++) {
+			if (*d < '0' || *d > '9')
+				goto bad;
+			p = p * 10 + (*d - '0');
+		}
+		if (p > bits)
 			goto bad;
 		prefix = (int)p;
 	}
@@ -394,9 +401,16 @@ static const fd_sql_t SQL_USERNAME_TAKEN = {
 	"linesd_username_taken",
 	"SELECT 1 FROM frontdesk.lines WHERE tenant_id = $1 AND username = $2", 2,
 };
+/* The lock first, in a statement of its own: a statement's snapshot is
+ * taken before its lock is granted, so the count must come after. */
 static const fd_sql_t SQL_TRIAL_LOCK = {
 	"linesd_trial_lock",
-	"SELECT pg_advisory_xact_lock(hashtextextended('linesd.trials/' || $1 || '/' || $2, 0)),"
+	"SELECT pg_advisory_xact_lock(hashtextextended('linesd.trials/' || $1::bigint || '/' || $2::bigint, 0))",
+	2,
+};
+static const fd_sql_t SQL_TRIAL_COUNT = {
+	"linesd_trial_count",
+	"SELECT 0,"
 	" coalesce((SELECT trials_per_day FROM frontdesk.lines_settings WHERE tenant_id = $1), 10),"
 	" (SELECT count(*) FROM frontdesk.line_charges WHERE tenant_id = $1 AND reseller_id = $2 AND trial"
 	"    AND created_at > now() - interval '24 hours'),"
@@ -489,7 +503,8 @@ static int create_prepare_tx(fd_tx_t *tx, void *arg)
 		const char *pt[] = { r->tenant_s, lreq_i64(r, q->reseller) };
 		if (!pt[1])
 			return TX_OOM(tx);
-		if ((rc = fd_tx_exec(tx, &SQL_TRIAL_LOCK, pt, 0, &res)) < 0)
+		if ((rc = fd_tx_exec(tx, &SQL_TRIAL_LOCK, pt, 0, NULL)) < 0 ||
+		    (rc = fd_tx_exec(tx, &SQL_TRIAL_COUNT, pt, 0, &res)) < 0)
 			return rc;
 		int64_t limit = col_i64(res, 0, 1), used = col_i64(res, 0, 2), next = col_i64(res, 0, 3);
 		if (used >= limit)
@@ -1354,8 +1369,16 @@ static int delete_line_tx(fd_tx_t *tx, void *arg)
 		}
 		return rc < 0 ? rc : 0;
 	}
-	if ((rc = lock_line(tx, q, &res)) < 0)
+	if ((rc = lock_line(tx, q, &res)) < 0) {
+		/* A concurrent duplicate deleted it while we waited for its lock:
+		 * its record is visible to this new statement. */
+		if (rc == -FD_ENOTFOUND && d->idem && lidem_find(tx, r, d->idem, d->hash, &first) == 1) {
+			q->refund_entry = first;
+			q->refunded = d->refund;
+			return 0;
+		}
 		return rc;
+	}
 	const char *reseller = fd_arena_strdup(r->arena, PQgetvalue(res, 0, 0));
 	if (!reseller)
 		return TX_OOM(tx);
