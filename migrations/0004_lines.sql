@@ -236,7 +236,8 @@ CREATE TABLE frontdesk.sessions (
 ALTER SEQUENCE frontdesk.sessions_id_seq OWNED BY frontdesk.sessions.id;
 CALL frontdesk.create_hash_partitions('frontdesk.sessions', 8);
 CALL frontdesk.enable_tenant_rls('frontdesk.sessions');
-CREATE INDEX sessions_live ON frontdesk.sessions (tenant_id, line_id) WHERE ended_at IS NULL;
+-- A line's sessions, live and recently ended (its connection count, its last seen).
+CREATE INDEX sessions_line ON frontdesk.sessions (tenant_id, line_id);
 CREATE INDEX sessions_ended ON frontdesk.sessions (tenant_id, ended_at) WHERE ended_at IS NOT NULL;
 GRANT SELECT, INSERT, UPDATE, DELETE ON frontdesk.sessions TO frontdesk_linesd;
 GRANT USAGE ON SEQUENCE frontdesk.sessions_id_seq TO frontdesk_linesd;
@@ -325,7 +326,11 @@ BEGIN
   d.retry_after := 0;
 
   -- Limits on failures: a client past either limit is not even checked.
-  -- Existing counters are locked, so parallel guesses are counted one by one.
+  -- Attempts of one (username, client) take turns (an advisory lock, in the
+  -- two-key space, apart from the line locks), so parallel guesses are
+  -- counted one by one, the first of a window included; the per-address
+  -- counter is locked when it exists.
+  PERFORM pg_advisory_xact_lock(hashtext('pbf:' || p_tenant), hashtext(k_user));
   FOR f IN SELECT key, failures, window_start FROM frontdesk.playback_failures
             WHERE tenant_id = p_tenant AND key IN (k_user, k_ip)
               AND window_start > now() - make_interval(secs => p_fail_window)

@@ -46,6 +46,10 @@ typedef struct beat {
 
 typedef struct shard {
 	pthread_mutex_t mu;
+	/* Bumped by every drop: an entry read from the database before a drop
+	 * of its shard may be stale (the drop may have been for it), so
+	 * cache_put refuses it. */
+	uint64_t gen;
 	sess_t *buckets[BUCKETS];
 	size_t n;
 	beat_t *beats;               /* heartbeats not yet written */
@@ -59,6 +63,7 @@ struct linesd_sessions {
 	pthread_cond_t cv;
 	bool stop, started;
 	unsigned sweep_shard;        /* round robin of the stale-entry scan */
+	_Atomic uint64_t drops;      /* every drop of every shard (see shard_t.gen) */
 };
 
 static int64_t now_s(void)
@@ -90,8 +95,10 @@ static sess_t *find(shard_t *sh, int64_t id)
 	return NULL;
 }
 
-static void drop(shard_t *sh, int64_t id)
+static void drop(struct linesd_sessions *c, shard_t *sh, int64_t id)
 {
+	sh->gen++;
+	atomic_fetch_add(&c->drops, 1);
 	for (sess_t **p = slot_of(sh, id); *p; p = &(*p)->next)
 		if ((*p)->id == id) {
 			sess_t *s = *p;
@@ -102,13 +109,31 @@ static void drop(shard_t *sh, int64_t id)
 		}
 }
 
-static void cache_put(linesd_t *l, int64_t tenant, int64_t id, int64_t line, int64_t node, int64_t expires_at,
-                      int64_t last_seen)
+/* The shard's generation, read before the database is asked about session id. */
+static uint64_t cache_gen(linesd_t *l, int64_t id)
+{
+	shard_t *sh = shard_of(l->sessions, id);
+	pthread_mutex_lock(&sh->mu);
+	uint64_t g = sh->gen;
+	pthread_mutex_unlock(&sh->mu);
+	return g;
+}
+
+/* Caches what the database said of a live session, unless something was
+ * dropped since the database was asked (its end may have been heard between
+ * our read and now): gen is its shard's generation then, or with global the
+ * count of all drops. */
+static void cache_put(linesd_t *l, bool global, uint64_t gen, int64_t tenant, int64_t id, int64_t line,
+                      int64_t node, int64_t expires_at, int64_t last_seen)
 {
 	if (!events_listening(l))
 		return;
 	shard_t *sh = shard_of(l->sessions, id);
 	pthread_mutex_lock(&sh->mu);
+	if ((global ? atomic_load(&l->sessions->drops) : sh->gen) != gen) {
+		pthread_mutex_unlock(&sh->mu);
+		return;
+	}
 	sess_t *s = find(sh, id);
 	if (!s && sh->n < SHARD_MAX && (s = calloc(1, sizeof(*s)))) {
 		sess_t **slot = slot_of(sh, id);
@@ -131,7 +156,7 @@ static void cache_drop(linesd_t *l, int64_t id)
 {
 	shard_t *sh = shard_of(l->sessions, id);
 	pthread_mutex_lock(&sh->mu);
-	drop(sh, id);
+	drop(l->sessions, sh, id);
 	pthread_mutex_unlock(&sh->mu);
 }
 
@@ -150,6 +175,8 @@ void sessions_on_event(linesd_t *l, int64_t tenant, int type, int64_t line_id, i
 	for (int i = 0; i < SHARDS; i++) {
 		shard_t *sh = &l->sessions->shards[i];
 		pthread_mutex_lock(&sh->mu);
+		sh->gen++;
+		atomic_fetch_add(&l->sessions->drops, 1);
 		for (int b = 0; b < BUCKETS; b++)
 			for (sess_t **p = &sh->buckets[b]; *p;) {
 				if ((*p)->line == line_id) {
@@ -165,8 +192,10 @@ void sessions_on_event(linesd_t *l, int64_t tenant, int type, int64_t line_id, i
 	}
 }
 
-static void shard_clear(shard_t *sh, int64_t older_than)
+static void shard_clear(struct linesd_sessions *c, shard_t *sh, int64_t older_than)
 {
+	sh->gen++;
+	atomic_fetch_add(&c->drops, 1);
 	for (int b = 0; b < BUCKETS; b++)
 		for (sess_t **p = &sh->buckets[b]; *p;) {
 			if ((*p)->last_seen < older_than) {
@@ -187,7 +216,7 @@ void sessions_forget_all(linesd_t *l)
 	for (int i = 0; i < SHARDS; i++) {
 		shard_t *sh = &l->sessions->shards[i];
 		pthread_mutex_lock(&sh->mu);
-		shard_clear(sh, INT64_MAX);
+		shard_clear(l->sessions, sh, INT64_MAX);
 		pthread_mutex_unlock(&sh->mu);
 	}
 }
@@ -315,7 +344,7 @@ static void *flusher_main(void *arg)
 		/* Forget, one shard per flush, sessions nobody heartbeats any more. */
 		shard_t *sh = &c->shards[c->sweep_shard++ % SHARDS];
 		pthread_mutex_lock(&sh->mu);
-		shard_clear(sh, now_s() - l->cfg->session_timeout - 10);
+		shard_clear(c, sh, now_s() - l->cfg->session_timeout - 10);
 		pthread_mutex_unlock(&sh->mu);
 		pthread_mutex_lock(&c->mu);
 	}
@@ -353,7 +382,7 @@ void sessions_fini(linesd_t *l)
 		pthread_join(c->flusher, NULL);
 	}
 	for (int i = 0; i < SHARDS; i++) {
-		shard_clear(&c->shards[i], INT64_MAX);
+		shard_clear(c, &c->shards[i], INT64_MAX);
 		free(c->shards[i].beats);
 		pthread_mutex_destroy(&c->shards[i].mu);
 	}
@@ -533,6 +562,8 @@ int linesd_authorize_playback(fd_call_t *call, const ProtobufCMessage *msg, Prot
 	for (int i = 0; i < 15; i++)
 		if (!q.params[i])
 			return OOM(call);
+	/* The session's id (and so its shard) is known only after: every drop counts. */
+	uint64_t drops = atomic_load(&l->sessions->drops);
 	fd_tx_opts_t o = { .tenant_id = req->tenant_id, .deadline_ms = fd_call_deadline_ms(call) };
 	if ((rc = fd_db_run_opts(l->db, &o, authorize_tx, &q, fd_call_err(call))) < 0)
 		return rc;
@@ -557,7 +588,8 @@ int linesd_authorize_playback(fd_call_t *call, const ProtobufCMessage *msg, Prot
 			m->note = "routing is not available yet (routerd is not built): no node is named";
 		}
 		if (q.session && q.line)
-			cache_put(l, req->tenant_id, q.session, q.line_id, req->node_id, q.line->expires_at, now_s());
+			cache_put(l, true, drops, req->tenant_id, q.session, q.line_id, req->node_id, q.line->expires_at,
+			          now_s());
 		if (q.replaced)
 			cache_drop(l, q.replaced);
 	} else {
@@ -666,6 +698,7 @@ int linesd_session_heartbeat(fd_call_t *call, const ProtobufCMessage *msg, Proto
 		pthread_mutex_unlock(&sh->mu);
 	}
 	if (!hit) {
+		uint64_t gen = cache_gen(l, req->session_id);
 		beat_q_t q = { .params = { fd_arena_printf(a, "%" PRId64, req->tenant_id),
 			                       fd_arena_printf(a, "%" PRId64, req->session_id), NULL } };
 		if (!q.params[0] || !q.params[1])
@@ -701,7 +734,7 @@ int linesd_session_heartbeat(fd_call_t *call, const ProtobufCMessage *msg, Proto
 		}
 		node = q.node;
 		expires_at = q.expires_at;
-		cache_put(l, req->tenant_id, req->session_id, q.line, q.node, q.expires_at, now);
+		cache_put(l, false, gen, req->tenant_id, req->session_id, q.line, q.node, q.expires_at, now);
 	}
 	note_beat(l, req->tenant_id, req->session_id, now);
 	m->active = true;
@@ -772,12 +805,11 @@ int linesd_end_session(fd_call_t *call, const ProtobufCMessage *msg, ProtobufCMe
 		return rc;
 	if (req->session_id <= 0)
 		return fd_call_fail(call, FD_EINVAL, "session_id: required");
-	/* The player stopped: announced only while somebody watches (its own
-	 * heartbeats stop; other replicas' caches forget it by age). */
+	/* Always announced: another replica's cache may hold it (and would keep
+	 * answering its heartbeats). */
 	sess_q_t q = { .arena = a, .tenant = req->tenant_id,
 		           .params = { fd_arena_printf(a, "%" PRId64, req->tenant_id),
-		                       fd_arena_printf(a, "%" PRId64, req->session_id), "1", "%",
-		                       events_watched(l, req->tenant_id) ? "true" : "false" } };
+		                       fd_arena_printf(a, "%" PRId64, req->session_id), "1", "%", "true" } };
 	if (!q.params[0] || !q.params[1])
 		return OOM(call);
 	fd_tx_opts_t o = { .tenant_id = req->tenant_id, .deadline_ms = fd_call_deadline_ms(call) };
