@@ -298,12 +298,13 @@ CREATE TYPE frontdesk.playback_decision AS (
   session_id     bigint,
   reused         boolean,
   replaced_id    bigint,
-  replaced_node  bigint
+  replaced_node  bigint,
+  live           integer      -- the line's live sessions after a session opened
 );
 
 CREATE FUNCTION frontdesk.authorize_playback(
   p_tenant bigint, p_username text, p_password_hash bytea, p_stream bigint, p_ip inet, p_ua text,
-  p_format smallint, p_node bigint, p_client_key text, p_tenant_active boolean,
+  p_format smallint, p_node bigint, p_client_key text, p_tenant_active boolean, p_suspended text[],
   p_session_timeout integer, p_fail_window integer, p_fail_max_user integer, p_fail_max_ip integer,
   p_policy_end_oldest boolean, p_announce boolean)
 RETURNS frontdesk.playback_decision
@@ -342,8 +343,8 @@ BEGIN
     END IF;
   END LOOP;
 
-  SELECT id, reseller_id, state, expires_at, max_connections, bouquet_ids, allowed_ips, allowed_user_agents,
-         output_formats
+  SELECT id, reseller_id, reseller_path, state, expires_at, max_connections, bouquet_ids, allowed_ips,
+         allowed_user_agents, output_formats
     INTO l FROM frontdesk.lines
    WHERE tenant_id = p_tenant AND username = p_username AND password_hash = p_password_hash
      AND state <> 'pending';
@@ -363,8 +364,9 @@ BEGIN
   IF l.state = 'banned' THEN d.outcome := 'banned'; RETURN d; END IF;
   IF l.state = 'disabled' THEN d.outcome := 'disabled'; RETURN d; END IF;
   IF NOT p_tenant_active THEN d.outcome := 'tenant_suspended'; RETURN d; END IF;
-  IF (SELECT r.subtree_suspended FROM frontdesk.account_refs r
-       WHERE r.tenant_id = p_tenant AND r.id = l.reseller_id) IS DISTINCT FROM false THEN
+  -- p_suspended: the paths of the tenant's suspended accounts as LIKE
+  -- prefixes ('1.5.%'), which linesd keeps (read at most a second ago).
+  IF l.reseller_path LIKE ANY (p_suspended) THEN
     d.outcome := 'reseller_suspended'; RETURN d;
   END IF;
   IF l.expires_at <= now() THEN d.outcome := 'expired'; RETURN d; END IF;
@@ -404,7 +406,7 @@ BEGIN
      WHERE tenant_id = p_tenant AND id = d.session_id;
     d.reused := true;
     d.outcome := 'allowed';
-    RETURN d;
+    RETURN d;            -- live left NULL: counted by the caller's query
   END IF;
   SELECT count(*) INTO v_live FROM frontdesk.sessions s
    WHERE s.tenant_id = p_tenant AND s.line_id = l.id AND s.ended_at IS NULL
@@ -429,6 +431,7 @@ BEGIN
                                   output_format, client_key)
   VALUES (p_tenant, l.id, p_stream, p_node, p_ip, p_ua, p_format, p_client_key)
   RETURNING id INTO d.session_id;
+  d.live := least(v_live, l.max_connections - 1) + 1;
   IF p_announce THEN
     PERFORM frontdesk.line_event(p_tenant, 5, l.id, l.reseller_id, d.session_id, 0);
   END IF;
@@ -437,6 +440,6 @@ BEGIN
 END
 $$;
 REVOKE ALL ON FUNCTION frontdesk.authorize_playback(bigint, text, bytea, bigint, inet, text, smallint, bigint,
-  text, boolean, integer, integer, integer, integer, boolean, boolean) FROM PUBLIC;
+  text, boolean, text[], integer, integer, integer, integer, boolean, boolean) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION frontdesk.authorize_playback(bigint, text, bytea, bigint, inet, text, smallint, bigint,
-  text, boolean, integer, integer, integer, integer, boolean, boolean) TO frontdesk_linesd;
+  text, boolean, text[], integer, integer, integer, integer, boolean, boolean) TO frontdesk_linesd;

@@ -179,14 +179,17 @@ int linesd_create_trial_line(fd_call_t *, const ProtobufCMessage *, ProtobufCMes
  * status is derived (EXPIRED at the second); active_connections counts the
  * sessions not yet ended; last_seen from its sessions. */
 #define LINE_COLUMNS                                                                                  \
+	LINE_COLUMNS_WITH("(SELECT count(*) FROM frontdesk.sessions s WHERE s.tenant_id = l.tenant_id"           \
+	                  " AND s.line_id = l.id AND s.ended_at IS NULL)",                                       \
+	                  "coalesce((SELECT " EPOCH("max(s.last_seen_at)") " FROM frontdesk.sessions s"          \
+	                  " WHERE s.tenant_id = l.tenant_id AND s.line_id = l.id), 0)")
+/* The same with the connection count and last seen given as expressions. */
+#define LINE_COLUMNS_WITH(CONNECTIONS, LAST_SEEN)                                                     \
 	"l.id, l.reseller_id, l.username, encode(l.password_box, 'hex'), l.package_id,"                    \
 	" CASE WHEN l.state IN ('banned', 'disabled') THEN l.state WHEN l.expires_at <= now() THEN 'expired'" \
 	" ELSE l.state END, " EPOCH("l.expires_at") ", l.max_connections, l.bouquet_ids, l.allowed_ips,"     \
-	" l.allowed_user_agents, l.output_formats, l.bandwidth_cap_kbps, l.trial, l.notes,"                \
-	" (SELECT count(*) FROM frontdesk.sessions s WHERE s.tenant_id = l.tenant_id AND s.line_id = l.id"   \
-	"   AND s.ended_at IS NULL), " EPOCH("l.created_at") ", " EPOCH("l.updated_at") ","                 \
-	" coalesce((SELECT " EPOCH("max(s.last_seen_at)") " FROM frontdesk.sessions s"                       \
-	"   WHERE s.tenant_id = l.tenant_id AND s.line_id = l.id), 0), l.reseller_path"
+	" l.allowed_user_agents, l.output_formats, l.bandwidth_cap_kbps, l.trial, l.notes, " CONNECTIONS ","  \
+	" " EPOCH("l.created_at") ", " EPOCH("l.updated_at") ", " LAST_SEEN ", l.reseller_path"
 #define LINE_NCOLS 20
 extern const char LINE_COLS[];   /* LINE_COLUMNS, for code that builds statements at run time */
 /* A Line from a row of LINE_COLS starting at column col (password opened). */

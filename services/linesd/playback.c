@@ -56,6 +56,22 @@ typedef struct shard {
 	size_t nbeats, capbeats;
 } shard_t;
 
+/* ---- suspended accounts, per tenant ---- */
+
+/* The paths of a tenant's suspended accounts, as the text of a text[] of
+ * LIKE prefixes ("{1.5.%}"), read at most SUSPENDED_TTL_MS ago (DESIGN.md:
+ * reference data is cached at most 5 s). A handful of rows per tenant,
+ * where reading the reseller tree's status for every authorization cost a
+ * view with a subquery per call. */
+#define SUSPENDED_SLOTS 256
+#define SUSPENDED_TTL_MS 1000
+
+typedef struct suspended_slot {
+	int64_t tenant;
+	int64_t read_ms;
+	char *paths;                 /* malloc'd */
+} suspended_slot_t;
+
 struct linesd_sessions {
 	shard_t shards[SHARDS];
 	pthread_t flusher;
@@ -64,6 +80,8 @@ struct linesd_sessions {
 	bool stop, started;
 	unsigned sweep_shard;        /* round robin of the stale-entry scan */
 	_Atomic uint64_t drops;      /* every drop of every shard (see shard_t.gen) */
+	pthread_mutex_t suspended_mu;
+	suspended_slot_t suspended[SUSPENDED_SLOTS];
 };
 
 static int64_t now_s(void)
@@ -361,6 +379,7 @@ int sessions_init(linesd_t *l, fd_err_t *err)
 	for (int i = 0; i < SHARDS; i++)
 		pthread_mutex_init(&c->shards[i].mu, NULL);
 	pthread_mutex_init(&c->mu, NULL);
+	pthread_mutex_init(&c->suspended_mu, NULL);
 	pthread_cond_init(&c->cv, NULL);
 	l->sessions = c;
 	if (pthread_create(&c->flusher, NULL, flusher_main, l) != 0)
@@ -381,6 +400,9 @@ void sessions_fini(linesd_t *l)
 		pthread_mutex_unlock(&c->mu);
 		pthread_join(c->flusher, NULL);
 	}
+	for (int i = 0; i < SUSPENDED_SLOTS; i++)
+		free(c->suspended[i].paths);
+	pthread_mutex_destroy(&c->suspended_mu);
 	for (int i = 0; i < SHARDS; i++) {
 		shard_clear(c, &c->shards[i], INT64_MAX);
 		free(c->shards[i].beats);
@@ -454,19 +476,89 @@ static const struct {
 
 static const fd_sql_t SQL_AUTHORIZE = {
 	"linesd_authorize",
-	"SELECT d.outcome, d.retry_after, d.session_id, d.reused, d.replaced_id, d.line_id, " LINE_COLUMNS
+	"SELECT d.outcome, d.retry_after, d.session_id, d.reused, d.replaced_id, d.line_id, "
+	LINE_COLUMNS_WITH("coalesce(d.live, (SELECT count(*) FROM frontdesk.sessions s WHERE s.tenant_id = $1"
+	                  " AND s.line_id = l.id AND s.ended_at IS NULL))",
+	                  "CASE WHEN d.session_id > 0 THEN " EPOCH("now()") " ELSE coalesce((SELECT "
+	                  EPOCH("max(s.last_seen_at)") " FROM frontdesk.sessions s WHERE s.tenant_id = $1"
+	                  " AND s.line_id = l.id), 0) END")
 	"  FROM frontdesk.authorize_playback($1, $2, decode($3, 'hex'), $4, $5::inet, $6, $7::smallint, $8, $9, $10,"
-	"       $11, $12, $13, $14, coalesce((SELECT connection_limit_policy = 'end_oldest'"
+	"       $16::text[], $11, $12, $13, $14, coalesce((SELECT connection_limit_policy = 'end_oldest'"
 	"                                        FROM frontdesk.lines_settings WHERE tenant_id = $1), false), $15) d"
 	"  LEFT JOIN frontdesk.lines l ON l.tenant_id = $1 AND l.id = d.line_id",
-	15,
+	16,
 };
+
+static const fd_sql_t SQL_SUSPENDED = {
+	"linesd_suspended",
+	"SELECT coalesce(array_agg(path || '%' ORDER BY path), '{}') FROM frontdesk.account_refs"
+	" WHERE tenant_id = $1 AND status = 'suspended'",
+	1,
+};
+
+typedef struct suspended_q {
+	const char *params[1];
+	char *paths;
+} suspended_q_t;
+
+static int suspended_tx(fd_tx_t *tx, void *arg)
+{
+	suspended_q_t *q = arg;
+	PGresult *res;
+	int rc = fd_tx_exec(tx, &SQL_SUSPENDED, q->params, FD_TX_LAST, &res);
+	if (rc < 0)
+		return rc;
+	free(q->paths);
+	if (!(q->paths = strdup(PQgetvalue(res, 0, 0))))
+		return TX_OOM(tx);
+	return 0;
+}
+
+static int64_t mono_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Into the arena; NULL with err set when the database cannot say. */
+static const char *suspended_paths(linesd_t *l, fd_arena_t *a, int64_t tenant, int64_t deadline_ms, fd_err_t *err)
+{
+	struct linesd_sessions *c = l->sessions;
+	suspended_slot_t *slot = &c->suspended[(uint64_t)tenant % SUSPENDED_SLOTS];
+	int64_t now = mono_ms();
+	const char *out = NULL;
+	pthread_mutex_lock(&c->suspended_mu);
+	if (slot->paths && slot->tenant == tenant && now - slot->read_ms < SUSPENDED_TTL_MS)
+		out = fd_arena_strdup(a, slot->paths);
+	pthread_mutex_unlock(&c->suspended_mu);
+	if (out)
+		return out;
+	char tenant_s[24];
+	snprintf(tenant_s, sizeof(tenant_s), "%" PRId64, tenant);
+	suspended_q_t q = { { tenant_s }, NULL };
+	fd_tx_opts_t o = { .tenant_id = tenant, .deadline_ms = deadline_ms, .read_only = true };
+	if (fd_db_run_opts(l->db, &o, suspended_tx, &q, err) < 0) {
+		free(q.paths);
+		return NULL;
+	}
+	out = fd_arena_strdup(a, q.paths);
+	pthread_mutex_lock(&c->suspended_mu);
+	free(slot->paths);
+	slot->tenant = tenant;
+	slot->read_ms = now;
+	slot->paths = q.paths;
+	pthread_mutex_unlock(&c->suspended_mu);
+	if (!out)
+		fd_err_set(err, FD_EEXHAUSTED, "out of memory");
+	return out;
+}
 
 typedef struct auth_q {
 	linesd_t *l;
 	fd_arena_t *arena;
 	int64_t tenant;
-	const char *params[15];
+	const char *params[16];
 	const char *outcome;
 	int32_t retry_after;
 	int64_t session, replaced, line_id;
@@ -549,17 +641,20 @@ int linesd_authorize_playback(fd_call_t *call, const ProtobufCMessage *msg, Prot
 	char pwh[65];
 	line_password_hash(l, req->tenant_id, req->password, pwh);
 	auth_q_t q = { .l = l, .arena = a, .tenant = req->tenant_id };
-	const char *params[15] = {
+	const char *paths = suspended_paths(l, a, req->tenant_id, fd_call_deadline_ms(call), fd_call_err(call));
+	if (!paths)
+		return -(int)fd_call_err(call)->code;
+	const char *params[16] = {
 		fd_arena_printf(a, "%" PRId64, req->tenant_id), req->username, pwh,
 		fd_arena_printf(a, "%" PRId64, req->stream_id), req->client_ip, req->user_agent,
 		fd_arena_printf(a, "%d", (int)req->output_format), fd_arena_printf(a, "%" PRId64, req->node_id),
 		req->client_session_key, active ? "true" : "false",
 		fd_arena_printf(a, "%" PRId64, l->cfg->session_timeout), fd_arena_printf(a, "%" PRId64, l->cfg->fail_window),
 		fd_arena_printf(a, "%" PRId64, l->cfg->fail_max_user), fd_arena_printf(a, "%" PRId64, l->cfg->fail_max_ip),
-		req->stream_id && events_watched(l, req->tenant_id) ? "true" : "false",
+		req->stream_id && events_watched(l, req->tenant_id) ? "true" : "false", paths,
 	};
 	memcpy(q.params, params, sizeof(params));
-	for (int i = 0; i < 15; i++)
+	for (int i = 0; i < 16; i++)
 		if (!q.params[i])
 			return OOM(call);
 	/* The session's id (and so its shard) is known only after: every drop counts. */
