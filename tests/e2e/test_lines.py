@@ -116,8 +116,13 @@ def state(p, tenant):
     """Everything a refused call must leave alone: the tenant's lines (their
     content), charges, ledger entries and idempotency records."""
     return {
-        "lines": p.sql(f"SELECT count(*) || ':' || coalesce(md5(string_agg(l::text, ',' ORDER BY id)), '')"
-                       f" FROM frontdesk.lines l WHERE tenant_id = {tenant}"),
+        # Every column but expiry_announced, which the expiry sweep sets on
+        # its own when a line of the tenant expires meanwhile.
+        "lines": p.sql(f"SELECT count(*) || ':' || coalesce(md5(string_agg(row(l.id, l.reseller_id, l.username,"
+                       f" l.password_hash, l.password_box, l.package_id, l.state, l.expires_at, l.max_connections,"
+                       f" l.bouquet_ids, l.allowed_ips, l.allowed_user_agents, l.output_formats,"
+                       f" l.bandwidth_cap_kbps, l.trial, l.notes, l.status_reason, l.updated_at)::text, ','"
+                       f" ORDER BY id)), '') FROM frontdesk.lines l WHERE tenant_id = {tenant}"),
         "charges": p.sql(f"SELECT count(*) || ':' || coalesce(md5(string_agg(c::text, ',' ORDER BY id)), '')"
                          f" FROM frontdesk.line_charges c WHERE tenant_id = {tenant}"),
         "ledger": count(p, f"SELECT count(*) FROM frontdesk.ledger_entries WHERE tenant_id = {tenant}"),
