@@ -299,7 +299,8 @@ CREATE TYPE frontdesk.playback_decision AS (
   reused         boolean,
   replaced_id    bigint,
   replaced_node  bigint,
-  live           integer      -- the line's live sessions after a session opened
+  live           integer,     -- the line's live sessions after a session opened
+  line           frontdesk.lines  -- the line, when the credentials were right
 );
 
 CREATE FUNCTION frontdesk.authorize_playback(
@@ -311,7 +312,7 @@ RETURNS frontdesk.playback_decision
 LANGUAGE plpgsql SET search_path = pg_catalog AS $$
 DECLARE
   d        frontdesk.playback_decision;
-  l        record;
+  l        frontdesk.lines;
   k_user   text := 'u:' || p_username || '|' || host(p_ip);
   k_ip     text := 'a:' || host(p_ip);
   f        record;
@@ -343,9 +344,7 @@ BEGIN
     END IF;
   END LOOP;
 
-  SELECT id, reseller_id, reseller_path, state, expires_at, max_connections, bouquet_ids, allowed_ips,
-         allowed_user_agents, output_formats
-    INTO l FROM frontdesk.lines
+  SELECT * INTO l FROM frontdesk.lines
    WHERE tenant_id = p_tenant AND username = p_username AND password_hash = p_password_hash
      AND state <> 'pending';
   IF NOT FOUND THEN
@@ -360,6 +359,7 @@ BEGIN
     RETURN d;
   END IF;
   d.line_id := l.id;
+  d.line := l;
 
   IF l.state = 'banned' THEN d.outcome := 'banned'; RETURN d; END IF;
   IF l.state = 'disabled' THEN d.outcome := 'disabled'; RETURN d; END IF;

@@ -485,7 +485,7 @@ static const fd_sql_t SQL_AUTHORIZE = {
 	"  FROM frontdesk.authorize_playback($1, $2, decode($3, 'hex'), $4, $5::inet, $6, $7::smallint, $8, $9, $10,"
 	"       $16::text[], $11, $12, $13, $14, coalesce((SELECT connection_limit_policy = 'end_oldest'"
 	"                                        FROM frontdesk.lines_settings WHERE tenant_id = $1), false), $15) d"
-	"  LEFT JOIN frontdesk.lines l ON l.tenant_id = $1 AND l.id = d.line_id",
+	"  LEFT JOIN LATERAL (SELECT (d.line).*) l ON true",
 	16,
 };
 

@@ -1,0 +1,498 @@
+#!/usr/bin/env bash
+# lines.sh - the issue-5 benchmark: playback authorization and heartbeats
+# against linesd, with 100,000 lines and 10,000 live sessions loaded, beside
+# baselines from the same run:
+#   - auth_grpc: AuthorizePlayback, each call a new session on a line that has
+#     none (closed loop at each in-flight level), and auth_open5000: the same
+#     offered at a fixed 5,000 a second (open loop: p99 from the schedule);
+#   - auth_sql (baseline): pgbench running exactly the SQL linesd sends for
+#     one new session, as frontdesk_linesd, in one pipeline: the statements
+#     of one AuthorizePlayback transaction and their parameters as
+#     PostgreSQL logged them (log_min_duration_statement = 0 for a moment
+#     during the set-up), each transaction a line without a session;
+#   - beat: SessionHeartbeat over the 10,000 live sessions (closed loop);
+#   - echo (baseline): bench_echo, the bare gRPC-core echo, sent the very same
+#     heartbeat requests and metadata; echo_open5000 likewise open loop.
+# Cases are interleaved round by round, each run followed by a `cpu` line
+# (the server: linesd or bench_echo, PostgreSQL, the load generator,
+# everyone else) and, for authorizations and heartbeats, an audit in SQL:
+# every answer allowed/active, one new session row per call, each on its own
+# line, the live sessions' heartbeats written. The new sessions are deleted
+# after each run (lines free again; VACUUM ANALYZE), so every run starts
+# alike. Then medians, ratios and the goals: auth_grpc >= 10,000/s at its
+# best in-flight level, auth_open5000 p99 <= 10 ms, beat >= 50% of echo.
+# Everything runs on loopback against a private PostgreSQL in a temporary
+# folder; all of it is stopped and removed on exit.
+#   BUILD=build BENCH_SECONDS=5 BENCH_ROUNDS=3 bench/lines.sh
+# Knobs: BENCH_SECONDS (5, whole), BENCH_ROUNDS (3), BENCH_INFLIGHT
+# ("8 32 128"), OPEN_RATE (5000), LINESD_THREADS (8), LINESD_DB_POOL (8),
+# ECHO_THREADS (2), PGBENCH_THREADS (1, like bench_load), PGBENCH (its path),
+# BENCH_SQL=0 (no pgbench), BENCH_OPEN=0 (no open-loop runs).
+set -euo pipefail
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+BUILD=${BUILD:-$ROOT/build}
+SECS=${BENCH_SECONDS:-5}
+ROUNDS=${BENCH_ROUNDS:-3}
+INFLIGHTS=${BENCH_INFLIGHT:-8 32 128}
+OPEN_RATE=${OPEN_RATE:-5000}
+THREADS=${LINESD_THREADS:-8}
+POOL=${LINESD_DB_POOL:-8}
+ECHO_THREADS=${ECHO_THREADS:-2}
+PGB_THREADS=${PGBENCH_THREADS:-1}
+PGBENCH=${PGBENCH:-$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -1)/pgbench}
+NLINES=100000            # lines in all
+NLIVE=10000              # of them with a live session (heartbeats), the first ones
+NAPI=4                   # of them made through CreateLine, the rest in SQL after the first
+U0=1000000               # usernames: U0 .. U0+NLINES-1 (digits: pgbench makes them as numbers)
+PASSWORD=bench-line-pw-1 # every line's (the hash is per tenant and password, not per line)
+IP=203.0.113.7
+UA=bench-player/1.0
+SESSION_TIMEOUT=3600     # the live sessions must outlive the run without the sweep ending them
+WARMUP=1
+PY=/usr/bin/python3
+HELPER=$ROOT/bench/lines_setup.py
+NFRESH=$((NLINES - NLIVE))
+
+for b in bench/bench_load bench/bench_echo services/authd/authd services/billingd/billingd \
+	services/linesd/linesd services/frontdesk/frontdesk; do
+	[ -x "$BUILD/$b" ] || { echo "lines.sh: $BUILD/$b missing: build first (scripts/build.sh)" >&2; exit 1; }
+done
+[ "${BENCH_SQL:-1}" = 0 ] || [ -x "$PGBENCH" ] || { echo "lines.sh: pgbench not found (PGBENCH=...)" >&2; exit 1; }
+[[ "$SECS" =~ ^[1-9][0-9]*$ ]] || { echo "lines.sh: BENCH_SECONDS: whole seconds (pgbench -T)" >&2; exit 1; }
+[[ "$ROUNDS" =~ ^[1-9][0-9]*$ ]] || { echo "lines.sh: BENCH_ROUNDS: 1 or more" >&2; exit 1; }
+for k in $INFLIGHTS; do
+	[[ "$k" =~ ^[1-9][0-9]*$ ]] && [ "$k" -le 256 ] || { echo "lines.sh: BENCH_INFLIGHT: 1 to 256 each" >&2; exit 1; }
+done
+
+tmp=$(mktemp -d /tmp/fd-bench-lines.XXXXXX)
+authd_pid= billingd_pid= linesd_pid= echo_pid=
+cleanup() {
+	for p in $echo_pid $linesd_pid $billingd_pid $authd_pid; do
+		kill "$p" 2>/dev/null || true
+		wait "$p" 2>/dev/null || true
+	done
+	"$ROOT/scripts/pg.sh" stop "$tmp/pg" || true
+	rm -rf "$tmp"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# shellcheck source=bench/lib.sh
+. "$ROOT/bench/lib.sh"
+
+# --- a private PostgreSQL, a migrated database, a platform admin ---
+bench_platform
+psql_pg() { psql -X -q -v ON_ERROR_STOP=1 -h "$pg_host" -p "$pg_port" -U postgres "$@"; }
+pg_postmaster=$(head -1 "$tmp/pg/data/postmaster.pid")
+
+# --- authd (service tokens: linesd's for billingd, the edge's for linesd), billingd, linesd ---
+hash_key=$(openssl rand -hex 32)
+kek=$(openssl rand -hex 32)
+linesd_secret=$(openssl rand -hex 24)
+edged_secret=$(openssl rand -hex 24)
+authd=127.0.0.1:$(port)
+env FRONTDESK_DATABASE_URL="$pg_url" FRONTDESK_AUTHD_LISTEN="$authd" FRONTDESK_AUTHD_THREADS=2 \
+	FRONTDESK_SECRET_HASH_KEY="$hash_key" FRONTDESK_KEY_ENCRYPTION_KEY="$(openssl rand -hex 32)" \
+	FRONTDESK_SERVICE_SECRETS="linesd=$linesd_secret,edged=$edged_secret" \
+	FRONTDESK_PWHASH_OPSLIMIT=1 FRONTDESK_PWHASH_MEMLIMIT_KIB=8192 FRONTDESK_PWHASH_CONCURRENCY=1 \
+	FRONTDESK_SHUTDOWN_GRACE_MS=1000 FRONTDESK_LOG_LEVEL=warn \
+	"$BUILD/services/authd/authd" >"$tmp/authd.log" 2>&1 &
+authd_pid=$!
+billingd=127.0.0.1:$(port)
+env FRONTDESK_DATABASE_URL="$pg_url" FRONTDESK_BILLINGD_LISTEN="$billingd" FRONTDESK_BILLINGD_THREADS=2 \
+	FRONTDESK_BILLINGD_DB_POOL=2 FRONTDESK_SECRET_HASH_KEY="$hash_key" FRONTDESK_SHUTDOWN_GRACE_MS=1000 \
+	FRONTDESK_LOG_LEVEL=warn "$BUILD/services/billingd/billingd" >"$tmp/billingd.log" 2>&1 &
+billingd_pid=$!
+linesd=127.0.0.1:$(port)
+env FRONTDESK_DATABASE_URL="$pg_url" FRONTDESK_LINESD_LISTEN="$linesd" \
+	FRONTDESK_LINESD_THREADS="$THREADS" FRONTDESK_LINESD_DB_POOL="$POOL" \
+	FRONTDESK_SECRET_HASH_KEY="$hash_key" FRONTDESK_KEY_ENCRYPTION_KEY="$kek" \
+	FRONTDESK_LINESD_SERVICE_SECRET="$linesd_secret" FRONTDESK_AUTHD_TARGET="$authd" \
+	FRONTDESK_BILLINGD_TARGET="$billingd" FRONTDESK_SESSION_TIMEOUT="$SESSION_TIMEOUT" \
+	FRONTDESK_SHUTDOWN_GRACE_MS=1000 FRONTDESK_LOG_LEVEL=warn \
+	"$BUILD/services/linesd/linesd" >"$tmp/linesd.log" 2>&1 &
+linesd_pid=$!
+echo_target=127.0.0.1:$(port)
+"$BUILD/bench/bench_echo" --listen "$echo_target" --threads "$ECHO_THREADS" \
+	--method /frontdesk.v1.LinesService/SessionHeartbeat >"$tmp/echo.log" 2>&1 &
+echo_pid=$!
+logs() { for f in authd billingd linesd; do echo "--- $f's log" >&2; tail -20 "$tmp/$f.log" >&2; done; }
+for t in "$billingd" "$linesd"; do "$PY" "$HELPER" wait "$t" || { logs; exit 1; }; done
+
+# --- the tenant, its catalog, the first lines through the API ---
+echo "# set-up: tenant, catalog, $NAPI lines through CreateLine, $((NLINES - NAPI)) more in SQL," \
+	"$NLIVE live sessions through AuthorizePlayback"
+tenant='' admin_token='' reseller='' package='' stream='' template=''
+vars=$("$PY" "$HELPER" setup "$authd" "$linesd" "$admin_pw" "$U0" "$NAPI" "$PASSWORD") || { logs; exit 1; }
+eval "$vars"
+
+# The password hash linesd stored for the template line is the one computed
+# here (keyed BLAKE2b of tenant and password, the key derived from the hash
+# key): every bulk line shares it, as they share the password.
+pwh=$(psql_pg -d frontdesk -tA -c "SELECT encode(password_hash, 'hex') FROM frontdesk.lines WHERE id = $template")
+want=$("$PY" "$HELPER" pwhash "$hash_key" "$tenant" "$PASSWORD")
+[ "$pwh" = "$want" ] || { echo "lines.sh: linesd's password hash $pwh, computed $want" >&2; exit 1; }
+
+# The other lines, copies of the template (same reseller, package, expiry,
+# password) under their own usernames, as postgres.
+read -r f0 f1 nf < <(psql_pg -d frontdesk -tA -F ' ' -v t="$tenant" -v tpl="$template" -v u0="$U0" \
+	-v napi="$NAPI" -v n="$NLINES" -v nlive="$NLIVE" <<'SQL'
+BEGIN;
+SELECT set_config('frontdesk.tenant_id', :'t', true) \g /dev/null
+INSERT INTO frontdesk.lines (tenant_id, reseller_id, reseller_path, username, password_hash, password_box,
+    package_id, state, expires_at, max_connections, bouquet_ids, allowed_ips, allowed_user_agents,
+    output_formats, bandwidth_cap_kbps, trial, notes)
+  SELECT l.tenant_id, l.reseller_id, l.reseller_path, (:u0 + i)::text, l.password_hash, l.password_box,
+         l.package_id, l.state, l.expires_at, l.max_connections, l.bouquet_ids, l.allowed_ips,
+         l.allowed_user_agents, l.output_formats, l.bandwidth_cap_kbps, l.trial, 'bench'
+    FROM frontdesk.lines l, generate_series(:napi, :n - 1) i
+   WHERE l.tenant_id = :t AND l.id = :tpl ORDER BY i;
+COMMIT;
+SELECT min(id), max(id), count(*) FROM frontdesk.lines
+ WHERE tenant_id = :t AND username::bigint >= :u0 + :nlive AND username::bigint < :u0 + :n;
+SQL
+)
+[ "$nf" = "$NFRESH" ] && [ $((f1 - f0 + 1)) = "$NFRESH" ] ||
+	{ echo "lines.sh: the fresh lines' ids are not contiguous: $f0..$f1, $nf lines" >&2; exit 1; }
+psql_pg -d frontdesk -c "ANALYZE frontdesk.lines"
+total_lines=$(psql_pg -d frontdesk -tA -c "SELECT count(*) FROM frontdesk.lines WHERE tenant_id = $tenant AND state = 'active'")
+[ "$total_lines" = "$NLINES" ] || { echo "lines.sh: $total_lines active lines, want $NLINES" >&2; exit 1; }
+
+# The live sessions: lines U0 .. U0+NLIVE-1 (the API's and the SQL's alike:
+# every one must be allowed), one session each; the heartbeat requests.
+token=''
+vars=$("$PY" "$HELPER" token "$authd" "$edged_secret" "$linesd" "$tenant") || { logs; exit 1; }
+eval "$vars"
+sessions=''
+vars=$("$PY" "$HELPER" live "$linesd" "$token" "$tenant" "$stream" "$U0" "$NLIVE" "$PASSWORD" "$IP" "$UA" \
+	"$tmp/beat.hex") || { logs; exit 1; }
+eval "$vars"
+"$PY" "$HELPER" payloads "$tmp/new.hex" "$tenant" "$stream" "$((U0 + NLIVE))" "$NFRESH" "$PASSWORD" "$IP" "$UA"
+psql_pg -d frontdesk -c "VACUUM ANALYZE frontdesk.sessions"
+
+# pgbench's script: the statements of one AuthorizePlayback, its parameters
+# included, exactly as linesd sent them, from PostgreSQL's log of a few calls
+# (every statement logged for a moment); the username becomes pgbench's.
+mark=$(stat -c %s "$tmp/pg/log")
+psql_pg -d frontdesk -c "ALTER SYSTEM SET log_min_duration_statement = 0" -c "SELECT pg_reload_conf()" >/dev/null
+sleep 0.5
+"$PY" "$HELPER" probe "$linesd" "$token" "$tenant" "$stream" "$U0" "$PASSWORD" "$IP" "$UA" || { logs; exit 1; }
+psql_pg -d frontdesk -c "ALTER SYSTEM RESET log_min_duration_statement" -c "SELECT pg_reload_conf()" >/dev/null
+"$PY" "$HELPER" pgbench "$tmp/authorize.pgbench" "$tmp/pg/log" "$mark" "$U0" "$tmp/pgbench.vars"
+pgb_vars=()
+while IFS= read -r v; do pgb_vars+=(-D "$v"); done <"$tmp/pgbench.vars"
+
+out=$tmp/out
+# measure CASE SERVER_PID -- COMMAND...: runs COMMAND, samples the CPU of the
+# server (linesd or bench_echo), of PostgreSQL (the postmaster and its
+# children), of COMMAND and of the whole machine over the measured window
+# (after the warm-up). Prints COMMAND's output (pgbench's turned into
+# bench_load's lines) and
+#   cpu <case> server_cores= pg_cores= load_cores= others_cores= steal_cores= ..._us_per_call=
+measure() {
+	local name=$1 server=$2
+	shift 2
+	"$PY" - "$server" "$pg_postmaster" "$WARMUP" "$SECS" "$name" "$@" <<'PY' | tee -a "$out"
+import os, re, subprocess, sys, time
+server, postmaster, warmup, secs, name = int(sys.argv[1]), int(sys.argv[2]), float(sys.argv[3]), \
+    float(sys.argv[4]), sys.argv[5]
+cmd = sys.argv[sys.argv.index("--") + 1:]
+tick = os.sysconf("SC_CLK_TCK")
+def proc_cpu(pid):   # utime + stime, seconds; 0 once gone
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / tick, int(fields[1])
+    except (OSError, IndexError):
+        return 0.0, 0
+def reaped(pid):     # the CPU of a process's children it has waited for (cutime + cstime)
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return (int(fields[13]) + int(fields[14])) / tick
+    except (OSError, IndexError):
+        return 0.0
+def pg_cpu():        # the postmaster, the backends it reaped, its live children, by pid
+    cpu = {postmaster: proc_cpu(postmaster)[0], "reaped": reaped(postmaster)}
+    for d in os.listdir("/proc"):
+        if d.isdigit():
+            c, ppid = proc_cpu(int(d))
+            if ppid == postmaster:
+                cpu[int(d)] = c
+    return cpu
+def busy():          # the machine's CPU: (busy, stolen by the hypervisor), seconds
+    with open("/proc/stat") as f:
+        v = [int(x) for x in f.readline().split()[1:9]]
+    return (sum(v) - v[3] - v[4] - v[7]) / tick, v[7] / tick
+p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+time.sleep(warmup + 0.05)
+t0, s0, l0, g0, (b0, st0) = time.monotonic(), proc_cpu(server)[0], proc_cpu(p.pid)[0], pg_cpu(), busy()
+time.sleep(secs - 0.1)
+t1, s1, l1, g1, (b1, st1) = time.monotonic(), proc_cpu(server)[0], proc_cpu(p.pid)[0], pg_cpu(), busy()
+stdout, stderr = p.communicate()
+if os.path.basename(cmd[0]) == "pgbench":
+    # -P 1: one progress line a second; the rate is theirs after the warm-up.
+    prog = [(float(m[1]), float(m[2]), float(m[3])) for m in
+            re.finditer(r"progress: ([\d.]+) s, ([\d.]+) tps, lat ([\d.]+) ms", stderr)]
+    window = [x for x in prog if warmup < x[0] <= warmup + secs + 0.01]
+    done = re.search(r"number of transactions actually processed: (\d+)", stdout)
+    failed = re.search(r"number of failed transactions: (\d+)", stdout)
+    done, failed = int(done[1]) if done else 0, int(failed[1]) if failed else 0
+    aborted = len(re.findall(r"client \d+ aborted", stderr))
+    if p.returncode != 0 or not window or aborted:
+        sys.stderr.write(f"lines.sh: {name}: pgbench exited {p.returncode}:\n{stderr[-2000:]}")
+    rate = sum(x[1] for x in window) / len(window) if window else 0
+    lat = sum(x[2] for x in window) / len(window) if window else 0
+    print(f"bench {name} rate={rate:.0f}/s p50_ms=- p99_ms=- lat_avg_ms={lat:.3f} errors={failed + aborted}")
+    print(f"calls {name} total={done + failed} ok={done} failed={failed + aborted}")
+else:
+    sys.stdout.write(stdout)
+    sys.stderr.write(stderr)
+    m = re.search(r"rate=(\d+)", stdout)
+    rate = float(m[1]) if m else 0
+w = t1 - t0
+calls = rate * w
+us = lambda c: c / calls * 1e6 if calls else float("nan")
+# A child born in the window counts whole; one gone by its end, from the
+# postmaster's reaped time less what it had used at the start.
+pg = sum(g1.get(k, 0) - g0.get(k, 0) for k in set(g0) | set(g1))
+s, l = s1 - s0, l1 - l0
+print(f"cpu {name} server_cores={s / w:.2f} pg_cores={pg / w:.2f} load_cores={l / w:.2f} "
+      f"others_cores={(b1 - b0 - s - l - pg) / w:.2f} steal_cores={(st1 - st0) / w:.2f} "
+      f"server_us_per_call={us(s):.1f} pg_us_per_call={us(pg):.1f} load_us_per_call={us(l):.1f} "
+      f"total_us_per_call={us(s + pg + l):.1f}")
+sys.stdout.flush()
+PY
+}
+
+conns_for() { if [ "$1" -le 1 ]; then echo 1; elif [ "$1" -le 16 ]; then echo $(( ($1 + 1) / 2 )); else echo 8; fi; }
+
+# The new sessions of the last run: one per allowed call, each on its own
+# line, none ended; the live sessions untouched. Then they are deleted (the
+# lines are free again) and the table vacuumed, so each run starts alike.
+# WANT: the allowed calls (bench_load's f1) or pgbench's transactions.
+audit_new() { # LABEL WANT
+	psql_pg -d frontdesk -tA -v t="$tenant" -v f0="$f0" -v f1="$f1" -v want="$2" -v label="$1" \
+		-v nlive="$NLIVE" -v nfresh="$NFRESH" <<'SQL' | tee -a "$out"
+SELECT set_config('frontdesk.tenant_id', :'t', false) \g /dev/null
+WITH n AS (SELECT count(*) AS rows, count(DISTINCT line_id) AS lines,
+                  count(*) FILTER (WHERE ended_at IS NOT NULL) AS ended
+             FROM frontdesk.sessions WHERE tenant_id = :t AND line_id BETWEEN :f0 AND :f1),
+     l AS (SELECT count(*) AS live FROM frontdesk.sessions
+            WHERE tenant_id = :t AND line_id NOT BETWEEN :f0 AND :f1 AND ended_at IS NULL)
+SELECT 'audit ' || :'label' || ' ' ||
+       CASE WHEN rows = :want AND lines = rows AND ended = 0 AND live = :nlive THEN 'ok'
+            ELSE 'VIOLATIONS: ' || concat_ws('; ',
+                   CASE WHEN rows <> :want THEN rows || ' new session rows for ' || :want || ' allowed calls'
+                        || CASE WHEN :want > :nfresh THEN ' (more calls than the ' || :nfresh
+                                || ' lines without a session: lower BENCH_SECONDS)' END END,
+                   CASE WHEN lines <> rows THEN rows || ' new sessions on ' || lines || ' lines' END,
+                   CASE WHEN ended <> 0 THEN ended || ' new sessions ended' END,
+                   CASE WHEN live <> :nlive THEN live || ' live sessions, want ' || :nlive END) END
+       || ' (new sessions: ' || rows || ')'
+  FROM n, l;
+DELETE FROM frontdesk.sessions WHERE tenant_id = :t AND line_id BETWEEN :f0 AND :f1;
+SQL
+	psql_pg -d frontdesk -c "VACUUM ANALYZE frontdesk.sessions"
+	table_state "$1"
+}
+
+# The sessions table after the clean-up (what a sequential scan of it reads)
+# and the oldest snapshot held, which would keep VACUUM from removing rows.
+table_state() { # LABEL
+	psql_pg -d frontdesk -tA -v label="$1" <<'SQL' | tee -a "$out"
+SELECT 'table ' || :'label' || ' sessions_pages=' || (sum(pg_relation_size(relid)) / 8192)::bigint
+       || ' live_rows=' || sum(n_live_tup) || ' dead_rows=' || sum(n_dead_tup)
+       || ' oldest_xmin_age=' || coalesce((SELECT max(age(backend_xmin))::text FROM pg_stat_activity), '-')
+  FROM pg_stat_user_tables WHERE schemaname = 'frontdesk' AND relname LIKE 'sessions\_p%';
+SQL
+}
+
+# After a heartbeat run and a flush: every live session still live and its
+# last_seen_at written at or after the run's start.
+audit_beat() { # LABEL RUN_START_EPOCH
+	sleep 1.5
+	psql_pg -d frontdesk -tA -v t="$tenant" -v f0="$f0" -v f1="$f1" -v since="$2" -v label="$1" \
+		-v nlive="$NLIVE" <<'SQL' | tee -a "$out"
+SELECT set_config('frontdesk.tenant_id', :'t', false) \g /dev/null
+WITH s AS (SELECT count(*) FILTER (WHERE ended_at IS NULL) AS live,
+                  count(*) FILTER (WHERE ended_at IS NULL AND last_seen_at >= to_timestamp(:since)) AS seen
+             FROM frontdesk.sessions WHERE tenant_id = :t AND line_id NOT BETWEEN :f0 AND :f1)
+SELECT 'audit ' || :'label' || ' ' ||
+       CASE WHEN live = :nlive AND seen = :nlive THEN 'ok'
+            ELSE 'VIOLATIONS: ' || live || ' live sessions (want ' || :nlive || '), ' || seen
+                 || ' of them with a heartbeat written since the run started' END
+  FROM s;
+SQL
+}
+
+# The answers of a gRPC run: every call OK and allowed/active (f1), none a
+# reused session (f5, authorizations). Echo a line `fields ...` was read from.
+answers() { # CASE -> prints "total ok f1 f5"
+	awk -v c="$1" '$1 == "fields" && $2 == c { t = o = a = r = 0
+		for (i = 3; i <= NF; i++) { split($i, kv, "="); if (kv[1] == "total") t = kv[2]; if (kv[1] == "ok") o = kv[2]
+			if (kv[1] == "f1") a = kv[2]; if (kv[1] == "f5") r = kv[2] }
+		last = t " " o " " a " " r } END { print last }' "$out"
+}
+check_answers() { # CASE LABEL [reused_ok]
+	local t o a r
+	read -r t o a r <<<"$(answers "$1")"
+	if [ "$t" = "$o" ] && [ "$o" = "$a" ] && [ "${r:-0}" = 0 ] && [ "$t" -gt 0 ]; then
+		echo "answers $2 ok ($t calls, all OK and true)" | tee -a "$out"
+	else
+		echo "answers $2 VIOLATIONS: $t calls, $o OK, $a allowed/active, ${r:-0} reused sessions" | tee -a "$out"
+	fi
+}
+
+# bench_load's command line, into BL: CASE TARGET METHOD PAYLOADS K [more options]
+bl() {
+	local name=$1 target=$2 method=$3 file=$4 k=$5
+	shift 5
+	BL=("$BUILD/bench/bench_load" --target "$target" --method "$method" --case "$name" --inflight "$k"
+		--conns "$(conns_for "$k")" --seconds "$SECS" --warmup "$WARMUP"
+		--metadata "authorization=Bearer $token" --payload-file "$file" "$@")
+}
+AUTH=/frontdesk.v1.LinesService/AuthorizePlayback
+BEAT=/frontdesk.v1.LinesService/SessionHeartbeat
+
+run_echo() { # K ROUND
+	bl "echo_inflight$1" "$echo_target" "$BEAT" "$tmp/beat.hex" "$1" --count-field 1
+	measure "echo_inflight$1" "$echo_pid" -- "${BL[@]}"
+}
+run_grpc() { # K ROUND
+	local name=auth_grpc_inflight$1
+	bl "$name" "$linesd" "$AUTH" "$tmp/new.hex" "$1" --count-field 1 --count-field 5
+	measure "$name" "$linesd_pid" -- "${BL[@]}"
+	check_answers "$name" "$name-round$2"
+	audit_new "$name-round$2" "$(answers "$name" | awk '{ print $3 }')"
+}
+run_sql() { # K ROUND
+	local name=auth_sql_inflight$1 j=$(( PGB_THREADS < $1 ? PGB_THREADS : $1 ))
+	measure "$name" "$linesd_pid" -- "$PGBENCH" -n -M prepared -c "$1" -j "$j" -T "$(( SECS + WARMUP ))" -P 1 \
+		-f "$tmp/authorize.pgbench" -h "$pg_host" -p "$pg_port" -U frontdesk_linesd \
+		-D u0="$((U0 + NLIVE))" -D span="$NFRESH" -D nc="$1" -D n=0 "${pgb_vars[@]}" frontdesk
+	audit_new "$name-round$2" "$(awk -v c="$name" '$1 == "calls" && $2 == c { split($4, kv, "="); v = kv[2] }
+		END { print v + 0 }' "$out")"
+}
+run_beat() { # K ROUND
+	local name=beat_inflight$1 since
+	since=$(date +%s)
+	bl "$name" "$linesd" "$BEAT" "$tmp/beat.hex" "$1" --count-field 1
+	measure "$name" "$linesd_pid" -- "${BL[@]}"
+	check_answers "$name" "$name-round$2"
+	audit_beat "$name-round$2" "$since"
+}
+run_open() { # ROUND: echo then authorizations, offered OPEN_RATE a second
+	local cap=512 name=auth_open$OPEN_RATE
+	bl "echo_open$OPEN_RATE" "$echo_target" "$BEAT" "$tmp/beat.hex" "$cap" --rate "$OPEN_RATE" --count-field 1
+	measure "echo_open$OPEN_RATE" "$echo_pid" -- "${BL[@]}"
+	bl "$name" "$linesd" "$AUTH" "$tmp/new.hex" "$cap" --rate "$OPEN_RATE" --count-field 1 --count-field 5
+	measure "$name" "$linesd_pid" -- "${BL[@]}"
+	check_answers "$name" "$name-round$1"
+	audit_new "$name-round$1" "$(answers "$name" | awk '{ print $3 }')"
+}
+
+echo "=== linesd (threads $THREADS, pool $POOL; session timeout ${SESSION_TIMEOUT}s) with $NLINES lines and" \
+	"$sessions live sessions; bench_echo ($ECHO_THREADS threads); pgbench (-M prepared, -j $PGB_THREADS);" \
+	"$ROUNDS rounds of ${SECS}s a case (+${WARMUP}s warm-up); $(nproc) CPUs shared by all"
+echo "# tenant $tenant, stream $stream, lines $U0..$((U0 + NLINES - 1)): the first $NLIVE live, ids $f0..$f1 without a session"
+for r in $(seq "$ROUNDS"); do
+	token=''
+	vars=$("$PY" "$HELPER" token "$authd" "$edged_secret" "$linesd" "$tenant") || { logs; exit 1; }
+	eval "$vars"
+	cases=(echo grpc sql beat)
+	[ "${BENCH_SQL:-1}" = 0 ] && cases=(echo grpc beat)
+	if [ "${BENCH_OPEN:-1}" != 0 ] && [ $((r % 2)) = 0 ]; then run_open "$r"; fi
+	for k in $INFLIGHTS; do
+		# A different order each round: the noise of a shared machine falls on all alike.
+		n=${#cases[@]}
+		for i in $(seq 0 $((n - 1))); do
+			c=${cases[$(( (i + r + k) % n ))]}
+			"run_$c" "$k" "$r"
+		done
+	done
+	if [ "${BENCH_OPEN:-1}" != 0 ] && [ $((r % 2)) = 1 ]; then run_open "$r"; fi
+done
+if grep -q "level=error\|ERROR" "$tmp/linesd.log"; then
+	echo "# linesd logged errors:"; grep "level=error\|ERROR" "$tmp/linesd.log" | tail -5
+fi
+
+echo "--- medians over $ROUNDS rounds"
+"$PY" - "$out" "$OPEN_RATE" <<'PY'
+import os, re, statistics, sys
+open_rate = sys.argv[2]
+rows, audits = {}, []
+for line in open(sys.argv[1]):
+    m = re.match(r"(bench|calls|cpu|fields) (\w+?)_(inflight|open)(\d+) (.*)", line)
+    if m:
+        r = rows.setdefault((m[2], m[3], int(m[4])), {})
+        for kv in m[5].split():
+            k, v = kv.split("=", 1)
+            v = v[:-2] if v.endswith("/s") else v
+            if v not in ("-", "nan"):
+                r.setdefault(m[1] + "." + k, []).append(float(v))
+    if line.startswith(("audit ", "answers ")):
+        audits.append(line.strip())
+med = {k: {f: statistics.median(v) for f, v in r.items()} for k, r in rows.items()}
+def fmt(r, f, spec):
+    return format(r[f], spec) if f in r else "-"
+order = {"echo": 0, "auth_grpc": 1, "auth_sql": 2, "beat": 3, "auth_open": 1, "echo_open": 0}
+for key in sorted(med, key=lambda x: (x[1] != "inflight", x[2], order.get(x[0], 9))):
+    case, kind, k = key
+    r = med[key]
+    lat = (f"p50_ms={fmt(r, 'bench.p50_ms', '.3f')} p99_ms={fmt(r, 'bench.p99_ms', '.3f')}" if case != "auth_sql"
+           else f"lat_avg_ms={fmt(r, 'bench.lat_avg_ms', '.3f')}")
+    print(f"{case}_{kind}{k:<4} rate={r['bench.rate']:>7.0f}/s {lat} "
+          f"errors={int(sum(rows[key].get('bench.errors', [0])))} "
+          f"server_cores={fmt(r, 'cpu.server_cores', '.2f')} pg_cores={fmt(r, 'cpu.pg_cores', '.2f')} "
+          f"load_cores={fmt(r, 'cpu.load_cores', '.2f')} others_cores={fmt(r, 'cpu.others_cores', '.2f')} "
+          f"us/call: server={fmt(r, 'cpu.server_us_per_call', '.1f')} pg={fmt(r, 'cpu.pg_us_per_call', '.1f')} "
+          f"load={fmt(r, 'cpu.load_us_per_call', '.1f')} total={fmt(r, 'cpu.total_us_per_call', '.1f')}")
+ks = sorted({k for c, kind, k in med if kind == "inflight"})
+def rate(case, k):
+    r = med.get((case, "inflight", k))
+    return r["bench.rate"] if r else 0
+print("--- ratios (medians)")
+for k in ks:
+    e, g, s, b = rate("echo", k), rate("auth_grpc", k), rate("auth_sql", k), rate("beat", k)
+    print(f"inflight{k:<4} auth_grpc/auth_sql={g / s if s else float('nan'):.2f} beat/echo={b / e if e else float('nan'):.2f} "
+          f"auth_grpc/echo={g / e if e else float('nan'):.2f}")
+best = lambda case: max(((rate(case, k), k) for k in ks), default=(0, 0))
+(bg, kg), (bs, ks_), (bb, kb), (be, ke) = best("auth_grpc"), best("auth_sql"), best("beat"), best("echo")
+print(f"best auth_grpc={bg:.0f}/s (inflight {kg}) auth_sql={bs:.0f}/s (inflight {ks_}) "
+      f"beat={bb:.0f}/s (inflight {kb}) echo={be:.0f}/s (inflight {ke})")
+g = med.get(("auth_grpc", "inflight", kg))
+if g and "cpu.total_us_per_call" in g:
+    cores = os.cpu_count()
+    print(f"budget: 10000/s on {cores} cores leaves {cores / 10000 * 1e6:.0f} us of CPU per call for linesd, "
+          f"PostgreSQL and the load generator together; auth_grpc at inflight {kg} spent "
+          f"{g['cpu.total_us_per_call']:.0f} (linesd {g.get('cpu.server_us_per_call', float('nan')):.0f}, "
+          f"PostgreSQL {g.get('cpu.pg_us_per_call', float('nan')):.0f}, "
+          f"bench_load {g.get('cpu.load_us_per_call', float('nan')):.0f})")
+s_ = med.get(("auth_sql", "inflight", ks_))
+if s_ and "cpu.pg_us_per_call" in s_:
+    print(f"budget: pgbench's best (inflight {ks_}) spent {s_['cpu.pg_us_per_call']:.0f} us of PostgreSQL CPU "
+          f"per new session")
+goals = []
+goals.append(("new-session authorizations >= 10000/s at their best in-flight level", f"{bg:.0f}/s", bg >= 10000))
+o = med.get(("auth", "open", int(open_rate)))
+eo = med.get(("echo", "open", int(open_rate)))
+if o:
+    p99 = lambda r: ">= 1000 ms (bench_load's histogram ends at 1 s)" if r["bench.p99_ms"] >= 999.999 \
+        else f"{r['bench.p99_ms']:.3f} ms"
+    extra = f" (echo at the same offered rate: p99 {p99(eo)})" if eo else ""
+    goals.append((f"new-session authorizations offered {open_rate}/s: p99 <= 10 ms",
+                  f"p99 {p99(o)} at {o['bench.rate']:.0f}/s{extra}",
+                  o["bench.p99_ms"] <= 10 and o["bench.rate"] >= 0.98 * int(open_rate)))
+goals.append(("heartbeats >= 50% of the bare echo (best against best)",
+              f"{bb / be if be else 0:.2f}", be and bb / be >= 0.5))
+clean = bool(audits) and all(" ok" in a for a in audits)
+goals.append(("every answer allowed/active, every audit clean", f"{len(audits)} checks", clean))
+if any(sum(r.get("bench.errors", [0])) for r in rows.values()):
+    goals.append(("no failed call", "some failed (see above)", False))
+for what, got, ok in goals:
+    print(f"goal {what}: {got}: {'met' if ok else 'MISSED'}")
+for a in audits:
+    if " ok" not in a:
+        print(a)
+PY

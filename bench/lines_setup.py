@@ -1,0 +1,309 @@
+"""lines_setup.py - the gRPC side of bench/lines.sh's set-up (its SQL side,
+the bulk lines, is in lines.sh), the requests and the pgbench script. Each
+command prints shell assignments or writes files:
+
+  wait TARGET                        until TARGET answers Health/Check SERVING
+  setup AUTHD LINESD ADMIN_PW U0 N PASSWORD
+                                     a tenant (CreateTenant by the platform
+                                     admin), a reseller (CreateReseller), a
+                                     catalog (5 streams, one bouquet of them,
+                                     a package of it: 365 days, 4 connections,
+                                     cost 0) and the first N lines through
+                                     CreateLine, usernames U0..U0+N-1, all with
+                                     PASSWORD: tenant= admin_token= reseller=
+                                     package= stream= template=<the first line>
+  pwhash HASH_KEY TENANT PASSWORD    the line password hash linesd computes
+                                     (services/linesd/common.c,
+                                     line_password_hash, with the key main.c
+                                     derives from FRONTDESK_SECRET_HASH_KEY), in
+                                     hex: lines.sh checks it against the
+                                     template line's
+  token AUTHD SECRET LINESD TENANT   a fresh edge (edged) service token for
+                                     linesd, shown to linesd once (a heartbeat
+                                     of session 0 answers INVALID_ARGUMENT after
+                                     the token is verified: its verifier has
+                                     authd's keys loaded before the load starts)
+                                     token='...'
+  live LINESD TOKEN TENANT STREAM U0 N PASSWORD IP UA OUT
+                                     AuthorizePlayback of lines U0..U0+N-1 (64 at
+                                     a time), each must be allowed with a new
+                                     session; writes OUT: one serialized
+                                     SessionHeartbeatRequest per session, in hex
+                                     (bench_load --payload-file); sessions=<n>
+  payloads OUT TENANT STREAM U0 N PASSWORD IP UA
+                                     one AuthorizePlaybackRequest per line
+                                     U0..U0+N-1 (stream STREAM, output format TS),
+                                     serialized, in hex, one a line
+  probe LINESD TOKEN TENANT STREAM USERNAME PASSWORD IP UA
+                                     three AuthorizePlayback calls of that line
+                                     (while PostgreSQL logs every statement)
+  pgbench OUT LOG OFFSET USERNAME VARS
+                                     the pgbench script of one new session: the
+                                     statements of the last AuthorizePlayback
+                                     transaction in PostgreSQL's LOG (from byte
+                                     OFFSET): BEGIN to COMMIT as linesd's
+                                     backend ran them (the prepared statement
+                                     linesd_authorize in the middle), in one
+                                     pipeline, every parameter a pgbench
+                                     variable s<statement>_<n> written to VARS
+                                     (name=value a line, for -D), the one that
+                                     was USERNAME the line's: U0 + (client_id +
+                                     clients * n) % span, n counting each
+                                     client's transactions, so that no two
+                                     transactions of a run share a line
+"""
+import hashlib
+import importlib
+import os
+import re
+import sys
+import threading
+import time
+import uuid
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests", "lib"))
+import grpc  # noqa: E402
+import fdapi  # noqa: E402
+
+lines_pb2 = importlib.import_module("frontdesk.v1.lines_pb2")
+common_pb2 = importlib.import_module("frontdesk.v1.common_pb2")
+ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
+
+
+def ikey():
+    return "bench-" + uuid.uuid4().hex
+
+
+def wait(target, seconds=30):
+    ch = grpc.insecure_channel(target)
+    deadline = time.time() + seconds
+    while True:
+        try:
+            if ch.unary_unary("/grpc.health.v1.Health/Check")(b"", timeout=1) == b"\x08\x01":
+                return ch
+        except grpc.RpcError:
+            pass
+        if time.time() > deadline:
+            sys.exit(f"lines_setup: {target} never became SERVING")
+        time.sleep(0.1)
+
+
+def authorize_request(tenant, stream, username, password, ip, ua):
+    return lines_pb2.AuthorizePlaybackRequest(
+        tenant_id=tenant, username=username, password=password, stream_id=stream, client_ip=ip,
+        user_agent=ua, output_format=common_pb2.OUTPUT_FORMAT_TS)
+
+
+# ---- the password hash, as linesd computes it ----
+
+def kdf_derive(master, subkey_id, context):
+    """libsodium's crypto_kdf_derive_from_key (BLAKE2b): key = the master
+    key, salt = the subkey id (8 bytes, little endian) + 8 zero bytes,
+    personal = the 8-byte context + 8 zero bytes, no message."""
+    assert len(context) == 8
+    return hashlib.blake2b(b"", digest_size=32, key=master,
+                           salt=subkey_id.to_bytes(8, "little") + bytes(8),
+                           person=context.encode() + bytes(8)).digest()
+
+
+def line_password_hash(hash_key_hex, tenant, password):
+    key = kdf_derive(bytes.fromhex(hash_key_hex), 2, "linepwhs")
+    return hashlib.blake2b(tenant.to_bytes(8, "little", signed=True) + password.encode(),
+                           digest_size=32, key=key).hexdigest()
+
+
+# ---- the SQL linesd sends, from PostgreSQL's log ----
+
+ENTRY = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d(?:\.\d+)? \S+ \[(\d+)\] ([A-Z]+):  (.*)$")
+EXECUTE = re.compile(r"duration: [\d.]+ ms  execute ([^:]*): (.*)$", re.S)
+PARAM = re.compile(r"\$(\d+) = (NULL|'(?:[^']|'')*')")
+
+
+def log_entries(path, offset):
+    """(pid, level, text) of each entry of the log from byte offset on;
+    continuation lines (tab-indented) joined to their entry."""
+    with open(path, "rb") as f:
+        f.seek(offset)
+        lines = f.read().decode("utf-8", "replace").split("\n")
+    out = []
+    for line in lines:
+        m = ENTRY.match(line)
+        if m:
+            out.append([int(m[1]), m[2], m[3]])
+        elif out and line.startswith("\t"):
+            out[-1][2] += "\n" + line[1:]
+    return out
+
+
+def captured_transaction(path, offset, name):
+    """The statements (name, text, {n: value}) of the last transaction in the
+    log that executed the prepared statement `name`: its BEGIN to its COMMIT,
+    as one backend ran them."""
+    execs = []                          # (pid, name, text, params)
+    last = {}                           # pid -> its last LOG entry, when an execute
+    for pid, level, text in log_entries(path, offset):
+        if level == "LOG":
+            m = EXECUTE.match(text)
+            last[pid] = None
+            if m:
+                execs.append([pid, m[1], m[2], {}])
+                last[pid] = execs[-1]
+        elif level == "DETAIL" and text.startswith("parameters: ") and last.get(pid):
+            for n, v in PARAM.findall(text):
+                last[pid][3][int(n)] = None if v == "NULL" else v[1:-1].replace("''", "'")
+    at = max((i for i, e in enumerate(execs) if e[1] == name), default=None)
+    assert at is not None, f"no execution of {name} in the log"
+    pid = execs[at][0]
+    mine = [i for i, e in enumerate(execs) if e[0] == pid]
+    k = mine.index(at)
+    start = max((j for j in mine[:k + 1] if execs[j][2].upper().startswith("BEGIN")), default=None)
+    end = min((j for j in mine[k:] if execs[j][2].upper().startswith("COMMIT")), default=None)
+    assert start is not None and end is not None, f"{name}: its BEGIN or COMMIT not in the log"
+    return [(e[1], e[2], e[3]) for e in (execs[j] for j in mine if start <= j <= end)]
+
+
+def pgbench_script(statements, username):
+    """The statements with their parameters as pgbench variables (s<i>_<n>),
+    the one whose value is `username` as :u, an empty one as the literal ''
+    (pgbench has no empty variables), NULL as NULL. Returns (script, vars)."""
+    body, variables, found = [], [], 0
+    for i, (_, text, params) in enumerate(statements):
+        for n in sorted(params, reverse=True):          # $15 before $1
+            v = params[n]
+            if v == username:
+                sub, found = ":u", found + 1
+            elif v is None:
+                sub = "NULL"
+            elif v == "":
+                sub = "''"
+            else:
+                sub = f":s{i}_{n}"
+                variables.append(f"s{i}_{n}={v}")
+            text = re.sub(r"\$" + str(n) + r"(?!\d)", sub, text)
+        assert not re.search(r"\$\d", text), f"a parameter left in {text[:80]}"
+        body.append(text.rstrip().rstrip(";") + ";")
+    assert found == 1, f"the username {username} is in {found} parameters, not one, of " + "; ".join(
+        f"{name}: {text[:60]}... {params}" for name, text, params in statements)
+    return body, variables
+
+
+def main(cmd, *args):
+    if cmd == "wait":
+        wait(args[0])
+    elif cmd == "setup":
+        authd, linesd, admin_pw, u0, n, password = args
+        u0, n = int(u0), int(n)
+        auth = fdapi.Auth(wait(authd), timeout=30)
+        pa = auth.Login(tenant_slug="platform", username="admin", password=admin_pw).access_token
+        boss_pw = "bench-boss-password-1"
+        r = auth.with_token(pa).CreateTenant(slug="bench-lines", name="Bench lines", admin_username="boss",
+                                             admin_password=boss_pw)
+        tenant = r.tenant.id
+        boss = auth.Login(tenant_slug="bench-lines", username="boss", password=boss_pw).access_token
+        res = auth.with_token(boss).CreateReseller(username="bench-reseller", password="bench-reseller-pw-1",
+                                                   display_name="Bench reseller").reseller
+        lines = fdapi.Lines(wait(linesd), boss, timeout=30)
+        streams = [lines.CreateStream(name=f"Bench channel {i}", kind=lines_pb2.STREAM_KIND_LIVE,
+                                      category="News", idempotency_key=ikey()).stream.id for i in range(5)]
+        bq = lines.CreateBouquet(name="Bench bouquet", stream_ids=streams, idempotency_key=ikey()).bouquet
+        pkg = lines.CreatePackage(name="Bench package", duration_days=365, credit_cost=0, max_connections=4,
+                                  bouquet_ids=[bq.id], idempotency_key=ikey()).package
+        ids = []
+        for i in range(n):
+            line = lines.CreateLine(reseller_id=res.id, username=str(u0 + i), password=password,
+                                    package_id=pkg.id, idempotency_key=ikey()).line
+            assert line.status == lines_pb2.LINE_STATUS_ACTIVE, line
+            ids.append(line.id)
+        print(f"tenant={tenant} admin_token='{boss}' reseller={res.id} package={pkg.id} "
+              f"stream={streams[2]} template={ids[0]}")
+    elif cmd == "pwhash":
+        print(line_password_hash(args[0], int(args[1]), args[2]))
+    elif cmd == "token":
+        authd, secret, linesd, tenant = args
+        auth = fdapi.Auth(grpc.insecure_channel(authd), timeout=30)
+        tok = auth.IssueServiceToken(service_name="edged", secret=secret, audience="linesd").token
+        edge = fdapi.Lines(wait(linesd), tok, timeout=30)
+        try:
+            edge.SessionHeartbeat(tenant_id=int(tenant), session_id=0)
+            sys.exit("lines_setup: a heartbeat of session 0 was taken")
+        except grpc.RpcError as e:
+            if e.code() != grpc.StatusCode.INVALID_ARGUMENT:
+                sys.exit(f"lines_setup: linesd refused the edge token: {e.code().name}: {e.details()}")
+        print(f"token='{tok}'")
+    elif cmd == "live":
+        linesd, tok, tenant, stream, u0, n, password, ip, ua, out = args
+        tenant, stream, u0, n = int(tenant), int(stream), int(u0), int(n)
+        ch = wait(linesd)
+        call = ch.unary_unary("/frontdesk.v1.LinesService/AuthorizePlayback",
+                              request_serializer=lines_pb2.AuthorizePlaybackRequest.SerializeToString,
+                              response_deserializer=lines_pb2.AuthorizePlaybackResponse.FromString)
+        md = fdapi.bearer(tok)
+        window = threading.Semaphore(64)
+        sessions = [0] * n
+        bad = []
+
+        def done(i, fut):
+            try:
+                r = fut.result()
+                if not r.allowed or not r.session_id or r.session_reused:
+                    bad.append(f"line {u0 + i}: {r}")
+                sessions[i] = r.session_id
+            except grpc.RpcError as e:
+                bad.append(f"line {u0 + i}: {e.code().name}: {e.details()}")
+            finally:
+                window.release()
+
+        for i in range(n):
+            window.acquire()
+            f = call.future(authorize_request(tenant, stream, str(u0 + i), password, ip, ua),
+                            metadata=md, timeout=60)
+            f.add_done_callback(lambda fut, i=i: done(i, fut))
+        for _ in range(64):      # every callback has run
+            window.acquire()
+        if bad:
+            sys.exit(f"lines_setup: {len(bad)} of {n} authorizations not allowed with a new session; "
+                     f"first: {bad[0]}")
+        assert len(set(sessions)) == n
+        with open(out, "w") as f:
+            for s in sessions:
+                f.write(lines_pb2.SessionHeartbeatRequest(tenant_id=tenant, session_id=s)
+                        .SerializeToString().hex() + "\n")
+        print(f"sessions={n}")
+    elif cmd == "payloads":
+        out, tenant, stream, u0, n, password, ip, ua = args
+        tenant, stream, u0, n = int(tenant), int(stream), int(u0), int(n)
+        with open(out, "w") as f:
+            for i in range(n):
+                f.write(authorize_request(tenant, stream, str(u0 + i), password, ip, ua)
+                        .SerializeToString().hex() + "\n")
+    elif cmd == "probe":
+        linesd, tok, tenant, stream, username, password, ip, ua = args
+        call = grpc.insecure_channel(linesd).unary_unary(
+            "/frontdesk.v1.LinesService/AuthorizePlayback",
+            request_serializer=lines_pb2.AuthorizePlaybackRequest.SerializeToString,
+            response_deserializer=lines_pb2.AuthorizePlaybackResponse.FromString)
+        for _ in range(3):      # the first may reach a backend before it reloaded its settings
+            r = call(authorize_request(int(tenant), int(stream), username, password, ip, ua),
+                     metadata=fdapi.bearer(tok), timeout=30)
+            assert r.allowed, r
+    elif cmd == "pgbench":
+        out, log, offset, username, vars_out = args
+        body, variables = pgbench_script(captured_transaction(log, int(offset), "linesd_authorize"), username)
+        with open(out, "w") as f:
+            f.write("-- written by bench/lines_setup.py: one AuthorizePlayback (a new session) as linesd\n"
+                    "-- ran it, its statements and parameters as PostgreSQL logged them; the line:\n"
+                    "-- n counts this client's transactions, nc is the number of clients\n"
+                    "\\set i (:client_id + :nc * :n) % :span\n"
+                    "\\set n :n + 1\n"
+                    "\\set u :u0 + :i\n"
+                    "\\startpipeline\n")
+            f.write("".join(stmt + "\n" for stmt in body))
+            f.write("\\endpipeline\n")
+        with open(vars_out, "w") as f:
+            f.write("".join(v + "\n" for v in variables))
+    else:
+        sys.exit(f"lines_setup: unknown command {cmd}")
+
+
+if __name__ == "__main__":
+    main(*sys.argv[1:])
