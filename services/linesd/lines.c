@@ -276,6 +276,34 @@ static int call_charge(settle_t *s, int64_t reseller, int64_t amount, int64_t li
 	return rc;
 }
 
+/* billingd's Refund of charge entry `entry` (the line charge charge_id),
+ * under the key "lr-<charge id>": a charge is refunded at most once, so one
+ * key per charge serves every path that gives it back. */
+static int call_refund(linesd_t *l, fd_arena_t *arena, int64_t tenant, int64_t charge_id, int64_t entry,
+                       int64_t amount, const char *why, int64_t *refund_entry, fd_err_t *err)
+{
+	char auth[FD_BEARER_MAX];
+	int rc = fd_token_source_get(l->billing_token, auth, sizeof(auth), err);
+	if (rc < 0)
+		return rc;
+	Frontdesk__V1__RefundRequest req = FRONTDESK__V1__REFUND_REQUEST__INIT;
+	char key[40];
+	snprintf(key, sizeof(key), "lr-%" PRId64, charge_id);
+	req.tenant_id = tenant;
+	req.charge_entry_id = entry;
+	req.amount = amount;
+	req.note = (char *)why;
+	req.idempotency_key = key;
+	fd_call_opts_t o = { .timeout_ms = 5000, .idempotent = true, .authorization = auth };
+	ProtobufCMessage *resp;
+	if ((rc = fd_channel_unary(l->billingd, "/frontdesk.v1.BillingService/Refund", &req.base,
+	                           &frontdesk__v1__refund_response__descriptor, arena, &resp, &o, err)) < 0)
+		return rc;
+	Frontdesk__V1__RefundResponse *rr = (void *)resp;
+	*refund_entry = rr->entry ? rr->entry->id : 0;
+	return 0;
+}
+
 static int settle_tx(fd_tx_t *tx, void *arg)
 {
 	settle_t *s = arg;
@@ -338,11 +366,23 @@ static int settle_tx(fd_tx_t *tx, void *arg)
 			return TX_OOM(tx);
 		if ((rc = fd_tx_exec(tx, extend ? &SQL_APPLY_EXTEND : &SQL_APPLY_CREATE, pa, 0, &res)) < 0)
 			return rc;
-		if (strcmp(PQcmdTuples(res), "1") != 0)
-			/* The line was deleted while its extension was being charged
-			 * (or its package vanished): kept pending, the charge stands
-			 * recorded in billing; the operator refunds it from ListLedger. */
-			return fd_err_set(err, FD_ENOTFOUND, "line %" PRId64 " not found", line_id);
+		if (strcmp(PQcmdTuples(res), "1") != 0) {
+			/* The line was deleted while its extension was being charged:
+			 * the charge is given back and the row dropped, in this
+			 * transaction (killed half-way, the next settle asks billingd
+			 * for the same refund under the same key). */
+			int64_t refund_entry;
+			fd_err_t rerr = { 0 };
+			if (s->entry_id && (rc = call_refund(s->l, s->arena, s->tenant, s->charge_id, s->entry_id, s->amount,
+			                                     "ExtendLine: line deleted meanwhile", &refund_entry, &rerr)) < 0)
+				return fd_err_set(err, FD_EUNAVAIL, "line %" PRId64 " was deleted; refunding its extension "
+				                  "failed (%s): retry", line_id, rerr.msg);
+			s->refused = true;
+			s->refusal = (fd_err_t){ .code = FD_ENOTFOUND };
+			snprintf(s->refusal.msg, sizeof(s->refusal.msg), "line %" PRId64 " not found (deleted; "
+			         "its extension was refunded)", line_id);
+			return fd_tx_exec(tx, &SQL_CHARGE_DROP, p2, FD_TX_LAST, NULL);
+		}
 		if ((rc = fd_tx_exec(tx, &SQL_CHARGE_APPLIED, pc, 0, NULL)) < 0 ||
 		    (rc = fd_tx_exec(tx, &SQL_EVENT, pe, 0, NULL)) < 0)
 			return rc;
@@ -858,7 +898,7 @@ void lines_reconcile(linesd_t *l)
 			if (rc < 0)
 				fd_warn("tenant %" PRId64 ": charge %" PRId64 " still pending: %s", tenants[t], q.ids[i], err.msg);
 			else if (s.refused)
-				fd_info("tenant %" PRId64 ": charge %" PRId64 " refused by billing (%s): pending line removed",
+				fd_info("tenant %" PRId64 ": charge %" PRId64 " dropped (%s): nothing kept pending",
 				        tenants[t], q.ids[i], s.refusal.msg);
 			else if (!s.busy)
 				fd_info("tenant %" PRId64 ": charge %" PRId64 " settled by reconciliation (entry %" PRId64 ")",
@@ -1322,31 +1362,6 @@ static const fd_sql_t SQL_CHARGE_REFUNDED = {
 	3,
 };
 
-static int call_refund(lreq_t *r, int64_t charge_id, int64_t entry, int64_t amount, int64_t *refund_entry,
-                       fd_err_t *err)
-{
-	char auth[FD_BEARER_MAX];
-	int rc = fd_token_source_get(r->l->billing_token, auth, sizeof(auth), err);
-	if (rc < 0)
-		return rc;
-	Frontdesk__V1__RefundRequest req = FRONTDESK__V1__REFUND_REQUEST__INIT;
-	char key[40];
-	snprintf(key, sizeof(key), "lr-%" PRId64, charge_id);
-	req.tenant_id = r->tenant;
-	req.charge_entry_id = entry;
-	req.amount = amount;
-	req.note = "DeleteLine";
-	req.idempotency_key = key;
-	fd_call_opts_t o = { .timeout_ms = 5000, .idempotent = true, .authorization = auth };
-	ProtobufCMessage *resp;
-	if ((rc = fd_channel_unary(r->l->billingd, "/frontdesk.v1.BillingService/Refund", &req.base,
-	                           &frontdesk__v1__refund_response__descriptor, r->arena, &resp, &o, err)) < 0)
-		return rc;
-	Frontdesk__V1__RefundResponse *rr = (void *)resp;
-	*refund_entry = rr->entry ? rr->entry->id : 0;
-	return 0;
-}
-
 typedef struct delete_q {
 	change_q_t c;
 	int64_t refund;
@@ -1405,7 +1420,8 @@ static int delete_line_tx(fd_tx_t *tx, void *arg)
 		for (int i = 0; i < n && left > 0; i++) {
 			int64_t amount = ids[3 * i + 2] < left ? ids[3 * i + 2] : left, entry;
 			fd_err_t e = { 0 };
-			if ((rc = call_refund(r, ids[3 * i], ids[3 * i + 1], amount, &entry, &e)) < 0)
+			if ((rc = call_refund(r->l, r->arena, r->tenant, ids[3 * i], ids[3 * i + 1], amount, "DeleteLine",
+			                      &entry, &e)) < 0)
 				return fd_err_set(fd_tx_err(tx), rc == -FD_EPRECOND ? FD_EPRECOND : FD_EUNAVAIL,
 				                  "refund of charge entry %" PRId64 ": %s; the line was not deleted",
 				                  ids[3 * i + 1], e.msg);

@@ -395,6 +395,30 @@ def test_killed_after_extension_charge_then_the_same_extend_completes_it(p, shop
     assert p.books_balance(shop.tenant)
 
 
+def test_killed_after_extension_charge_of_a_line_deleted_meanwhile_refunds_it(p, shop):
+    r = p.reseller(shop.t, credits=100)
+    line = create(r, shop.pkg).line
+    req = L.ExtendLineRequest(line_id=line.id, idempotency_key=ikey())
+    try:
+        crash(p, r, "ExtendLine", req)
+        ext = charges_of_line(p, shop.tenant, line.id, "line_extended")
+        assert len(ext) == 1 and p.balance(r) == 100 - 2 * COST
+        p.replace_linesd(0)
+        ready(shop.t.lines, "DeleteLine", L.DeleteLineRequest(line_id=line.id))
+        # The retry settles the pending extension: the line is gone, so the
+        # charge is given back and nothing stays pending.
+        code, what = outcome(ready, r.lines, "ExtendLine", req)
+    finally:
+        restore_linesd(p)
+    assert code == "NOT_FOUND" and "refunded" in what, (code, what)
+    assert p.balance(r) == 100 - COST
+    refunds = p.rows(f"SELECT amount FROM frontdesk.ledger_entries WHERE tenant_id = {shop.tenant}"
+                     f" AND kind = 'refund' AND refund_of = {ext[0]}")
+    assert refunds == [[str(COST)]]
+    assert pending(p, shop.tenant) == 0
+    assert p.books_balance(shop.tenant)
+
+
 # ---------------------------------------------------------------------------
 # 4. ExtendLine
 # ---------------------------------------------------------------------------
