@@ -659,7 +659,7 @@ int linesd_authorize_playback(fd_call_t *call, const ProtobufCMessage *msg, Prot
 			return OOM(call);
 	/* The session's id (and so its shard) is known only after: every drop counts. */
 	uint64_t drops = atomic_load(&l->sessions->drops);
-	fd_tx_opts_t o = { .tenant_id = req->tenant_id, .deadline_ms = fd_call_deadline_ms(call) };
+	fd_tx_opts_t o = { .tenant_id = req->tenant_id, .deadline_ms = fd_call_deadline_ms(call), .generic_plans = true };
 	if ((rc = fd_db_run_opts(l->db, &o, authorize_tx, &q, fd_call_err(call))) < 0)
 		return rc;
 

@@ -18,7 +18,7 @@
 #define DEADLINE_GRACE_MS 250     /* let the server's statement_timeout answer first */
 #define CANCEL_GRACE_MS 1000      /* after PQcancel, wait this long for the results */
 #define CLEANUP_TIMEOUT_MS 2000   /* ROLLBACK after a failed transaction */
-#define MAX_ITEMS 8               /* BEGIN, set_config, statement, COMMIT, each with a Parse */
+#define MAX_ITEMS 10              /* BEGIN, set_config, plan mode, statement, COMMIT, each with a Parse */
 
 /* One pooled connection; used by one thread at a time (the one that took it
  * from the free list), so its fields need no lock. */
@@ -103,6 +103,8 @@ static const fd_sql_t SQL_SET_TENANT = { "_fd_set_tenant",
 	"SELECT set_config('frontdesk.tenant_id', $1, true)", 1 };
 static const fd_sql_t SQL_SET_TIMEOUT = { "_fd_set_timeout",
 	"SELECT set_config('statement_timeout', $1, true)", 1 };
+static const fd_sql_t SQL_GENERIC_PLANS = { "_fd_generic_plans",
+	"SELECT set_config('plan_cache_mode', 'force_generic_plan', true)", 0 };
 static const fd_sql_t SQL_SET_BOTH = { "_fd_set_tenant_timeout",
 	"SELECT set_config('frontdesk.tenant_id', $1, true), set_config('statement_timeout', $2, true)", 2 };
 
@@ -629,6 +631,8 @@ int fd_tx_exec(fd_tx_t *tx, const fd_sql_t *sql, const char *const *params, unsi
 			batch_add(db, tx->c, &b, &SQL_SET_TENANT, set_params);
 		else if (tx->timeout[0])
 			batch_add(db, tx->c, &b, &SQL_SET_TIMEOUT, set_params + 1);
+		if (o->generic_plans)
+			batch_add(db, tx->c, &b, &SQL_GENERIC_PLANS, NULL);
 		tx->begun = true;
 	}
 	batch_add(db, tx->c, &b, sql, params);

@@ -135,6 +135,12 @@ typedef struct fd_tx_opts {
 	int64_t deadline_ms;
 	fd_isolation_t isolation;
 	bool read_only;
+	/* Plan this transaction's statements once per connection (plan_cache_mode
+	 * = force_generic_plan). For hot statements over partitioned tables: the
+	 * plan cache keeps choosing custom plans for them (a plan pruned to one
+	 * partition looks cheaper than the generic one over all), so they are
+	 * planned again on every call. Run-time pruning still reaches one partition. */
+	bool generic_plans;
 } fd_tx_opts_t;
 
 /* The unit of work. It may run more than once (see fd_db_run), so it must
