@@ -99,13 +99,6 @@ struct linesd_events {
 	cache_slot_t cache[CACHE_SLOTS];
 };
 
-static int64_t mono_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 static int64_t wall_us(void)
 {
 	struct timespec ts;

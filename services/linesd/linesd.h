@@ -19,6 +19,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdlib.h>
+#include <time.h>
 #include "fd/auth.h"
 #include "fd/db.h"
 #include "fd/request.h"
@@ -137,6 +138,14 @@ const char *line_password_seal(lreq_t *r, const char *password);
 char *line_password_open(const linesd_t *l, fd_arena_t *a, const char *box_hex);
 /* n random characters from an unambiguous alphabet. */
 void random_text(char *out, size_t n);
+
+/* Monotonic milliseconds, for caches' ages and timeouts. */
+static inline int64_t mono_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
 
 /* Times: Unix seconds from "floor(extract(epoch ...))" columns. */
 static inline int64_t col_i64(PGresult *res, int row, int col)

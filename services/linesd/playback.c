@@ -514,13 +514,6 @@ static int suspended_tx(fd_tx_t *tx, void *arg)
 	return 0;
 }
 
-static int64_t mono_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 /* Into the arena; NULL with err set when the database cannot say. */
 static const char *suspended_paths(linesd_t *l, fd_arena_t *a, int64_t tenant, int64_t deadline_ms, fd_err_t *err)
 {
