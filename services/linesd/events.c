@@ -3,10 +3,9 @@
  * streams it feeds, and the frontdesk.line_watchers rows that tell every
  * replica whether a tenant is being watched.
  *
- * One thread owns one libpq connection of its own (not the pool's: a pooled
- * connection runs other transactions, and LISTEN belongs to a session). It
- * polls the socket every POLL_MS so that it stops promptly, and reconnects
- * with a backoff when the connection is lost; start-up never waits for it.
+ * The LISTEN connection is fd/listen.h's: one thread with a libpq
+ * connection of its own, reconnecting with a backoff; start-up never waits
+ * for it.
  *
  * A notification carries ids only. For each one the thread tells the
  * heartbeat cache (sessions_on_event), then, when a watcher of this replica
@@ -24,20 +23,15 @@
  * (rpc_server.c delivers closed() from a worker, with the call's lock
  * released), and closed() takes mu without holding anything of the call's,
  * so no cycle exists. */
-#include <errno.h>
 #include <inttypes.h>
-#include <poll.h>
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
 #include <sodium.h>
 #include "linesd.h"
+#include "fd/listen.h"
 #include "fd/log.h"
 
-#define POLL_MS 250                /* the thread's longest sleep: how fast it stops */
-#define CONNECT_TIMEOUT_MS 3000
-#define BACKOFF_MIN_MS 100         /* between reconnection attempts, doubling */
-#define BACKOFF_MAX_MS 1000
 #define REFRESH_MS 10000           /* line_watchers rows are renewed this often */
 #define WATCHER_TTL "30 seconds"   /* ... and expire this long after the last renewal */
 #define WATCHED_TTL_MS 1000        /* events_watched answers are reused this long */
@@ -83,9 +77,8 @@ typedef struct cache_slot {
 struct linesd_events {
 	linesd_t *l;
 	char replica[33];                 /* this process's line_watchers.replica, random */
-	pthread_t thread;
-	bool started;
-	atomic_bool stop;
+	fd_listener_t *listener;
+	int64_t next_refresh;             /* monotonic ms: line_watchers renewal (listener thread) */
 	atomic_bool listening;            /* written under mu (see watch_open) */
 	int64_t last_id;                  /* the thread's last LineEvent id */
 
@@ -681,121 +674,22 @@ static void on_notify(struct linesd_events *ev, const char *payload)
 	fd_arena_free(&arena);
 }
 
-/* ---- the LISTEN connection ---- */
+/* ---- the LISTEN connection (fd/listen.h) ---- */
 
-static bool stopping(struct linesd_events *ev)
+static void listen_up(void *arg)
 {
-	return atomic_load(&ev->stop);
+	struct linesd_events *ev = arg;
+	pthread_mutex_lock(&ev->mu);
+	atomic_store(&ev->listening, true);
+	pthread_mutex_unlock(&ev->mu);
+	/* What was cached while not listening may be stale. */
+	sessions_forget_all(ev->l);
 }
 
-/* Sleeps ms, in steps short enough to stop promptly. */
-static void nap(struct linesd_events *ev, int ms)
+static void listen_lost(void *arg, const char *why)
 {
-	int64_t until = mono_ms() + ms;
-	for (int64_t left; !stopping(ev) && (left = until - mono_ms()) > 0;)
-		poll(NULL, 0, (int)(left < POLL_MS ? left : POLL_MS));
-}
-
-/* Waits for the socket (POLLIN or POLLOUT) until `until` or a stop: 1 ready, 0 not. */
-static int wait_socket(struct linesd_events *ev, PGconn *pg, short events, int64_t until)
-{
-	while (!stopping(ev)) {
-		int64_t left = until - mono_ms();
-		if (left <= 0)
-			return 0;
-		struct pollfd p = { PQsocket(pg), events, 0 };
-		int n = poll(&p, 1, (int)(left < POLL_MS ? left : POLL_MS));
-		if (n > 0)
-			return 1;
-		if (n < 0 && errno != EINTR)
-			return 0;
-	}
-	return 0;
-}
-
-/* Notices (and the FATAL of a terminated backend) to the log, not stderr. */
-static void notice_rx(void *arg, const PGresult *res)
-{
-	const char *m = PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY);
-	fd_debug("line events: database notice: %s", m ? m : "");
-}
-
-/* Opens the connection and runs LISTEN; NULL with *why set on failure. The
- * password (cfg) is passed to libpq only; libpq's messages do not hold it. */
-static PGconn *listen_connect(struct linesd_events *ev, const char **why)
-{
-	const fd_service_config_t *cfg = &ev->l->cfg->common;
-	/* Keywords before dbname are defaults the conninfo may override; those
-	 * after it override it (as the pool does). */
-	const char *keys[12], *vals[12];
-	int k = 0;
-	keys[k] = "keepalives", vals[k++] = "1";
-	keys[k] = "keepalives_idle", vals[k++] = "10";
-	keys[k] = "keepalives_interval", vals[k++] = "5";
-	keys[k] = "keepalives_count", vals[k++] = "3";
-	keys[k] = "tcp_user_timeout", vals[k++] = "20000";
-	keys[k] = "dbname", vals[k++] = cfg->database_url;
-	if (cfg->db_user && cfg->db_user[0])
-		keys[k] = "user", vals[k++] = cfg->db_user;
-	if (cfg->db_password && cfg->db_password[0])
-		keys[k] = "password", vals[k++] = cfg->db_password;
-	keys[k] = "application_name", vals[k++] = "linesd-listen";
-	keys[k] = "client_encoding", vals[k++] = "UTF8";
-	keys[k] = NULL, vals[k] = NULL;
-
-	/* PQconnectdbParams would block for as long as the server takes; the
-	 * asynchronous form (same parameters, expand_dbname = 1) lets a stop
-	 * interrupt the attempt. */
-	PGconn *pg = PQconnectStartParams(keys, vals, 1);
-	if (!pg) {
-		*why = "out of memory";
-		return NULL;
-	}
-	PQsetNoticeReceiver(pg, notice_rx, NULL);
-	int64_t until = mono_ms() + CONNECT_TIMEOUT_MS;
-	PostgresPollingStatusType st = PGRES_POLLING_WRITING;
-	while (PQstatus(pg) != CONNECTION_BAD && st != PGRES_POLLING_OK && st != PGRES_POLLING_FAILED &&
-	       wait_socket(ev, pg, st == PGRES_POLLING_READING ? POLLIN : POLLOUT, until))
-		st = PQconnectPoll(pg);
-	if (st != PGRES_POLLING_OK) {
-		*why = PQstatus(pg) == CONNECTION_BAD || st == PGRES_POLLING_FAILED ? PQerrorMessage(pg)
-		       : stopping(ev) ? "stopping" : "connection attempt timed out";
-		goto fail;
-	}
-	if (!PQsendQuery(pg, "LISTEN frontdesk_lines")) {
-		*why = PQerrorMessage(pg);
-		goto fail;
-	}
-	PGresult *res;
-	bool ok = false, done = false;
-	until = mono_ms() + CONNECT_TIMEOUT_MS;
-	while (!done) {
-		if (PQisBusy(pg) && !(wait_socket(ev, pg, POLLIN, until) && PQconsumeInput(pg))) {
-			*why = stopping(ev) ? "stopping" : PQstatus(pg) == CONNECTION_BAD ? PQerrorMessage(pg)
-			       : "LISTEN timed out";
-			goto fail;
-		}
-		while (!PQisBusy(pg)) {
-			if (!(res = PQgetResult(pg))) {
-				done = true;
-				break;
-			}
-			ok = PQresultStatus(res) == PGRES_COMMAND_OK;
-			PQclear(res);
-		}
-	}
-	if (!ok) {
-		*why = "LISTEN frontdesk_lines failed";
-		goto fail;
-	}
-	return pg;
-fail:
-	/* *why may point into pg: the caller logs it before it is freed. */
-	return pg;
-}
-
-static void lost(struct linesd_events *ev, const char *why)
-{
+	(void)why;   /* logged by the listener */
+	struct linesd_events *ev = arg;
 	pthread_mutex_lock(&ev->mu);
 	atomic_store(&ev->listening, false);
 	end_streams_locked(ev, 0, 0, 0, "line events were interrupted (database connection lost); watch again");
@@ -803,75 +697,20 @@ static void lost(struct linesd_events *ev, const char *why)
 	/* Events may be missed until LISTEN is back: the heartbeat cache can no
 	 * longer be trusted. */
 	sessions_forget_all(ev->l);
-	fd_warn("line events: LISTEN connection lost (%s); reconnecting", why);
 }
 
-/* Trims libpq's trailing newline for the log (into buf). */
-static const char *one_line(const char *msg, char *buf, size_t n)
+static void listen_notify(void *arg, const char *payload)
 {
-	snprintf(buf, n, "%s", msg);
-	buf[strcspn(buf, "\r\n")] = '\0';
-	return buf;
+	on_notify(arg, payload);
 }
 
-static void *listen_main(void *arg)
+static void listen_tick(void *arg)
 {
 	struct linesd_events *ev = arg;
-	PGconn *pg = NULL;
-	int backoff = BACKOFF_MIN_MS;
-	bool down_logged = false;
-	int64_t next_refresh = mono_ms() + REFRESH_MS;
-	char buf[FD_ERR_MSG_MAX];
-	while (!stopping(ev)) {
-		if (mono_ms() >= next_refresh) {
-			rows_refresh(ev);
-			next_refresh = mono_ms() + REFRESH_MS;
-		}
-		if (!pg) {
-			const char *why = NULL;
-			PGconn *c = listen_connect(ev, &why);
-			if (why) {
-				if (!down_logged && !stopping(ev))
-					fd_warn("line events: cannot LISTEN (%s); retrying", one_line(why, buf, sizeof(buf)));
-				down_logged = true;
-				PQfinish(c);
-				nap(ev, backoff);
-				backoff = backoff * 2 < BACKOFF_MAX_MS ? backoff * 2 : BACKOFF_MAX_MS;
-				continue;
-			}
-			pg = c;
-			backoff = BACKOFF_MIN_MS;
-			down_logged = false;
-			pthread_mutex_lock(&ev->mu);
-			atomic_store(&ev->listening, true);
-			pthread_mutex_unlock(&ev->mu);
-			/* What was cached while not listening may be stale. */
-			sessions_forget_all(ev->l);
-			fd_info("line events: listening");
-		}
-		struct pollfd p = { PQsocket(pg), POLLIN, 0 };
-		int n = poll(&p, 1, POLL_MS);
-		const char *why = NULL;
-		if (n < 0 && errno != EINTR)
-			why = "poll failed";
-		else if (n > 0 && !PQconsumeInput(pg))
-			why = one_line(PQerrorMessage(pg), buf, sizeof(buf));
-		PGnotify *nt;
-		while ((nt = PQnotifies(pg))) {
-			on_notify(ev, nt->extra);
-			PQfreemem(nt);
-		}
-		if (!why && PQstatus(pg) != CONNECTION_OK)
-			why = "connection closed";
-		if (why) {
-			lost(ev, why);
-			PQfinish(pg);
-			pg = NULL;
-		}
+	if (mono_ms() >= ev->next_refresh) {
+		rows_refresh(ev);
+		ev->next_refresh = mono_ms() + REFRESH_MS;
 	}
-	PQfinish(pg);
-	atomic_store(&ev->listening, false);
-	return NULL;
 }
 
 /* ---- life ---- */
@@ -887,15 +726,20 @@ int events_init(linesd_t *l, fd_err_t *err)
 	unsigned char rnd[16];
 	randombytes_buf(rnd, sizeof(rnd));
 	sodium_bin2hex(ev->replica, sizeof(ev->replica), rnd, sizeof(rnd));
-	atomic_init(&ev->stop, false);
 	atomic_init(&ev->listening, false);
+	ev->next_refresh = mono_ms() + REFRESH_MS;
 	pthread_mutex_init(&ev->rows_mu, NULL);
 	pthread_mutex_init(&ev->mu, NULL);
 	pthread_mutex_init(&ev->cache_mu, NULL);
 	l->events = ev;   /* events_fini frees it from here on */
-	if (pthread_create(&ev->thread, NULL, listen_main, ev) != 0)
-		return fd_err_set(err, FD_EINTERNAL, "cannot start the line events thread");
-	ev->started = true;
+	const fd_service_config_t *cfg = &l->cfg->common;
+	fd_listen_opts_t lo = {
+		.channel = "frontdesk_lines", .application_name = "linesd-listen",
+		.database_url = cfg->database_url, .db_user = cfg->db_user, .db_password = cfg->db_password,
+		.up = listen_up, .lost = listen_lost, .notify = listen_notify, .tick = listen_tick, .arg = ev,
+	};
+	if (!(ev->listener = fd_listener_start(&lo, err)))
+		return -FD_EINTERNAL;
 	return 0;
 }
 
@@ -907,15 +751,13 @@ void events_fini(linesd_t *l)
 	struct linesd_events *ev = l ? l->events : NULL;
 	if (!ev)
 		return;
-	atomic_store(&ev->stop, true);
 	pthread_mutex_lock(&ev->mu);
 	for (watcher_t *w = ev->watchers; w; w = w->next) {
 		w->dead = true;
 		fd_stream_finish(w->call, -FD_EUNAVAIL, "linesd is stopping");
 	}
 	pthread_mutex_unlock(&ev->mu);
-	if (ev->started)
-		pthread_join(ev->thread, NULL);
+	fd_listener_stop(ev->listener);
 	while (ev->watchers) {
 		watcher_t *w = ev->watchers;
 		ev->watchers = w->next;
