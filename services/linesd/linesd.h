@@ -22,6 +22,7 @@
 #include <time.h>
 #include "fd/auth.h"
 #include "fd/db.h"
+#include "fd/pgarray.h"
 #include "fd/request.h"
 #include "fd/rpc_client.h"
 #include "fd/service.h"
@@ -115,15 +116,6 @@ int lidem_store(fd_tx_t *tx, lreq_t *r, const char *idem, const char *hash, int6
 int lreq_reseller(fd_tx_t *tx, lreq_t *r, int64_t id, const char **path, bool *suspended) FD_MUSTCHECK;
 /* The caller's subtree as a LIKE prefix pattern ("1.5.%"), or "%" for admins. */
 const char *lreq_subtree(lreq_t *r);
-
-/* Postgres array literals. */
-const char *pg_int_array(fd_arena_t *a, const int64_t *v, size_t n);         /* "{1,2}" */
-const char *pg_text_array(fd_arena_t *a, char *const *v, size_t n);          /* quoted */
-const char *pg_format_array(fd_arena_t *a, const Frontdesk__V1__OutputFormat *v, size_t n);
-/* Parse an int8[] / int2[] / text[] / cidr[] column's text into the arena. */
-int pg_parse_ints(fd_arena_t *a, const char *text, int64_t **out, size_t *n) FD_MUSTCHECK;
-int pg_parse_texts(fd_arena_t *a, const char *text, char ***out, size_t *n) FD_MUSTCHECK;
-int pg_parse_formats(fd_arena_t *a, const char *text, Frontdesk__V1__OutputFormat **out, size_t *n) FD_MUSTCHECK;
 
 /* Input checks: -FD_EINVAL naming field, through the call's error. */
 int check_ids(fd_call_t *call, const char *field, const int64_t *v, size_t n, size_t max) FD_MUSTCHECK;
