@@ -63,7 +63,8 @@ static fd_scopes_t service_scopes(const char *name)
 {
 	if (strcmp(name, "linesd") == 0)
 		return FD_SCOPE(FRONTDESK__V1__SCOPE__SCOPE_CREDITS_CHARGE) |
-		       FD_SCOPE(FRONTDESK__V1__SCOPE__SCOPE_CREDITS_REFUND) | FD_SCOPE(FRONTDESK__V1__SCOPE__SCOPE_ROUTE);
+		       FD_SCOPE(FRONTDESK__V1__SCOPE__SCOPE_CREDITS_REFUND) | FD_SCOPE(FRONTDESK__V1__SCOPE__SCOPE_ROUTE) |
+		       FD_SCOPE(FRONTDESK__V1__SCOPE__SCOPE_NODES_READ);
 	if (strcmp(name, "edged") == 0)
 		return FD_SCOPE(FRONTDESK__V1__SCOPE__SCOPE_PLAYBACK_AUTHORIZE);
 	return 0;

@@ -111,7 +111,8 @@ int main(void)
 	CHECK(v && fd_verify_bearer(v, a, 0, &c, &err) == 0, "billingd accepts it: %s", err.msg);
 	CHECK(c.kind == FD_CRED_SERVICE_TOKEN && strcmp(c.service, "linesd") == 0 &&
 	      c.scopes == (FD_SCOPE(FRONTDESK__V1__SCOPE__SCOPE_CREDITS_CHARGE) |
-	                   FD_SCOPE(FRONTDESK__V1__SCOPE__SCOPE_CREDITS_REFUND) | FD_SCOPE(FRONTDESK__V1__SCOPE__SCOPE_ROUTE)),
+	                   FD_SCOPE(FRONTDESK__V1__SCOPE__SCOPE_CREDITS_REFUND) | FD_SCOPE(FRONTDESK__V1__SCOPE__SCOPE_ROUTE) |
+	                   FD_SCOPE(FRONTDESK__V1__SCOPE__SCOPE_NODES_READ)),
 	      "linesd's scopes");
 	fd_verifier_t *other = fd_verifier_new(&(fd_verifier_opts_t){ .db = db, .hash_key = hk, .issuer = "frontdesk",
 		.audience = "routerd", .skew_seconds = 5, .status_ttl_ms = 1000 }, &err);

@@ -1,0 +1,281 @@
+/* beat.c - nodes' heartbeats: node keys, the load reports (unary Heartbeat
+ * and StreamHeartbeats), and health (see routerd.h).
+ *
+ * A node key is "fdn_<tenant>_<id>_<secret>": the node is found in the
+ * table by id, its tenant must match, and the keyed BLAKE2b of the secret
+ * is compared in constant time with the stored one. Nothing of it touches
+ * the database: a heartbeat costs a table lookup, a hash and some atomics.
+ * The replica shares what it received with the others (sync.c). */
+#include <inttypes.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sodium.h>
+#include "routerd.h"
+#include "fd/log.h"
+
+#define MAX_LOAD 10000000.0
+#define MAX_STREAM_VIEWERS 10000
+
+health_t node_health(const routerd_t *rd, const rnode_t *n, int64_t now)
+{
+	int64_t hb = atomic_load(&n->hb_ms);
+	if (hb == 0 || now - hb > rd->miss_ms || atomic_load(&n->closed_ms) >= hb)
+		return HEALTH_DOWN;
+	return atomic_load(&n->overloaded) ? HEALTH_OVERLOADED : HEALTH_UP;
+}
+
+double node_fill(const rnode_t *n, const rcfg_t *c, bool pending)
+{
+	double conn = atomic_load(&n->conn), egress = atomic_load(&n->egress);
+	if (pending) {
+		conn += atomic_load(&n->pend_conn);
+		egress += (double)atomic_load(&n->pend_kbps) / 1000.0;
+	}
+	double fc = conn / c->max_connections, fe = egress / (double)c->max_egress_mbps;
+	return fc > fe ? fc : fe;
+}
+
+/* ---- node keys ---- */
+
+/* The node a bearer node key names, under the read lock (the caller
+ * unlocks); NULL with UNAUTHENTICATED. A node this replica has not heard of
+ * yet (registered on another one a moment ago) is read from the database. */
+static rnode_t *node_of_key(fd_call_t *call, routerd_t *rd)
+{
+	const char *auth = fd_call_metadata(call, "authorization");
+	const char *key = auth && strncmp(auth, "Bearer ", 7) == 0 ? auth + 7 : NULL;
+	int64_t tenant = -1, id = -1;
+	int used = 0;
+	if (key && strncmp(key, NODE_KEY_PREFIX, 4) == 0 &&
+	    sscanf(key + 4, "%" SCNd64 "_%" SCNd64 "_%n", &tenant, &id, &used) == 2 && used > 0 && tenant >= 0 && id > 0) {
+		const char *secret = key + 4 + used;
+		unsigned char h[32];
+		crypto_generichash(h, sizeof(h), (const unsigned char *)secret, strlen(secret), rd->key_hash_key,
+		                   sizeof(rd->key_hash_key));
+		for (int attempt = 0; attempt < 2; attempt++) {
+			pthread_rwlock_rdlock(&rd->tbl.lock);
+			rnode_t *n = table_get(&rd->tbl, id);
+			/* The hash is compared whatever the tenant, in constant time. */
+			if (n && (sodium_memcmp(h, n->cfg->key_hash, sizeof(h)) == 0) & (n->tenant == tenant))
+				return n;
+			pthread_rwlock_unlock(&rd->tbl.lock);
+			if (n || attempt)
+				break;
+			fd_err_t e;
+			if (nodes_reload(rd, tenant, id, &e) < 0)
+				break;
+		}
+	}
+	pthread_rwlock_rdlock(&rd->tbl.lock);
+	fd_call_fail(call, FD_EUNAUTH, key ? "node key not recognised (rotated, or not a node key)"
+	                                   : "a node key is required (authorization: Bearer fdn_...)");
+	return NULL;
+}
+
+/* ---- load reports ---- */
+
+static int check_load(fd_call_t *call, const Frontdesk__V1__NodeLoad *l)
+{
+	if (!l)
+		return fd_call_fail(call, FD_EINVAL, "load: required");
+	if (l->active_connections < 0 || l->active_connections > MAX_LOAD)
+		return fd_call_fail(call, FD_EINVAL, "load.active_connections: 0..%.0f", MAX_LOAD);
+	if (!isfinite(l->egress_mbps) || l->egress_mbps < 0 || l->egress_mbps > MAX_LOAD)
+		return fd_call_fail(call, FD_EINVAL, "load.egress_mbps: a finite number, 0..%.0f", MAX_LOAD);
+	if (!isfinite(l->cpu_percent) || l->cpu_percent < 0 || l->cpu_percent > 100)
+		return fd_call_fail(call, FD_EINVAL, "load.cpu_percent: a finite number, 0..100");
+	if (l->measured_at < 0)
+		return fd_call_fail(call, FD_EINVAL, "load.measured_at: 0 (unknown) or Unix seconds");
+	if (l->n_stream_viewers > MAX_STREAM_VIEWERS)
+		return fd_call_fail(call, FD_EINVAL, "load.stream_viewers: at most %d entries", MAX_STREAM_VIEWERS);
+	for (size_t i = 0; i < l->n_stream_viewers; i++) {
+		const Frontdesk__V1__StreamViewers *v = l->stream_viewers[i];
+		if (v->tenant_id < 0 || v->stream_id <= 0 || v->viewers < 0 || v->viewers > MAX_LOAD)
+			return fd_call_fail(call, FD_EINVAL, "load.stream_viewers[%zu]: tenant_id >= 0, stream_id > 0, "
+			                    "viewers 0..%.0f", i, MAX_LOAD);
+	}
+	return 0;
+}
+
+/* Per-tenant viewers of a report (shared-pool nodes), into n->shares
+ * (n->mu held): the tenants with the most viewers when there are more than
+ * MAX_SHARES. */
+static void take_shares(rnode_t *n, const Frontdesk__V1__NodeLoad *l)
+{
+	n->nshares = 0;
+	n->viewers_total = 0;
+	for (size_t i = 0; i < l->n_stream_viewers; i++) {
+		const Frontdesk__V1__StreamViewers *v = l->stream_viewers[i];
+		n->viewers_total += v->viewers;
+		int k = 0;
+		while (k < n->nshares && n->shares[k].tenant != v->tenant_id)
+			k++;
+		if (k < n->nshares) {
+			n->shares[k].viewers += v->viewers;
+		} else if (n->nshares < MAX_SHARES) {
+			n->shares[n->nshares++] = (rshare_t){ v->tenant_id, v->viewers };
+		} else {
+			int least = 0;
+			for (int j = 1; j < n->nshares; j++)
+				if (n->shares[j].viewers < n->shares[least].viewers)
+					least = j;
+			if (v->viewers > n->shares[least].viewers)
+				n->shares[least] = (rshare_t){ v->tenant_id, v->viewers };
+		}
+	}
+}
+
+/* Applies a checked report (read lock held) and fills the directive. */
+static void apply_report(routerd_t *rd, rnode_t *n, const Frontdesk__V1__NodeLoad *l,
+                         Frontdesk__V1__NodeDirective *d)
+{
+	const rcfg_t *c = n->cfg;
+	int64_t now = wall_ms();
+	pthread_mutex_lock(&n->mu);
+	health_t before = node_health(rd, n, now);
+	atomic_store(&n->conn, l->active_connections);
+	atomic_store(&n->egress, l->egress_mbps);
+	atomic_store(&n->cpu, l->cpu_percent);
+	atomic_store(&n->pend_conn, 0);
+	atomic_store(&n->pend_kbps, 0);
+	double f = node_fill(n, c, false) * 100.0;
+	bool over = atomic_load(&n->overloaded);
+	if (!over && f > c->high_water)
+		over = true;
+	else if (over && f < c->low_water)
+		over = false;
+	atomic_store(&n->overloaded, over);
+	take_shares(n, l);
+	atomic_store(&n->hb_ms, now);
+	pthread_mutex_unlock(&n->mu);
+	atomic_store(&n->share_dirty, true);
+	atomic_store(&n->persist_dirty, true);
+	health_t after = node_health(rd, n, now);
+	if (after != before)
+		sync_urgent(rd);
+	frontdesk__v1__node_directive__init(d);
+	d->state = c->state;
+	d->health = after;
+	d->drain = c->state != STATE_ACTIVE || after == HEALTH_OVERLOADED;
+	d->heartbeat_interval_ms = (int32_t)rd->cfg->heartbeat_ms;
+	d->server_time_at = now;
+}
+
+/* Checks one report of the node n (read lock held) and applies it. */
+static int report(fd_call_t *call, routerd_t *rd, rnode_t *n, int64_t node_id, const Frontdesk__V1__NodeLoad *l,
+                  Frontdesk__V1__NodeDirective *d)
+{
+	if (node_id != 0 && node_id != n->id)
+		return fd_call_fail(call, FD_EPERM, "node_id: this key is node %" PRId64 "'s", n->id);
+	int rc = check_load(call, l);
+	if (rc < 0)
+		return rc;
+	apply_report(rd, n, l, d);
+	return 0;
+}
+
+int rd_heartbeat(fd_call_t *call, const ProtobufCMessage *msg, ProtobufCMessage **resp)
+{
+	const Frontdesk__V1__HeartbeatRequest *req = (const void *)msg;
+	routerd_t *rd = routerd_of(call);
+	fd_arena_t *a = fd_call_arena(call);
+	Frontdesk__V1__HeartbeatResponse *out = fd_arena_zalloc(a, sizeof(*out));
+	Frontdesk__V1__NodeDirective *d = fd_arena_zalloc(a, sizeof(*d));
+	if (!out || !d)
+		return OOM(call);
+	frontdesk__v1__heartbeat_response__init(out);
+	rnode_t *n = node_of_key(call, rd);
+	int rc = n ? report(call, rd, n, req->node_id, req->load, d) : -(int)fd_call_err(call)->code;
+	pthread_rwlock_unlock(&rd->tbl.lock);
+	if (rc < 0)
+		return rc;
+	fd_call_set_log_tenant(call, n->tenant);
+	out->directive = d;
+	*resp = &out->base;
+	return 0;
+}
+
+/* ---- StreamHeartbeats ---- */
+
+/* The stream's node, as its key named it at open. */
+typedef struct beat_stream {
+	int64_t tenant, id;
+	bool reported;
+} beat_stream_t;
+
+static int hs_open(fd_call_t *call, const ProtobufCMessage *req)
+{
+	(void)req;
+	routerd_t *rd = routerd_of(call);
+	rnode_t *n = node_of_key(call, rd);
+	beat_stream_t *s = n ? calloc(1, sizeof(*s)) : NULL;
+	if (s) {
+		s->tenant = n->tenant;
+		s->id = n->id;
+		atomic_fetch_add(&n->streams, 1);
+	}
+	pthread_rwlock_unlock(&rd->tbl.lock);
+	if (!n)
+		return -(int)fd_call_err(call)->code;
+	if (!s)
+		return fd_call_fail(call, FD_EEXHAUSTED, "out of memory");
+	fd_call_set_log_tenant(call, s->tenant);
+	fd_call_set_user(call, s);
+	return 0;
+}
+
+static int hs_message(fd_call_t *call, const ProtobufCMessage *msg)
+{
+	const Frontdesk__V1__StreamHeartbeatsRequest *req = (const void *)msg;
+	routerd_t *rd = routerd_of(call);
+	beat_stream_t *s = fd_call_user(call);
+	Frontdesk__V1__NodeDirective d;
+	pthread_rwlock_rdlock(&rd->tbl.lock);
+	rnode_t *n = table_get(&rd->tbl, s->id);
+	int rc = n ? report(call, rd, n, req->node_id, req->load, &d) : fd_call_fail(call, FD_ENOTFOUND, "node gone");
+	pthread_rwlock_unlock(&rd->tbl.lock);
+	if (rc < 0)
+		return rc;
+	s->reported = true;
+	Frontdesk__V1__StreamHeartbeatsResponse out;
+	frontdesk__v1__stream_heartbeats_response__init(&out);
+	out.sequence = req->sequence;
+	out.directive = &d;
+	return fd_stream_send(call, &out.base);
+}
+
+/* However the stream ended (broken, cancelled, closed by either side), the
+ * node is DOWN from now until it reports again, unless another stream of
+ * it is open here. */
+static void hs_closed(fd_call_t *call, bool cancelled)
+{
+	(void)cancelled;
+	routerd_t *rd = routerd_of(call);
+	beat_stream_t *s = fd_call_user(call);
+	if (!s)
+		return;
+	fd_call_set_user(call, NULL);
+	int64_t now = wall_ms();
+	bool announce = false;
+	pthread_rwlock_rdlock(&rd->tbl.lock);
+	rnode_t *n = table_get(&rd->tbl, s->id);
+	if (n && atomic_fetch_sub(&n->streams, 1) == 1 && s->reported) {
+		atomic_store(&n->closed_ms, now);
+		atomic_store(&n->persist_dirty, true);
+		announce = true;
+	}
+	pthread_rwlock_unlock(&rd->tbl.lock);
+	if (announce) {
+		fd_info("node %" PRId64 ": heartbeat stream %s", s->id, cancelled ? "broken" : "closed");
+		sync_stream_closed(rd, s->tenant, s->id, now);
+	}
+	free(s);
+}
+
+const fd_stream_ops_t rd_stream_heartbeats = {
+	.open = hs_open,
+	.message = hs_message,
+	.closed = hs_closed,
+};

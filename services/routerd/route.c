@@ -1,0 +1,269 @@
+/* route.c - Route: which node serves a viewer, with backups, from memory.
+ *
+ * One pass over the nodes the tenant may use (its own, and the shared pool
+ * when allowed) keeps the eligible ones: ACTIVE, UP (health computed now,
+ * so a silent node drops out exactly miss_after after its last heartbeat),
+ * serving the format, not excluded. The node is the current one when it is
+ * still eligible (sticky); otherwise the best by: in the client's region,
+ * weight > 0, weight x headroom (headroom counts what this replica routed
+ * there since the node's last report, so a burst of viewers between two
+ * heartbeats spreads instead of piling on one node), lowest id. Backups:
+ * the best of the rest by: another failure domain than those chosen, another
+ * region than the node's, then the same order. */
+#include <inttypes.h>
+#include <math.h>
+#include <string.h>
+#include <arpa/inet.h>
+#include "routerd.h"
+#include "fd/tenant.h"
+
+#define MAX_EXCLUDE 16
+#define MAX_BITRATE_KBPS 1000000
+
+typedef struct cand {
+	rnode_t *n;
+	int url;                      /* index of the format's URL */
+	double score;                 /* weight x headroom */
+	bool in_region;
+} cand_t;
+
+/* Tenant's egress: its own nodes' and its viewers' share of the shared
+ * pool's (read lock held). Nodes that are DOWN count nothing. */
+double tenant_egress(routerd_t *rd, int64_t tenant, int64_t now)
+{
+	double sum = 0;
+	size_t lo, hi;
+	table_range(&rd->tbl, tenant, &lo, &hi);
+	for (size_t i = lo; i < hi; i++)
+		if (node_health(rd, rd->tbl.nodes[i], now) != HEALTH_DOWN)
+			sum += atomic_load(&rd->tbl.nodes[i]->egress);
+	if (tenant == FD_PLATFORM_TENANT)
+		return sum;
+	table_range(&rd->tbl, FD_PLATFORM_TENANT, &lo, &hi);
+	for (size_t i = lo; i < hi; i++) {
+		rnode_t *n = rd->tbl.nodes[i];
+		if (node_health(rd, n, now) == HEALTH_DOWN)
+			continue;
+		pthread_mutex_lock(&n->mu);
+		for (int k = 0; k < n->nshares; k++)
+			if (n->shares[k].tenant == tenant && n->viewers_total > 0)
+				sum += atomic_load(&n->egress) * n->shares[k].viewers / n->viewers_total;
+		pthread_mutex_unlock(&n->mu);
+	}
+	return sum;
+}
+
+static int format_url(const rcfg_t *c, int format)
+{
+	if (format == 0)
+		return c->nurls > 0 ? 0 : -1;
+	for (int i = 0; i < c->nurls; i++)
+		if (c->formats[i] == format)
+			return i;
+	return -1;
+}
+
+static bool excluded(const Frontdesk__V1__RouteRequest *req, int64_t id)
+{
+	for (size_t i = 0; i < req->n_exclude_node_ids; i++)
+		if (req->exclude_node_ids[i] == id)
+			return true;
+	return false;
+}
+
+/* Whether a is a better primary than b. */
+static bool better(const cand_t *a, const cand_t *b)
+{
+	if (a->in_region != b->in_region)
+		return a->in_region;
+	bool aw = a->n->cfg->weight > 0, bw = b->n->cfg->weight > 0;
+	if (aw != bw)
+		return aw;
+	if (a->score != b->score)
+		return a->score > b->score;
+	return a->n->id < b->n->id;
+}
+
+static bool same_domain(const rnode_t *a, const rnode_t *b)
+{
+	const char *da = a->cfg->failure_domain, *db = b->cfg->failure_domain;
+	return da[0] && db[0] ? strcmp(da, db) == 0 : a == b;
+}
+
+/* How diverse c is from the chosen nodes: 2 another failure domain than all
+ * of them, +1 another region than the node's. */
+static int diversity(const cand_t *c, cand_t *const *chosen, int nchosen)
+{
+	int d = 2;
+	for (int i = 0; i < nchosen; i++)
+		if (same_domain(c->n, chosen[i]->n))
+			d = 0;
+	if (c->n->cfg->region != chosen[0]->n->cfg->region)
+		d++;
+	return d;
+}
+
+static Frontdesk__V1__RoutedNode *routed(routerd_t *rd, fd_arena_t *a, const cand_t *c)
+{
+	Frontdesk__V1__RoutedNode *m = fd_arena_zalloc(a, sizeof(*m));
+	if (!m)
+		return NULL;
+	frontdesk__v1__routed_node__init(m);
+	const rcfg_t *cfg = c->n->cfg;
+	m->node_id = c->n->id;
+	m->name = fd_arena_strdup(a, cfg->name);
+	m->url = fd_arena_strdup(a, cfg->urls[c->url]);
+	m->region = cfg->region >= 0 ? rd->regions[cfg->region].name : "";
+	m->country = fd_arena_strdup(a, cfg->country);
+	m->failure_domain = fd_arena_strdup(a, cfg->failure_domain);
+	return m->name && m->url && m->country && m->failure_domain ? m : NULL;
+}
+
+static int check_route(fd_call_t *call, routerd_t *rd, const Frontdesk__V1__RouteRequest *req, int *region)
+{
+	if (req->line_id < 0 || req->session_id < 0 || req->stream_id < 0 || req->current_node_id < 0)
+		return fd_call_fail(call, FD_EINVAL, "line_id, session_id, stream_id, current_node_id: >= 0");
+	if (req->client_ip[0]) {
+		unsigned char buf[16];
+		if (inet_pton(AF_INET, req->client_ip, buf) != 1 && inet_pton(AF_INET6, req->client_ip, buf) != 1)
+			return fd_call_fail(call, FD_EINVAL, "client_ip: an IPv4 or IPv6 address");
+	}
+	int rc = check_country(call, "client_country", req->client_country);
+	if (rc < 0)
+		return rc;
+	if (req->client_region[0] && (*region = region_find(rd, req->client_region)) < 0)
+		return fd_call_fail(call, FD_EINVAL, "client_region: unknown region \"%.64s\"", req->client_region);
+	if (!req->client_region[0])
+		*region = region_of_country(rd, req->client_country);
+	if (req->bitrate_kbps < 0 || req->bitrate_kbps > MAX_BITRATE_KBPS)
+		return fd_call_fail(call, FD_EINVAL, "bitrate_kbps: 0 (unknown) .. %d", MAX_BITRATE_KBPS);
+	if (req->output_format < 0 || req->output_format > FRONTDESK__V1__OUTPUT_FORMAT__OUTPUT_FORMAT_RTMP)
+		return fd_call_fail(call, FD_EINVAL, "output_format: an OutputFormat");
+	if (req->n_exclude_node_ids > MAX_EXCLUDE)
+		return fd_call_fail(call, FD_EINVAL, "exclude_node_ids: at most %d", MAX_EXCLUDE);
+	return 0;
+}
+
+/* The eligible nodes of [lo, hi) into cands. */
+static size_t gather(routerd_t *rd, const Frontdesk__V1__RouteRequest *req, int region, size_t lo, size_t hi,
+                     int64_t now, cand_t *cands, size_t nc, size_t *counts)
+{
+	for (size_t i = lo; i < hi; i++) {
+		rnode_t *n = rd->tbl.nodes[i];
+		const rcfg_t *c = n->cfg;
+		counts[0]++;
+		health_t h = node_health(rd, n, now);
+		if (h != HEALTH_UP) {
+			counts[h == HEALTH_DOWN ? 1 : 2]++;
+			continue;
+		}
+		int url = format_url(c, req->output_format);
+		if (c->state != STATE_ACTIVE || url < 0 || excluded(req, n->id)) {
+			counts[3]++;
+			continue;
+		}
+		double headroom = 1.0 - node_fill(n, c, true);
+		cands[nc++] = (cand_t){ n, url, c->weight * (headroom > 0 ? headroom : 0), region >= 0 && c->region == region };
+	}
+	return nc;
+}
+
+int rd_route(fd_call_t *call, const ProtobufCMessage *msg, ProtobufCMessage **resp)
+{
+	const Frontdesk__V1__RouteRequest *req = (const void *)msg;
+	routerd_t *rd = routerd_of(call);
+	fd_arena_t *a = fd_call_arena(call);
+	fd_caller_t caller;
+	int64_t tenant;
+	int region = -1;
+	int rc = fd_call_caller(call, &caller);
+	if (rc < 0 || (rc = fd_caller_need(&caller, FRONTDESK__V1__SCOPE__SCOPE_ROUTE, fd_call_err(call))) < 0 ||
+	    (rc = check_route(call, rd, req, &region)) < 0 ||
+	    (rc = fd_call_tenant(call, &caller, req->tenant_id, &tenant)) < 0)
+		return rc;
+	Frontdesk__V1__RouteResponse *out = fd_arena_zalloc(a, sizeof(*out));
+	Frontdesk__V1__RoutedNode **backups = fd_arena_zalloc(a, sizeof(*backups) * 2);
+	if (!out || !backups)
+		return OOM(call);
+	frontdesk__v1__route_response__init(out);
+	int64_t now = wall_ms();
+
+	pthread_rwlock_rdlock(&rd->tbl.lock);
+	const rtenant_t *t = table_tenant(&rd->tbl, tenant);
+	size_t olo, ohi, slo = 0, shi = 0;
+	table_range(&rd->tbl, tenant, &olo, &ohi);
+	if (tenant != FD_PLATFORM_TENANT && t->shared_pool_allowed)
+		table_range(&rd->tbl, FD_PLATFORM_TENANT, &slo, &shi);
+	/* The bandwidth cap. */
+	if (t->max_egress_mbps > 0) {
+		double e = tenant_egress(rd, tenant, now), cap = (double)t->max_egress_mbps;
+		bool at_cap = req->bitrate_kbps > 0 ? e + req->bitrate_kbps / 1000.0 > cap : e >= cap;
+		if (at_cap && t->policy != FRONTDESK__V1__BANDWIDTH_POLICY__BANDWIDTH_POLICY_LOWER_BITRATE) {
+			pthread_rwlock_unlock(&rd->tbl.lock);
+			return fd_call_fail(call, FD_EEXHAUSTED, "tenant %" PRId64 " is at its bandwidth cap (%.1f of %" PRId64
+			                    " Mbps)", tenant, e, t->max_egress_mbps);
+		}
+		if (at_cap) {
+			double left = floor((cap - e) * 1000.0);
+			int64_t kbps = left > 0 ? (int64_t)left : 0;
+			out->bitrate_cap_kbps = kbps > t->min_bitrate_kbps ? kbps : t->min_bitrate_kbps;
+		}
+	}
+	size_t total = (ohi - olo) + (shi - slo);
+	cand_t *cands = fd_arena_alloc(a, sizeof(*cands) * (total + 1));
+	if (!cands) {
+		pthread_rwlock_unlock(&rd->tbl.lock);
+		return OOM(call);
+	}
+	size_t counts[4] = { 0 };   /* seen, down, overloaded, not active / no format / excluded */
+	size_t nc = gather(rd, req, region, olo, ohi, now, cands, 0, counts);
+	nc = gather(rd, req, region, slo, shi, now, cands, nc, counts);
+
+	cand_t *chosen[3] = { 0 };
+	for (size_t i = 0; i < nc; i++) {
+		if (req->current_node_id && cands[i].n->id == req->current_node_id)
+			chosen[0] = &cands[i];
+	}
+	out->sticky = chosen[0] != NULL;
+	for (size_t i = 0; !out->sticky && i < nc; i++)
+		if (!chosen[0] || better(&cands[i], chosen[0]))
+			chosen[0] = &cands[i];
+	int nchosen = chosen[0] ? 1 : 0;
+	while (nchosen > 0 && nchosen < 3) {
+		cand_t *best = NULL;
+		int best_div = -1;
+		for (size_t i = 0; i < nc; i++) {
+			cand_t *c = &cands[i];
+			if (c == chosen[0] || c == chosen[1])
+				continue;
+			int d = diversity(c, chosen, nchosen);
+			if (!best || d > best_div || (d == best_div && better(c, best))) {
+				best = c;
+				best_div = d;
+			}
+		}
+		if (!best)
+			break;
+		chosen[nchosen++] = best;
+	}
+	if (nchosen == 0) {
+		pthread_rwlock_unlock(&rd->tbl.lock);
+		return fd_call_fail(call, FD_EEXHAUSTED, "no node can take the viewer: of %zu nodes, %zu down, %zu "
+		                    "overloaded, %zu draining, disabled, excluded or without the format",
+		                    counts[0], counts[1], counts[2], counts[3]);
+	}
+	if (!out->sticky) {
+		atomic_fetch_add(&chosen[0]->n->pend_conn, 1);
+		atomic_fetch_add(&chosen[0]->n->pend_kbps, req->bitrate_kbps);
+	}
+	out->node = routed(rd, a, chosen[0]);
+	out->backups = backups;
+	for (int i = 1; i < nchosen; i++)
+		if ((backups[out->n_backups] = routed(rd, a, chosen[i])))
+			out->n_backups++;
+	pthread_rwlock_unlock(&rd->tbl.lock);
+	if (!out->node || out->n_backups != (size_t)(nchosen - 1))
+		return OOM(call);
+	*resp = &out->base;
+	return 0;
+}
