@@ -53,6 +53,8 @@ CREATE TABLE frontdesk.nodes (
 );
 CALL frontdesk.enable_tenant_rls('frontdesk.nodes');
 GRANT SELECT, INSERT, UPDATE ON frontdesk.nodes TO frontdesk_routerd;
+-- routerd takes the id first: the node key it hands out carries it.
+GRANT USAGE ON SEQUENCE frontdesk.nodes_id_seq TO frontdesk_routerd;
 
 -- The last heartbeat of each node, written by the replica that received it
 -- about every second (FRONTDESK_ROUTERD_PERSIST_MS): what a restarted replica
