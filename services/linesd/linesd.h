@@ -9,6 +9,7 @@
  *   playback.c  AuthorizePlayback, heartbeats (cached, written in batches),
  *               sessions, the expiry and timeout sweep
  *   events.c    the LISTEN connection, WatchLineEvents
+ *   routing.c   routerd's client: Route, and node state through WatchNodes
  *
  * Tables: migrations/0004_lines.sql. */
 #ifndef LINESD_H
@@ -28,6 +29,7 @@
 #include "fd/service.h"
 #include "fd/token_source.h"
 #include "frontdesk/v1/lines.pb-c.h"
+#include "frontdesk/v1/routing.pb-c.h"
 
 typedef struct linesd_config {
 	fd_service_config_t common;
@@ -35,6 +37,7 @@ typedef struct linesd_config {
 	char *service_secret;          /* linesd's secret for IssueServiceToken */
 	char *authd_target;            /* host:port of authd */
 	char *billingd_target;         /* host:port of billingd */
+	char *routerd_target;          /* host:port of routerd; "": no routing */
 	int64_t session_timeout;       /* s without heartbeat before a session ends */
 	int64_t heartbeat_interval;    /* s: next_heartbeat_seconds */
 	int64_t heartbeat_flush_ms;    /* heartbeats are written in batches this often */
@@ -48,6 +51,7 @@ typedef struct linesd_config {
 
 struct linesd_events;
 struct linesd_sessions;
+struct linesd_routing;
 
 typedef struct linesd {
 	const linesd_config_t *cfg;
@@ -59,6 +63,7 @@ typedef struct linesd {
 	fd_token_source_t *billing_token;   /* service token, audience billingd */
 	struct linesd_events *events;       /* events.c */
 	struct linesd_sessions *sessions;   /* playback.c */
+	struct linesd_routing *routing;     /* routing.c; NULL: not configured */
 	pthread_t jobs;                     /* sweep + reconciliation */
 	pthread_mutex_t jobs_mu;
 	pthread_cond_t jobs_cv;
@@ -245,5 +250,18 @@ bool events_listening(linesd_t *l);
 /* Whether any replica has a watcher for tenant (cached about a second):
  * session starts are announced only then. */
 bool events_watched(linesd_t *l, int64_t tenant);
+
+/* ---- routing.c ---- */
+
+int routing_init(linesd_t *l, fd_err_t *err) FD_MUSTCHECK;
+void routing_fini(linesd_t *l);
+/* Whether routerd is configured. */
+bool routing_enabled(linesd_t *l);
+/* Whether a session on node should be routed again: the node is down,
+ * overloaded, draining or disabled, or its state is not known now. */
+bool routing_node_unfit(linesd_t *l, int64_t node);
+/* routerd's Route; *out in arena. -code with err (routerd's message). */
+int routing_route(linesd_t *l, const Frontdesk__V1__RouteRequest *req, fd_arena_t *arena,
+                  Frontdesk__V1__RouteResponse **out, fd_err_t *err) FD_MUSTCHECK;
 
 #endif

@@ -21,6 +21,9 @@ static const fd_cfg_item_t config_items[] = {
 	  offsetof(linesd_config_t, authd_target), "authd's address (host:port)" },
 	{ "billingd_target", "FRONTDESK_BILLINGD_TARGET", FD_CFG_STR, "127.0.0.1:7102", 1, 255,
 	  offsetof(linesd_config_t, billingd_target), "billingd's address (host:port)" },
+	{ "routerd_target", "FRONTDESK_ROUTERD_TARGET", FD_CFG_STR, "", 0, 255,
+	  offsetof(linesd_config_t, routerd_target),
+	  "routerd's address (host:port); empty: playback names no node (routing not configured)" },
 	{ "session_timeout", "FRONTDESK_SESSION_TIMEOUT", FD_CFG_INT, "90", 5, 3600,
 	  offsetof(linesd_config_t, session_timeout), "seconds without a heartbeat before a session ends" },
 	{ "heartbeat_interval", "FRONTDESK_HEARTBEAT_INTERVAL", FD_CFG_INT, "30", 1, 3600,
@@ -131,7 +134,7 @@ static int linesd_start(linesd_t *l, fd_service_t *svc, fd_err_t *err)
 		                          .audience = "billingd" };
 	if (!(l->billing_token = fd_token_source_new(&to, err)))
 		return -FD_EINVAL;
-	if ((rc = sessions_init(l, err)) < 0 || (rc = events_init(l, err)) < 0)
+	if ((rc = sessions_init(l, err)) < 0 || (rc = events_init(l, err)) < 0 || (rc = routing_init(l, err)) < 0)
 		return rc;
 	if (pthread_create(&l->jobs, NULL, jobs_main, l) != 0)
 		return fd_err_set(err, FD_EINTERNAL, "cannot start the sweep thread");
@@ -168,6 +171,7 @@ static void linesd_fini(fd_service_t *svc, void *state)
 		pthread_mutex_unlock(&l->jobs_mu);
 		pthread_join(l->jobs, NULL);
 	}
+	routing_fini(l);
 	events_fini(l);
 	sessions_fini(l);
 	fd_token_source_free(l->billing_token);

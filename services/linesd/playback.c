@@ -178,6 +178,17 @@ static void cache_drop(linesd_t *l, int64_t id)
 	pthread_mutex_unlock(&sh->mu);
 }
 
+/* A cached session moved to another node. */
+static void cache_set_node(linesd_t *l, int64_t id, int64_t node)
+{
+	shard_t *sh = shard_of(l->sessions, id);
+	pthread_mutex_lock(&sh->mu);
+	sess_t *s = find(sh, id);
+	if (s)
+		s->node = node;
+	pthread_mutex_unlock(&sh->mu);
+}
+
 void sessions_on_event(linesd_t *l, int64_t tenant, int type, int64_t line_id, int64_t session_id)
 {
 	(void)tenant;
@@ -608,6 +619,31 @@ static int playback_caller(fd_call_t *call, int64_t tenant_id, fd_caller_t *c, b
 	return 0;
 }
 
+/* The lower of two caps, 0 meaning none. */
+static int64_t lower_cap(int64_t a, int64_t b)
+{
+	return !a ? b : !b ? a : a < b ? a : b;
+}
+
+/* Denied before anything is read: no node can take the viewer (routerd's
+ * RESOURCE_EXHAUSTED: all down, full or excluded, or the tenant's bandwidth
+ * cap), or routerd could not be asked. Nothing is written. */
+static int no_node(fd_call_t *call, ProtobufCMessage **resp, int rc, const char *why)
+{
+	Frontdesk__V1__AuthorizePlaybackResponse *m = fd_arena_zalloc(fd_call_arena(call), sizeof(*m));
+	if (!m)
+		return OOM(call);
+	frontdesk__v1__authorize_playback_response__init(m);
+	m->allowed = false;
+	m->denial_reason = DENY(NO_NODE_AVAILABLE);
+	m->message = rc == -FD_EEXHAUSTED ? fd_arena_strdup(fd_call_arena(call), why)
+	                                  : fd_arena_printf(fd_call_arena(call), "routing is unavailable: %s", why);
+	if (!m->message)
+		return OOM(call);
+	*resp = &m->base;
+	return 0;
+}
+
 int linesd_authorize_playback(fd_call_t *call, const ProtobufCMessage *msg, ProtobufCMessage **resp)
 {
 	const Frontdesk__V1__AuthorizePlaybackRequest *req = (const void *)msg;
@@ -631,6 +667,25 @@ int linesd_authorize_playback(fd_call_t *call, const ProtobufCMessage *msg, Prot
 		return fd_call_fail(call, FD_EINVAL, "stream_id, node_id: must not be negative");
 	if (req->output_format < 0 || req->output_format > FRONTDESK__V1__OUTPUT_FORMAT__OUTPUT_FORMAT_RTMP)
 		return fd_call_fail(call, FD_EINVAL, "output_format: not an OutputFormat");
+	/* The node first: Route answers from memory, and the session is
+	 * written with its node in the same statement. */
+	Frontdesk__V1__RouteResponse *route = NULL;
+	int64_t node = req->node_id;
+	if (!node && req->stream_id && routing_enabled(l)) {
+		Frontdesk__V1__RouteRequest rr = FRONTDESK__V1__ROUTE_REQUEST__INIT;
+		rr.tenant_id = req->tenant_id;
+		rr.stream_id = req->stream_id;
+		rr.client_ip = req->client_ip;
+		rr.client_country = req->client_country;
+		rr.client_region = req->client_region;
+		rr.output_format = req->output_format;
+		fd_err_t rerr;
+		if ((rc = routing_route(l, &rr, a, &route, &rerr)) == -FD_EINVAL)
+			return fd_call_fail(call, FD_EINVAL, "%s", rerr.msg);   /* client_country, client_region */
+		if (rc < 0 || !route->node)
+			return no_node(call, resp, rc, rerr.msg);
+		node = route->node->node_id;
+	}
 	char pwh[65];
 	line_password_hash(l, req->tenant_id, req->password, pwh);
 	auth_q_t q = { .l = l, .arena = a, .tenant = req->tenant_id };
@@ -640,7 +695,7 @@ int linesd_authorize_playback(fd_call_t *call, const ProtobufCMessage *msg, Prot
 	const char *params[16] = {
 		fd_arena_printf(a, "%" PRId64, req->tenant_id), req->username, pwh,
 		fd_arena_printf(a, "%" PRId64, req->stream_id), req->client_ip, req->user_agent,
-		fd_arena_printf(a, "%d", (int)req->output_format), fd_arena_printf(a, "%" PRId64, req->node_id),
+		fd_arena_printf(a, "%d", (int)req->output_format), fd_arena_printf(a, "%" PRId64, node),
 		req->client_session_key, active ? "true" : "false",
 		fd_arena_printf(a, "%" PRId64, l->cfg->session_timeout), fd_arena_printf(a, "%" PRId64, l->cfg->fail_window),
 		fd_arena_printf(a, "%" PRId64, l->cfg->fail_max_user), fd_arena_printf(a, "%" PRId64, l->cfg->fail_max_ip),
@@ -668,16 +723,19 @@ int linesd_authorize_playback(fd_call_t *call, const ProtobufCMessage *msg, Prot
 		m->session_id = q.session;
 		m->session_reused = q.reused;
 		m->replaced_session_id = q.replaced;
-		m->bandwidth_cap_kbps = q.line ? q.line->bandwidth_cap_kbps : 0;
+		m->bandwidth_cap_kbps = lower_cap(q.line ? q.line->bandwidth_cap_kbps : 0, route ? route->bitrate_cap_kbps : 0);
 		m->recheck_after_seconds = (int32_t)l->cfg->heartbeat_interval;
-		if (req->node_id) {
+		if (route) {
+			m->node = route->node;
+			m->backups = route->backups;
+			m->n_backups = route->n_backups;
+		} else if (req->node_id) {
 			m->node = node_message(a, req->node_id);
 		} else if (req->stream_id) {
-			m->note = "routing is not available yet (routerd is not built): no node is named";
+			m->note = "routing is not configured (FRONTDESK_ROUTERD_TARGET): no node is named";
 		}
 		if (q.session && q.line)
-			cache_put(l, true, drops, req->tenant_id, q.session, q.line_id, req->node_id, q.line->expires_at,
-			          now_s());
+			cache_put(l, true, drops, req->tenant_id, q.session, q.line_id, node, q.line->expires_at, now_s());
 		if (q.replaced)
 			cache_drop(l, q.replaced);
 	} else {
@@ -751,6 +809,92 @@ static int end_session_tx(fd_tx_t *tx, void *arg)
 	return fd_tx_exec(tx, &SQL_END_SESSION, q->params, FD_TX_LAST, NULL);
 }
 
+/* ---- failover ---- */
+
+static const fd_sql_t SQL_SESSION_ROUTE = {
+	"linesd_session_route",
+	"SELECT stream_id, host(client_ip), output_format FROM frontdesk.sessions"
+	" WHERE tenant_id = $1 AND id = $2 AND ended_at IS NULL",
+	2,
+};
+static const fd_sql_t SQL_SESSION_MOVE = {
+	"linesd_session_move",
+	"UPDATE frontdesk.sessions SET node_id = $4"
+	" WHERE tenant_id = $1 AND id = $2 AND node_id = $3 AND ended_at IS NULL",
+	4,
+};
+
+typedef struct move_q {
+	fd_arena_t *arena;
+	const char *params[4];
+	bool found;
+	int64_t stream, format;
+	char *ip;
+} move_q_t;
+
+static int session_route_tx(fd_tx_t *tx, void *arg)
+{
+	move_q_t *q = arg;
+	PGresult *res;
+	int rc = fd_tx_exec(tx, &SQL_SESSION_ROUTE, q->params, FD_TX_LAST, &res);
+	if (rc < 0 || !(q->found = PQntuples(res) == 1))
+		return rc;
+	q->stream = col_i64(res, 0, 0);
+	q->format = col_i64(res, 0, 2);
+	return (q->ip = fd_arena_strdup(q->arena, PQgetvalue(res, 0, 1))) ? 0 : TX_OOM(tx);
+}
+
+static int session_move_tx(fd_tx_t *tx, void *arg)
+{
+	move_q_t *q = arg;
+	return fd_tx_exec(tx, &SQL_SESSION_MOVE, q->params, FD_TX_LAST, NULL);
+}
+
+/* The session's node is down, overloaded, draining or disabled (or its
+ * state is not known): ask Route again with it as the current node (kept if
+ * it is in fact fit), move the session when Route names another, and tell
+ * the player. Failing that, the session keeps its node: a heartbeat is
+ * never refused for want of routing. */
+static void failover(linesd_t *l, fd_call_t *call, int64_t tenant, int64_t session, int64_t line, int64_t node,
+                     Frontdesk__V1__SessionHeartbeatResponse *m)
+{
+	fd_arena_t *a = fd_call_arena(call);
+	move_q_t q = { .arena = a, .params = { fd_arena_printf(a, "%" PRId64, tenant),
+		                                   fd_arena_printf(a, "%" PRId64, session),
+		                                   fd_arena_printf(a, "%" PRId64, node), NULL } };
+	fd_err_t err;
+	fd_tx_opts_t o = { .tenant_id = tenant, .deadline_ms = fd_call_deadline_ms(call), .read_only = true };
+	if (!q.params[0] || !q.params[1] || !q.params[2] || fd_db_run_opts(l->db, &o, session_route_tx, &q, &err) < 0 ||
+	    !q.found)
+		return;
+	Frontdesk__V1__RouteRequest rr = FRONTDESK__V1__ROUTE_REQUEST__INIT;
+	rr.tenant_id = tenant;
+	rr.line_id = line;
+	rr.session_id = session;
+	rr.stream_id = q.stream;
+	rr.client_ip = q.ip;
+	rr.output_format = (Frontdesk__V1__OutputFormat)q.format;
+	rr.current_node_id = node;
+	Frontdesk__V1__RouteResponse *route;
+	if (routing_route(l, &rr, a, &route, &err) < 0 || !route->node) {
+		fd_debug("session %" PRId64 " stays on node %" PRId64 ": %s", session, node, err.msg);
+		return;
+	}
+	int64_t to = route->node->node_id;
+	if (to != node) {
+		o.read_only = false;
+		if (!(q.params[3] = fd_arena_printf(a, "%" PRId64, to)) || fd_db_run_opts(l->db, &o, session_move_tx, &q, &err) < 0)
+			return;
+		cache_set_node(l, session, to);
+		m->node_changed = true;
+		fd_info("session %" PRId64 " of tenant %" PRId64 " moved from node %" PRId64 " to node %" PRId64, session,
+		        tenant, node, to);
+	}
+	m->node = route->node;
+	m->backups = route->backups;
+	m->n_backups = route->n_backups;
+}
+
 int linesd_session_heartbeat(fd_call_t *call, const ProtobufCMessage *msg, ProtobufCMessage **resp)
 {
 	const Frontdesk__V1__SessionHeartbeatRequest *req = (const void *)msg;
@@ -773,7 +917,7 @@ int linesd_session_heartbeat(fd_call_t *call, const ProtobufCMessage *msg, Proto
 	/* The cache: a live session of this tenant, its line unchanged since cached. */
 	shard_t *sh = shard_of(l->sessions, req->session_id);
 	bool hit = false;
-	int64_t node = 0, expires_at = 0;
+	int64_t node = 0, expires_at = 0, line = 0;
 	if (active && events_listening(l)) {
 		pthread_mutex_lock(&sh->mu);
 		sess_t *s = find(sh, req->session_id);
@@ -781,6 +925,7 @@ int linesd_session_heartbeat(fd_call_t *call, const ProtobufCMessage *msg, Proto
 			hit = true;
 			s->last_seen = now;
 			node = s->node;
+			line = s->line;
 			expires_at = s->expires_at;
 		}
 		pthread_mutex_unlock(&sh->mu);
@@ -821,6 +966,7 @@ int linesd_session_heartbeat(fd_call_t *call, const ProtobufCMessage *msg, Proto
 			return 0;
 		}
 		node = q.node;
+		line = q.line;
 		expires_at = q.expires_at;
 		cache_put(l, false, gen, req->tenant_id, req->session_id, q.line, q.node, q.expires_at, now);
 	}
@@ -828,6 +974,8 @@ int linesd_session_heartbeat(fd_call_t *call, const ProtobufCMessage *msg, Proto
 	m->active = true;
 	m->expires_at = expires_at;
 	m->node = node_message(a, node);
+	if (node && routing_node_unfit(l, node))
+		failover(l, call, req->tenant_id, req->session_id, line, node, m);
 	*resp = &m->base;
 	return 0;
 }
