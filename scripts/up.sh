@@ -58,7 +58,9 @@ stop() {
 	echo "frontdesk stopped"
 }
 trap 'stop; exit 0' INT TERM
-for s in authd billingd linesd routerd; do
+# linesd routes playback through routerd (and follows its nodes' state).
+export FRONTDESK_ROUTERD_TARGET=${FRONTDESK_ROUTERD_TARGET:-127.0.0.1:7104}
+for s in authd billingd routerd linesd; do
 	"$ROOT/build/services/$s/$s" & pids+=($!)
 done
 /usr/bin/python3 "$ROOT/scripts/demo_tenant.py" 127.0.0.1:7101 "$FRONTDESK_BOOTSTRAP_PASSWORD" \
