@@ -121,6 +121,8 @@ static Frontdesk__V1__RoutedNode *routed(routerd_t *rd, fd_arena_t *a, const can
 
 static int check_route(fd_call_t *call, routerd_t *rd, const Frontdesk__V1__RouteRequest *req, int *region)
 {
+	if (req->tenant_id <= 0)
+		return fd_call_fail(call, FD_EINVAL, "tenant_id: required (the viewer's tenant)");
 	if (req->line_id < 0 || req->session_id < 0 || req->stream_id < 0 || req->current_node_id < 0)
 		return fd_call_fail(call, FD_EINVAL, "line_id, session_id, stream_id, current_node_id: >= 0");
 	if (req->client_ip[0]) {

@@ -110,7 +110,6 @@ typedef struct rnode {
 	/* sync.c */
 	_Atomic bool share_dirty, persist_dirty;
 	int emitted;                  /* the monitor's last health (monitor thread only) */
-	int64_t emitted_hb;           /* ... and the heartbeat it judged */
 } rnode_t;
 
 /* A tenant's routing settings. */

@@ -257,11 +257,10 @@ static void monitor_pass(struct routerd_sync *s)
 		rnode_t *n = rd->tbl.nodes[i];
 		int64_t hb = atomic_load(&n->hb_ms);
 		health_t h = node_health(rd, n, now);
-		if ((int)h == n->emitted && !(h != HEALTH_DOWN && n->emitted_hb == 0))
+		if ((int)h == n->emitted)
 			continue;
 		int prev = n->emitted;
 		n->emitted = h;
-		n->emitted_hb = hb;
 		char reason[96] = "";
 		int type;
 		if (h == HEALTH_DOWN) {
@@ -280,8 +279,6 @@ static void monitor_pass(struct routerd_sync *s)
 			if (type == EVT(RECOVERED))
 				snprintf(reason, sizeof(reason), "below its low-water mark (%d%%)", n->cfg->low_water);
 		}
-		if (prev == HEALTH_DOWN && h == HEALTH_DOWN)
-			continue;   /* registered, never heard from: nothing to announce */
 		emit_locked(rd, n, type, reason);
 	}
 	pthread_mutex_lock(&s->wmu);
