@@ -345,6 +345,14 @@ static rcfg_t *cfg_of_row(routerd_t *rd, const PGresult *res, int row)
 	snprintf(c->country, sizeof(c->country), "%s", PQgetvalue(res, row, 6));
 	if (!(c->failure_domain = strdup(PQgetvalue(res, row, 7))))
 		goto fail;
+	/* FNV-1a; 0 is kept for "a domain of its own". */
+	c->domain = 0;
+	if (c->failure_domain[0]) {
+		c->domain = 1469598103934665603ull;
+		for (const char *p = c->failure_domain; *p; p++)
+			c->domain = (c->domain ^ (unsigned char)*p) * 1099511628211ull;
+		c->domain |= 1;
+	}
 	c->max_connections = (int32_t)col_i64(res, row, 8);
 	c->max_egress_mbps = col_i64(res, row, 9);
 	c->weight = (int32_t)col_i64(res, row, 10);

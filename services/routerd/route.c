@@ -20,11 +20,16 @@
 #define MAX_EXCLUDE 16
 #define MAX_BITRATE_KBPS 1000000
 
+/* An eligible node, with what the choice compares kept at hand (the passes
+ * over 1,000s of candidates then touch one small array). */
 typedef struct cand {
 	rnode_t *n;
-	int url;                      /* index of the format's URL */
+	int64_t id;
 	double score;                 /* weight x headroom */
-	bool in_region;
+	uint64_t domain;              /* 0: its own */
+	int region;
+	int url;                      /* index of the format's URL */
+	bool in_region, weighted;
 } cand_t;
 
 /* Tenant's egress: its own nodes' and its viewers' share of the shared
@@ -76,18 +81,16 @@ static bool better(const cand_t *a, const cand_t *b)
 {
 	if (a->in_region != b->in_region)
 		return a->in_region;
-	bool aw = a->n->cfg->weight > 0, bw = b->n->cfg->weight > 0;
-	if (aw != bw)
-		return aw;
+	if (a->weighted != b->weighted)
+		return a->weighted;
 	if (a->score != b->score)
 		return a->score > b->score;
-	return a->n->id < b->n->id;
+	return a->id < b->id;
 }
 
-static bool same_domain(const rnode_t *a, const rnode_t *b)
+static bool same_domain(const cand_t *a, const cand_t *b)
 {
-	const char *da = a->cfg->failure_domain, *db = b->cfg->failure_domain;
-	return da[0] && db[0] ? strcmp(da, db) == 0 : a == b;
+	return a->domain && b->domain ? a->domain == b->domain : a->id == b->id;
 }
 
 /* How diverse c is from the chosen nodes: 2 another failure domain than all
@@ -96,9 +99,9 @@ static int diversity(const cand_t *c, cand_t *const *chosen, int nchosen)
 {
 	int d = 2;
 	for (int i = 0; i < nchosen; i++)
-		if (same_domain(c->n, chosen[i]->n))
+		if (same_domain(c, chosen[i]))
 			d = 0;
-	if (c->n->cfg->region != chosen[0]->n->cfg->region)
+	if (c->region != chosen[0]->region)
 		d++;
 	return d;
 }
@@ -165,7 +168,9 @@ static size_t gather(routerd_t *rd, const Frontdesk__V1__RouteRequest *req, int 
 			continue;
 		}
 		double headroom = 1.0 - node_fill(n, c, true);
-		cands[nc++] = (cand_t){ n, url, c->weight * (headroom > 0 ? headroom : 0), region >= 0 && c->region == region };
+		cands[nc++] = (cand_t){ .n = n, .id = n->id, .score = c->weight * (headroom > 0 ? headroom : 0),
+		                        .domain = c->domain, .region = c->region, .url = url,
+		                        .in_region = region >= 0 && c->region == region, .weighted = c->weight > 0 };
 	}
 	return nc;
 }
@@ -223,7 +228,7 @@ int rd_route(fd_call_t *call, const ProtobufCMessage *msg, ProtobufCMessage **re
 
 	cand_t *chosen[3] = { 0 };
 	for (size_t i = 0; i < nc; i++) {
-		if (req->current_node_id && cands[i].n->id == req->current_node_id)
+		if (req->current_node_id && cands[i].id == req->current_node_id)
 			chosen[0] = &cands[i];
 	}
 	out->sticky = chosen[0] != NULL;

@@ -70,6 +70,7 @@ typedef struct rcfg {
 	int region;                   /* index into the region list */
 	char country[3];
 	char *failure_domain;         /* "" = a domain of its own */
+	uint64_t domain;              /* a hash of failure_domain; 0 for "" (Route compares these) */
 	int32_t max_connections;
 	int64_t max_egress_mbps;
 	int32_t weight;
