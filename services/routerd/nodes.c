@@ -1205,8 +1205,10 @@ int rd_update_node(fd_call_t *call, const ProtobufCMessage *msg, ProtobufCMessag
 		}
 		in.high = req->high_water_percent ? req->high_water_percent->value : c->high_water;
 		in.low = req->low_water_percent ? req->low_water_percent->value : c->low_water;
-		oom = !in.name || !in.urls || !in.region || !in.country || !in.failure_domain || !in.tags ||
-		      (!req->urls && in.nurls != (size_t)c->nurls);
+		/* An empty list arrives as NULL: only our own copies can be out of memory. */
+		oom = !in.name || !in.region || !in.country || !in.failure_domain ||
+		      (!req->urls && (!in.urls || in.nurls != (size_t)c->nurls)) ||
+		      (!req->tags && (!in.tags || in.ntags != (size_t)c->ntags));
 	}
 	pthread_rwlock_unlock(&r.rd->tbl.lock);
 	if (!n)

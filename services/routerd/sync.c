@@ -73,10 +73,19 @@ struct routerd_sync {
 
 /* ---- events to watchers ---- */
 
-static bool wants(const watcher_t *w, const rnode_t *n, int type)
+/* Whether w may see n now (table lock held): the tenant's access to the
+ * shared pool is read at each event, so a SetSharedPoolAccess applies to
+ * open watches too. */
+static bool sees(routerd_t *rd, const watcher_t *w, const rnode_t *n)
 {
-	return !w->dead && scope_has(&w->scope, n) && (w->region < 0 || n->cfg->region == w->region) &&
-	       (!w->types || (w->types & (1u << type)));
+	if (!scope_has(&w->scope, n) || (w->region >= 0 && n->cfg->region != w->region))
+		return false;
+	return w->scope.all || n->tenant == w->scope.tenant || table_tenant(&rd->tbl, w->scope.tenant)->shared_pool_allowed;
+}
+
+static bool wants(routerd_t *rd, const watcher_t *w, const rnode_t *n, int type)
+{
+	return !w->dead && sees(rd, w, n) && (!w->types || (w->types & (1u << type)));
 }
 
 static void send_or_end(watcher_t *w, const ProtobufCMessage *m)
@@ -94,7 +103,7 @@ static void emit_locked(routerd_t *rd, const rnode_t *n, int type, const char *r
 	pthread_mutex_lock(&s->wmu);
 	bool any = false;
 	for (watcher_t *w = s->watchers; w && !any; w = w->next)
-		any = wants(w, n, type);
+		any = wants(rd, w, n, type);
 	if (any) {
 		fd_arena_t arena, *a = &arena;
 		fd_arena_init(a, 1 << 20);
@@ -108,7 +117,7 @@ static void emit_locked(routerd_t *rd, const rnode_t *n, int type, const char *r
 		m.payload_case = FRONTDESK__V1__WATCH_NODES_RESPONSE__PAYLOAD_EVENT;
 		m.event = &ev;
 		for (watcher_t *w = s->watchers; w; w = w->next) {
-			if (!wants(w, n, type))
+			if (!wants(rd, w, n, type))
 				continue;
 			bool owner = w->scope.all || n->tenant == w->scope.tenant;
 			if (!(ev.node = node_message(rd, a, n, owner, wall_ms())))
@@ -138,7 +147,7 @@ static void snapshot(routerd_t *rd, watcher_t *w, int64_t now)
 	snap.nodes = fd_arena_alloc(a, sizeof(*snap.nodes) * (rd->tbl.n + 1));
 	for (size_t i = 0; snap.nodes && i < rd->tbl.n; i++) {
 		rnode_t *n = rd->tbl.nodes[i];
-		if (!scope_has(&w->scope, n) || (w->region >= 0 && n->cfg->region != w->region))
+		if (!sees(rd, w, n))
 			continue;
 		Frontdesk__V1__NodeStatus *st = fd_arena_zalloc(a, sizeof(*st));
 		if (!st)

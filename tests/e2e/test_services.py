@@ -85,9 +85,8 @@ def test_reflection_lists_and_describes_every_service(platform, version):
             method = service.methods[0]
             req_cls = message_factory.MessageFactory(pool).GetPrototype(method.input_type)
             code, _ = call(ch, f"/{full}/{method.name}", req_cls().SerializeToString())
-            # authd's, billingd's and linesd's methods are built (and want a credential); routerd's not yet.
-            want = "UNAUTHENTICATED" if name in ("authd", "billingd", "linesd") else "UNIMPLEMENTED"
-            assert code == want, (full, method.name, code)
+            # Every service's methods are built, and want a credential.
+            assert code == "UNAUTHENTICATED", (full, method.name, code)
 
 
 def test_reflection_unknown_symbol_is_not_found(platform):
@@ -115,15 +114,19 @@ def still_serving(ch):
 def test_error_paths_and_the_server_keeps_serving(platform):
     svc = platform["authd"]
     with svc.channel(options=[("grpc.max_send_message_length", 64 << 20)]) as ch:
-        # A method of the contract that is not built yet (routerd's, until issue 6).
-        with platform["routerd"].channel() as rch:
-            code, msg = call(rch, "/frontdesk.v1.RoutingService/RegisterNode", b"")
-            assert code == "UNIMPLEMENTED" and "RegisterNode" in msg
-            still_serving(rch)
         # A method that does not exist at all: UNIMPLEMENTED at once, not a hang.
         code, _ = call(ch, "/frontdesk.v1.AuthService/NoSuchMethod", b"", timeout=2)
         assert code == "UNIMPLEMENTED"
         still_serving(ch)
+        # routerd is built like the others: its methods want a credential, a
+        # method it does not have is UNIMPLEMENTED.
+        with platform["routerd"].channel() as rch:
+            for m in ("RegisterNode", "Route", "Heartbeat", "ListNodes"):
+                code, _ = call(rch, f"/frontdesk.v1.RoutingService/{m}", b"")
+                assert code == "UNAUTHENTICATED", (m, code)
+            code, _ = call(rch, "/frontdesk.v1.RoutingService/NoSuchMethod", b"", timeout=2)
+            assert code == "UNIMPLEMENTED"
+            still_serving(rch)
         # Larger than FRONTDESK_MAX_MESSAGE_BYTES (4 MiB by default).
         code, _ = call(ch, "/frontdesk.v1.AuthService/Login", string_field(2, b"x" * (5 << 20)))
         assert code == "RESOURCE_EXHAUSTED"

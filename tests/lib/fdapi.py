@@ -15,7 +15,8 @@ and the generated modules are importable from here:
 Each RPC of AuthService is a method taking either a request message or the
 request's fields as keyword arguments; it returns the response or raises
 grpc.RpcError. The credential goes in `authorization: Bearer <token>`.
-Billing does the same for BillingService (billingd).
+Billing does the same for BillingService (billingd), Lines for LinesService
+(linesd) and Routing for RoutingService (routerd).
 """
 import atexit
 import glob
@@ -52,10 +53,12 @@ common_pb2 = importlib.import_module("frontdesk.v1.common_pb2")
 auth_pb2 = importlib.import_module("frontdesk.v1.auth_pb2")
 billing_pb2 = importlib.import_module("frontdesk.v1.billing_pb2")
 lines_pb2 = importlib.import_module("frontdesk.v1.lines_pb2")
+routing_pb2 = importlib.import_module("frontdesk.v1.routing_pb2")
 
 AUTH_SERVICE = auth_pb2.DESCRIPTOR.services_by_name["AuthService"]
 BILLING_SERVICE = billing_pb2.DESCRIPTOR.services_by_name["BillingService"]
 LINES_SERVICE = lines_pb2.DESCRIPTOR.services_by_name["LinesService"]
+ROUTING_SERVICE = routing_pb2.DESCRIPTOR.services_by_name["RoutingService"]
 
 # Scope names as JWT claims write them ("credits_read"), and back.
 SCOPE_NAMES = {v.number: v.name[len("SCOPE_"):].lower()
@@ -167,6 +170,35 @@ class Lines(Client):
         return stub(lines_pb2.WatchLineEventsRequest(**fields), timeout=timeout, metadata=md)
 
 
+@_bind
+class Routing(Client):
+    """frontdesk.v1.RoutingService (routerd). WatchNodes is server streaming:
+    use watch(); StreamHeartbeats is bidirectional: use heartbeats(). The
+    unary methods (Heartbeat included) are bound like the other clients'."""
+    service = ROUTING_SERVICE
+    module = routing_pb2
+
+    def watch(self, *, metadata=None, timeout=None, **fields):
+        """WatchNodes: an iterator of WatchNodesResponse (cancel() it)."""
+        stub = self.channel.unary_stream(
+            f"/{self.service.full_name}/WatchNodes",
+            request_serializer=routing_pb2.WatchNodesRequest.SerializeToString,
+            response_deserializer=routing_pb2.WatchNodesResponse.FromString)
+        md = metadata if metadata is not None else self.metadata()
+        return stub(routing_pb2.WatchNodesRequest(**fields), timeout=timeout, metadata=md)
+
+    def heartbeats(self, request_iterator, *, metadata=None, timeout=None):
+        """StreamHeartbeats: sends the StreamHeartbeatsRequest messages of
+        request_iterator; returns an iterator of StreamHeartbeatsResponse
+        (cancel() it to break the stream)."""
+        stub = self.channel.stream_stream(
+            f"/{self.service.full_name}/StreamHeartbeats",
+            request_serializer=routing_pb2.StreamHeartbeatsRequest.SerializeToString,
+            response_deserializer=routing_pb2.StreamHeartbeatsResponse.FromString)
+        md = metadata if metadata is not None else self.metadata()
+        return stub(request_iterator, timeout=timeout, metadata=md)
+
+
 def code_of(fn, *args, **kwargs):
     """The status code name of a call: "OK" or e.g. "NOT_FOUND"."""
     try:
@@ -208,3 +240,7 @@ def method_names():
 
 def billing_method_names():
     return [m.name for m in BILLING_SERVICE.methods]
+
+
+def routing_method_names():
+    return [m.name for m in ROUTING_SERVICE.methods]

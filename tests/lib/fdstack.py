@@ -1,7 +1,8 @@
-"""fdstack - the whole platform for end-to-end tests of linesd: one migrated
-database, a platform admin, authd, billingd and one or more linesd
-replicas on loopback, and helpers to make tenants, resellers, tokens and
-credits through the real API.
+"""fdstack - the whole platform for end-to-end tests of linesd and routerd:
+one migrated database, a platform admin, authd, billingd, zero or more
+routerd replicas and one or more linesd replicas on loopback, and helpers to
+make tenants, resellers, tokens, credits and streaming nodes through the real
+API.
 
     p = Stack(linesd_replicas=2)
     t = p.tenant()                      # tenant admin: t.lines, t.bill, t.auth
@@ -9,6 +10,11 @@ credits through the real API.
     edge = p.edge()                     # Lines client with the edge's service token
     ...
     p.close()
+
+    p = Stack(linesd_replicas=0, routerd_replicas=2, routerd_env={...})
+    node, key = p.node(t, region="eu-west")   # t's node; p.node(None) = shared pool
+    p.node_client(key).Heartbeat(load=...)    # the node itself (node key)
+    fdapi.Routing(p.rch[0], p.route_token()).Route(tenant_id=t.tenant)
 """
 import os
 import sys
@@ -18,11 +24,12 @@ import uuid
 sys.path.insert(0, os.path.dirname(__file__))
 import fdtest  # noqa: E402
 import fdapi  # noqa: E402
-from fdapi import Auth, Billing, Lines, scope  # noqa: E402
+from fdapi import Auth, Billing, Lines, Routing, scope  # noqa: E402
 
 A = fdapi.auth_pb2
 B = fdapi.billing_pb2
 L = fdapi.lines_pb2
+R = fdapi.routing_pb2
 C = fdapi.common_pb2
 
 PLATFORM_USER = "admin"
@@ -48,13 +55,17 @@ def ns(**kw):
 
 
 class Stack:
-    def __init__(self, linesd_replicas=1, linesd_env=None, authd_env=None):
+    def __init__(self, linesd_replicas=1, linesd_env=None, authd_env=None, routerd_replicas=0,
+                 routerd_env=None):
         self.db = fdtest.Database()
         self.procs = []
         self.channels = []
         self.linesd = []
         self.lch = []
+        self.routerd = []
+        self.rch = []
         self.linesd_env = dict(linesd_env or {})
+        self.routerd_env = dict(routerd_env or {})
         try:
             self.db.bootstrap(PLATFORM_USER, PLATFORM_PW)
             self.authd = self.start("authd", {
@@ -65,6 +76,9 @@ class Stack:
             self.billingd = self.start("billingd", {"FRONTDESK_AUTH_CACHE_MS": str(CACHE_MS)})
             self.ach = self.channel(self.authd)
             self.bch = self.channel(self.billingd)
+            # routerd before linesd: linesd is told the first replica's address.
+            for _ in range(routerd_replicas):
+                self.add_routerd()
             for _ in range(linesd_replicas):
                 self.add_linesd()
             self.anon = Auth(self.ach)
@@ -90,6 +104,7 @@ class Stack:
             "FRONTDESK_BILLINGD_TARGET": self.billingd.target,
             "FRONTDESK_LINESD_THREADS": "8",
             "FRONTDESK_LINESD_DB_POOL": "8",
+            **({"FRONTDESK_ROUTERD_TARGET": self.routerd[0].target} if self.routerd else {}),
             **self.linesd_env,
             **(extra or {}),
         }
@@ -111,6 +126,32 @@ class Stack:
             old.log.close()
         s = self.start("linesd", self.linesd_environment(extra_env), port=old.port)
         self.linesd[i] = s
+        return s
+
+    def routerd_environment(self, extra=None):
+        return {
+            "FRONTDESK_AUTH_CACHE_MS": str(CACHE_MS),
+            **self.routerd_env,
+            **(extra or {}),
+        }
+
+    def add_routerd(self, extra_env=None, port=None):
+        """Start one more routerd replica; returns its fdtest.Service."""
+        s = self.start("routerd", self.routerd_environment(extra_env), port=port)
+        self.routerd.append(s)
+        self.rch.append(self.channel(s))
+        return s
+
+    def replace_routerd(self, i, extra_env=None):
+        """Start routerd replica i again on the same port (after it stopped or
+        was killed), with extra_env; its channels reconnect by themselves."""
+        old = self.routerd[i]
+        if old.proc.poll() is None:
+            old.stop()
+        else:
+            old.log.close()
+        s = self.start("routerd", self.routerd_environment(extra_env), port=old.port)
+        self.routerd[i] = s
         return s
 
     def channel(self, svc):
@@ -136,7 +177,7 @@ class Stack:
         t = login.access_token
         return ns(token=t, login=login, caller=login.caller, account=login.caller.account_id,
                   auth=Auth(self.ach, t), bill=Billing(self.bch, t),
-                  lines=Lines(self.lch[replica], t),
+                  lines=Lines(self.lch[replica], t) if self.lch else None,
                   at=lambda i, _t=t: Lines(self.lch[i], _t))
 
     def tenant(self):
@@ -177,10 +218,50 @@ class Stack:
         secret = EDGED_SECRET if service == "edged" else LINESD_SECRET
         return self.anon.IssueServiceToken(service_name=service, secret=secret, audience=audience).token
 
+    def route_token(self):
+        """linesd's service token for routerd (audience routerd: route, nodes_read)."""
+        return self.service_token("linesd", "routerd")
+
+    def router(self, replica=0):
+        """A RoutingService client holding linesd's service token, as linesd
+        will call Route."""
+        return Routing(self.rch[replica], self.route_token())
+
     def edge(self, replica=0):
         """A LinesService client holding the HTTP edge's service token
         (playback_authorize), as edged will call AuthorizePlayback."""
         return Lines(self.lch[replica], self.service_token("edged", "linesd"))
+
+    # --- routing ------------------------------------------------------------
+
+    def routing(self, t, replica=0):
+        """A RoutingService client with tenant admin (or any person) t's token."""
+        return Routing(self.rch[replica], t.token)
+
+    def pa_routing(self, replica=0):
+        """A RoutingService client with the platform admin's token."""
+        return Routing(self.rch[replica], self.pa.token)
+
+    def node(self, t, name=None, region="eu-west", urls=None, replica=0, **fields):
+        """Register a node of tenant admin t (None: the platform admin, into the
+        shared pool unless tenant_id is given). urls: NodeUrl messages or
+        (format, base_url) pairs; default TS and M3U8 on a made-up host.
+        Returns (Node, node_key)."""
+        name = name or uniq("node")
+        if urls is None:
+            urls = [(C.OUTPUT_FORMAT_TS, f"http://{name}.example.net:8080"),
+                    (C.OUTPUT_FORMAT_M3U8, f"https://{name}.example.net")]
+        urls = [u if isinstance(u, R.NodeUrl) else R.NodeUrl(format=u[0], base_url=u[1]) for u in urls]
+        fields.setdefault("max_connections", 10000)
+        fields.setdefault("max_egress_mbps", 10000)
+        fields.setdefault("idempotency_key", ikey())
+        client = self.routing(t, replica) if t is not None else self.pa_routing(replica)
+        r = client.RegisterNode(name=name, region=region, urls=urls, **fields)
+        return r.node, r.node_key
+
+    def node_client(self, node_key, replica=0):
+        """A RoutingService client whose bearer is a node key (heartbeats)."""
+        return Routing(self.rch[replica], node_key)
 
     # --- a ready catalog --------------------------------------------------
 
