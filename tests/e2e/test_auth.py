@@ -547,7 +547,7 @@ def test_service_token_scopes_default_and_bounds(main):
         return main.anon.IssueServiceToken(service_name=name, secret=secret,
                                            scopes=[scope(s) for s in scopes], audience=audience)
     assert fdapi.scope_names(issue("linesd", LINESD_SECRET, audience="routerd").scopes) == \
-        {"credits_charge", "credits_refund", "route"}
+        {"credits_charge", "credits_refund", "route", "nodes_read"}
     assert fdapi.scope_names(issue("edged", EDGED_SECRET, audience="linesd").scopes) == \
         {"playback_authorize"}
     for name, secret, scopes in [("linesd", LINESD_SECRET, ["playback_authorize"]),

@@ -124,8 +124,8 @@ def test_postgres_restart_under_a_running_service():
             t0 = time.time()
             svc.wait_serving(timeout=5, want=2)   # NOT_SERVING
             assert time.time() - t0 < 5
-            # The service itself still answers.
-            assert call(ch, "/frontdesk.v1.RoutingService/GetNode")[0] == "UNIMPLEMENTED"
+            # The service itself still answers (here: the credential it wants).
+            assert call(ch, "/frontdesk.v1.RoutingService/GetNode")[0] == "UNAUTHENTICATED"
             pg("start", datadir, port)
             t1 = time.time()
             svc.wait_serving(timeout=5, want=1)   # SERVING again
