@@ -27,9 +27,16 @@
  *                                     cannot keep up); the line ends with
  *                                     offered=<R>/s late=<n>: calls that started
  *                                     over 1 ms after their time)
+ *        [--token-file FILE]         (bearer tokens, one a line: call n sends
+ *                                     `authorization: Bearer <token n mod count>`
+ *                                     besides any --metadata, e.g. 1,000 node keys
+ *                                     taking turns)
  *        [--count-field F]...        (decode each OK reply's top level: count the
  *                                     replies whose field F is a non-zero varint
- *                                     (a bool true); repeatable, at most 4; then
+ *                                     (a bool true) or a non-empty length-delimited
+ *                                     field (a message, string or bytes, e.g. a
+ *                                     message field that is set with content);
+ *                                     repeatable, at most 4; then
  *                                     also prints fields <case> total=<n> ok=<n>
  *                                     f<F>=<n>...
  *                                     over every call, warm-up and tail too; the
@@ -80,6 +87,8 @@ static size_t key_len;             /* 0: payloads are sent as they are */
 static unsigned long long next_key, key_limit; /* 10^key_len, when below 2^64 */
 static grpc_metadata md[MAX_MD]; /* sent with every call; live for the whole run */
 static size_t nmd;
+static grpc_metadata *tok_md;      /* --token-file: per token, md then its authorization */
+static size_t ntokens, next_token;
 static int fields[MAX_FIELDS];     /* --count-field */
 static size_t nfields;
 static unsigned long field_count[MAX_FIELDS], field_ok;
@@ -115,8 +124,13 @@ static void start_at(slot_t *s, double sched)
 	grpc_op ops[6];
 	memset(ops, 0, sizeof(ops));
 	ops[0].op = GRPC_OP_SEND_INITIAL_METADATA;
-	ops[0].data.send_initial_metadata.count = nmd;
-	ops[0].data.send_initial_metadata.metadata = nmd ? md : NULL;
+	if (ntokens) {
+		ops[0].data.send_initial_metadata.count = nmd + 1;
+		ops[0].data.send_initial_metadata.metadata = tok_md + (next_token++ % ntokens) * (nmd + 1);
+	} else {
+		ops[0].data.send_initial_metadata.count = nmd;
+		ops[0].data.send_initial_metadata.metadata = nmd ? md : NULL;
+	}
 	ops[1].op = GRPC_OP_SEND_MESSAGE;
 	ops[1].data.send_message.send_message = bb;
 	ops[2].op = GRPC_OP_SEND_CLOSE_FROM_CLIENT;
@@ -203,6 +217,54 @@ static int read_payloads(const char *path)
 	return rc;
 }
 
+/* --token-file: one bearer token a line (blank lines skipped); each token's
+ * metadata is md (the --metadata pairs) followed by its authorization. */
+static int read_tokens(const char *path)
+{
+	FILE *f = fopen(path, "r");
+	if (!f) {
+		fprintf(stderr, "bench_load: --token-file %s: cannot open\n", path);
+		return -1;
+	}
+	char *line = NULL;
+	size_t cap = 0;
+	ssize_t len;
+	int rc = 0;
+	while ((len = getline(&line, &cap, f)) >= 0) {
+		while (len > 0 && (line[len - 1] == '\n' || line[len - 1] == '\r' || line[len - 1] == ' '))
+			line[--len] = '\0';
+		if (len == 0)
+			continue;
+		grpc_metadata *more = realloc(tok_md, (ntokens + 1) * (nmd + 1) * sizeof(*more));
+		if (!more) {
+			rc = -1;
+			break;
+		}
+		tok_md = more;
+		grpc_metadata *m = tok_md + ntokens * (nmd + 1);
+		for (size_t i = 0; i < nmd; i++)
+			m[i] = md[i];
+		char *value = malloc((size_t)len + 8);
+		if (!value) {
+			rc = -1;
+			break;
+		}
+		snprintf(value, (size_t)len + 8, "Bearer %s", line);
+		memset(&m[nmd], 0, sizeof(m[nmd]));
+		m[nmd].key = grpc_slice_from_static_string("authorization");
+		m[nmd].value = grpc_slice_from_copied_string(value);
+		free(value);
+		ntokens++;
+	}
+	free(line);
+	fclose(f);
+	if (rc == 0 && ntokens == 0) {
+		fprintf(stderr, "bench_load: --token-file %s: no token\n", path);
+		rc = -1;
+	}
+	return rc;
+}
+
 /* --vary-key: where PLACEHOLDER is in each payload (exactly once). */
 static int find_keys(const char *placeholder)
 {
@@ -275,6 +337,9 @@ static void count_fields(grpc_byte_buffer *reply)
 			if (varint(&p, end, &v) < 0 || v > (unsigned long long)(end - p))
 				break;
 			p += v;
+			for (size_t i = 0; i < nfields; i++)
+				if ((unsigned long long)fields[i] == f)
+					set[i] = v != 0;
 		} else if (wt == 1 || wt == 5) {
 			if ((size_t)(end - p) < (wt == 1 ? 8u : 4u))
 				break;
@@ -380,7 +445,7 @@ static double pct(const unsigned *h, unsigned long n, double q)
 int main(int argc, char **argv)
 {
 	const char *target = "127.0.0.1:50051", *method = "/frontdesk.bench.v1.BenchService/Noop";
-	const char *name = "case", *hex = "", *payload_file = NULL, *vary_key = NULL;
+	const char *name = "case", *hex = "", *payload_file = NULL, *vary_key = NULL, *token_file = NULL;
 	int inflight = 64, conns = 8;
 	double seconds = 5, warmup = 1, rate = 0;
 	for (int i = 1; i + 1 < argc; i += 2) {
@@ -395,6 +460,7 @@ int main(int argc, char **argv)
 		else if (!strcmp(k, "--payload-hex")) hex = v;
 		else if (!strcmp(k, "--payload-file")) payload_file = v;
 		else if (!strcmp(k, "--vary-key")) vary_key = v;
+		else if (!strcmp(k, "--token-file")) token_file = v;
 		else if (!strcmp(k, "--rate")) rate = atof(v);
 		else if (!strcmp(k, "--count-field")) {
 			if (nfields == MAX_FIELDS || atoi(v) < 1) {
@@ -429,6 +495,14 @@ int main(int argc, char **argv)
 			sscanf(hex + 2 * i, "%2hhx", GRPC_SLICE_START_PTR(payloads[0]) + i);
 	}
 	if (vary_key && find_keys(vary_key) < 0)
+		return 2;
+	for (size_t i = 0; token_file && i < nmd; i++) {
+		if (grpc_slice_str_cmp(md[i].key, "authorization") == 0) {
+			fprintf(stderr, "bench_load: --token-file and --metadata authorization=...: one or the other\n");
+			return 2;
+		}
+	}
+	if (token_file && read_tokens(token_file) < 0)
 		return 2;
 
 	grpc_init();
@@ -541,6 +615,9 @@ int main(int argc, char **argv)
 		grpc_slice_unref(payloads[p]);
 	free(payloads);
 	free(key_at);
+	for (size_t t = 0; t < ntokens; t++)
+		grpc_slice_unref(tok_md[t * (nmd + 1) + nmd].value);
+	free(tok_md);
 	for (size_t i = 0; i < nmd; i++) {
 		grpc_slice_unref(md[i].key);
 		grpc_slice_unref(md[i].value);
