@@ -27,11 +27,10 @@
 typedef struct cand {
 	rnode_t *n;
 	int64_t id;
-	double score;                 /* weight x headroom */
+	double key;                   /* the order of primaries (better()) */
 	uint64_t domain;              /* 0: its own */
 	int region;
 	int url;                      /* index of the format's URL */
-	bool in_region, weighted;
 } cand_t;
 
 /* Each worker thread keeps its candidate array between calls: a fresh
@@ -103,16 +102,15 @@ static bool excluded(const Frontdesk__V1__RouteRequest *req, int64_t id)
 	return false;
 }
 
-/* Whether a is a better primary than b. */
+/* The order of primaries as one number: in the client's region, then
+ * weight > 0, then weight x headroom (at most 10,000). */
+#define KEY_REGION 4e4
+#define KEY_WEIGHTED 2e4
+
+/* Whether a is a better primary than b; ties: the lower id. */
 static bool better(const cand_t *a, const cand_t *b)
 {
-	if (a->in_region != b->in_region)
-		return a->in_region;
-	if (a->weighted != b->weighted)
-		return a->weighted;
-	if (a->score != b->score)
-		return a->score > b->score;
-	return a->id < b->id;
+	return a->key != b->key ? a->key > b->key : a->id < b->id;
 }
 
 static bool same_domain(const cand_t *a, const cand_t *b)
@@ -120,17 +118,14 @@ static bool same_domain(const cand_t *a, const cand_t *b)
 	return a->domain && b->domain ? a->domain == b->domain : a->id == b->id;
 }
 
-/* How diverse c is from the chosen nodes: 2 another failure domain than all
- * of them, +1 another region than the node's. */
-static int diversity(const cand_t *c, cand_t *const *chosen, int nchosen)
+/* A backup's order: another failure domain than the chosen nodes, then
+ * another region than the node's, then a primary's order. */
+static double backup_key(const cand_t *c, cand_t *const *chosen, int nchosen)
 {
-	int d = 2;
+	bool other_domain = true;
 	for (int i = 0; i < nchosen; i++)
-		if (same_domain(c, chosen[i]))
-			d = 0;
-	if (c->region != chosen[0]->region)
-		d++;
-	return d;
+		other_domain &= !same_domain(c, chosen[i]);
+	return (other_domain ? 2e5 : 0) + (c->region != chosen[0]->region ? 1e5 : 0) + c->key;
 }
 
 static Frontdesk__V1__RoutedNode *routed(routerd_t *rd, fd_arena_t *a, const cand_t *c)
@@ -194,9 +189,9 @@ static size_t gather(routerd_t *rd, const Frontdesk__V1__RouteRequest *req, int 
 			continue;
 		}
 		double headroom = 1.0 - node_fill(n, true);
-		cands[nc++] = (cand_t){ .n = n, .id = n->id, .score = n->weight * (headroom > 0 ? headroom : 0),
-		                        .domain = n->domain, .region = n->region, .url = url,
-		                        .in_region = region >= 0 && n->region == region, .weighted = n->weight > 0 };
+		cands[nc++] = (cand_t){ .n = n, .id = n->id, .domain = n->domain, .region = n->region, .url = url,
+		                        .key = (region >= 0 && n->region == region ? KEY_REGION : 0) +
+		                               (n->weight > 0 ? KEY_WEIGHTED : 0) + n->weight * (headroom > 0 ? headroom : 0) };
 	}
 	return nc;
 }
@@ -264,15 +259,15 @@ int rd_route(fd_call_t *call, const ProtobufCMessage *msg, ProtobufCMessage **re
 	int nchosen = chosen[0] ? 1 : 0;
 	while (nchosen > 0 && nchosen < 3) {
 		cand_t *best = NULL;
-		int best_div = -1;
+		double best_key = -1;
 		for (size_t i = 0; i < nc; i++) {
 			cand_t *c = &cands[i];
 			if (c == chosen[0] || c == chosen[1])
 				continue;
-			int d = diversity(c, chosen, nchosen);
-			if (!best || d > best_div || (d == best_div && better(c, best))) {
+			double k = backup_key(c, chosen, nchosen);
+			if (k > best_key || (k == best_key && c->id < best->id)) {
 				best = c;
-				best_div = d;
+				best_key = k;
 			}
 		}
 		if (!best)
