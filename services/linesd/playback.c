@@ -668,10 +668,16 @@ int linesd_authorize_playback(fd_call_t *call, const ProtobufCMessage *msg, Prot
 	if (req->output_format < 0 || req->output_format > FRONTDESK__V1__OUTPUT_FORMAT__OUTPUT_FORMAT_RTMP)
 		return fd_call_fail(call, FD_EINVAL, "output_format: not an OutputFormat");
 	/* The node first: Route answers from memory, and the session is
-	 * written with its node in the same statement. */
+	 * written with its node in the same statement. When no node can take
+	 * the viewer, the line is still checked (without a session): a denial
+	 * of the line itself (credentials, expiry, ...) is the answer, and only
+	 * an allowed line is told NO_NODE_AVAILABLE. A suspended tenant is
+	 * denied by the checks, Route is not asked. */
 	Frontdesk__V1__RouteResponse *route = NULL;
-	int64_t node = req->node_id;
-	if (!node && req->stream_id && routing_enabled(l)) {
+	int64_t node = req->node_id, stream = req->stream_id;
+	int route_rc = 0;
+	fd_err_t rerr;
+	if (!node && stream && active && routing_enabled(l)) {
 		Frontdesk__V1__RouteRequest rr = FRONTDESK__V1__ROUTE_REQUEST__INIT;
 		rr.tenant_id = req->tenant_id;
 		rr.stream_id = req->stream_id;
@@ -679,12 +685,14 @@ int linesd_authorize_playback(fd_call_t *call, const ProtobufCMessage *msg, Prot
 		rr.client_country = req->client_country;
 		rr.client_region = req->client_region;
 		rr.output_format = req->output_format;
-		fd_err_t rerr;
-		if ((rc = routing_route(l, &rr, a, &route, &rerr)) == -FD_EINVAL)
+		if ((route_rc = routing_route(l, &rr, a, &route, &rerr)) == -FD_EINVAL)
 			return fd_call_fail(call, FD_EINVAL, "%s", rerr.msg);   /* client_country, client_region */
-		if (rc < 0 || !route->node)
-			return no_node(call, resp, rc, rerr.msg);
-		node = route->node->node_id;
+		if (route_rc == 0 && !route->node)
+			route_rc = fd_err_set(&rerr, FD_EINTERNAL, "routerd answered without a node");
+		if (route_rc < 0)
+			stream = 0;   /* check the line only */
+		else
+			node = route->node->node_id;
 	}
 	char pwh[65];
 	line_password_hash(l, req->tenant_id, req->password, pwh);
@@ -694,12 +702,12 @@ int linesd_authorize_playback(fd_call_t *call, const ProtobufCMessage *msg, Prot
 		return -(int)fd_call_err(call)->code;
 	const char *params[16] = {
 		fd_arena_printf(a, "%" PRId64, req->tenant_id), req->username, pwh,
-		fd_arena_printf(a, "%" PRId64, req->stream_id), req->client_ip, req->user_agent,
+		fd_arena_printf(a, "%" PRId64, stream), req->client_ip, req->user_agent,
 		fd_arena_printf(a, "%d", (int)req->output_format), fd_arena_printf(a, "%" PRId64, node),
 		req->client_session_key, active ? "true" : "false",
 		fd_arena_printf(a, "%" PRId64, l->cfg->session_timeout), fd_arena_printf(a, "%" PRId64, l->cfg->fail_window),
 		fd_arena_printf(a, "%" PRId64, l->cfg->fail_max_user), fd_arena_printf(a, "%" PRId64, l->cfg->fail_max_ip),
-		req->stream_id && events_watched(l, req->tenant_id) ? "true" : "false", paths,
+		stream && events_watched(l, req->tenant_id) ? "true" : "false", paths,
 	};
 	memcpy(q.params, params, sizeof(params));
 	for (int i = 0; i < 16; i++)
@@ -710,6 +718,8 @@ int linesd_authorize_playback(fd_call_t *call, const ProtobufCMessage *msg, Prot
 	fd_tx_opts_t o = { .tenant_id = req->tenant_id, .deadline_ms = fd_call_deadline_ms(call), .generic_plans = true };
 	if ((rc = fd_db_run_opts(l->db, &o, authorize_tx, &q, fd_call_err(call))) < 0)
 		return rc;
+	if (route_rc < 0 && strcmp(q.outcome, "allowed") == 0)
+		return no_node(call, resp, route_rc, rerr.msg);
 
 	Frontdesk__V1__AuthorizePlaybackResponse *m = fd_arena_zalloc(a, sizeof(*m));
 	if (!m)

@@ -468,6 +468,11 @@ def test_no_node_available(p, edge, beat):
     # Stream 0 (a login check) needs no node.
     a0 = authorize(edge, s, line, stream=0)
     assert a0.allowed and a0.session_id == 0
+    # Without a node the line is still checked: its own denial comes first.
+    bad = edge.AuthorizePlayback(tenant_id=s.tenant, username=line.username, password="wrong-password",
+                                 stream_id=s.cat.streams[0], client_ip=ip(), user_agent=VLC)
+    assert not bad.allowed and bad.denial_reason == L.DENIAL_REASON_BAD_CREDENTIALS, D.Name(bad.denial_reason)
+    assert sessions(p, s.tenant) == live_before
 
     # At the bandwidth cap with REFUSE: 50 Mbps out of 10.
     beat.set(a, load(egress=50.0))
@@ -601,3 +606,19 @@ def test_without_routerd_a_note_and_no_node():
         assert r.bandwidth_cap_kbps == PKG_CAP
     finally:
         q.close()
+
+
+def test_suspended_tenant_is_denied_as_such_with_routing(p, edge, beat):
+    """A suspended tenant's viewer is told TENANT_SUSPENDED (Route is not asked)."""
+    s = make_shop(p)
+    a, ka = p.node(s.t)
+    beat.add(a, ka)
+    line = new_line(s)
+    allowed(edge, s, line)
+    p.pa.auth.SuspendTenant(tenant_id=s.tenant, reason="unpaid invoice")
+    try:
+        d = wait_for(lambda: (lambda r: r if r.denial_reason == L.DENIAL_REASON_TENANT_SUSPENDED else None)(
+            authorize(edge, s, line)), timeout=10, what="TENANT_SUSPENDED")
+        assert not d.allowed and d.session_id == 0
+    finally:
+        p.pa.auth.SuspendTenant(tenant_id=s.tenant, reactivate=True)
