@@ -33,10 +33,8 @@ a second Stack without routerd."""
 import itertools
 import os
 import sys
-import threading
 import time
 
-import grpc
 import pytest
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "lib"))
@@ -85,63 +83,6 @@ def wait_for(pred, timeout=WAIT, what="condition", interval=0.02):
         time.sleep(interval)
 
 
-class Beater:
-    """Keeps nodes heartbeating (unary Heartbeat every BEAT s) with the load
-    the test set last; pause() makes one silent, resume() starts it again."""
-
-    def __init__(self, p, period=BEAT):
-        self.p = p
-        self.period = period
-        self.nodes = {}            # node id -> dict(client, load, on)
-        self.lock = threading.Lock()
-        self.stopped = threading.Event()
-        self.errors = []
-        self.thread = threading.Thread(target=self._run, daemon=True)
-        self.thread.start()
-
-    def add(self, node, key, ld=None):
-        with self.lock:
-            self.nodes[node.id] = {"client": self.p.node_client(key), "load": ld or load(), "on": True}
-            return self._send(node.id)
-
-    def set(self, node, ld):
-        """New load, reported at once; returns the directive."""
-        with self.lock:
-            self.nodes[node.id]["load"] = ld
-            self.nodes[node.id]["on"] = True
-            return self._send(node.id)
-
-    def pause(self, node):
-        """No more reports from node; returns the time of its last one."""
-        with self.lock:
-            self.nodes[node.id]["on"] = False
-            return self.nodes[node.id]["sent"]
-
-    def resume(self, node):
-        with self.lock:
-            self.nodes[node.id]["on"] = True
-            return self._send(node.id)
-
-    def _send(self, nid):
-        n = self.nodes[nid]
-        n["sent"] = time.monotonic()
-        return n["client"].Heartbeat(load=n["load"], timeout=5).directive
-
-    def _run(self):
-        while not self.stopped.wait(self.period):
-            with self.lock:
-                for nid, n in self.nodes.items():
-                    if n["on"]:
-                        try:
-                            self._send(nid)
-                        except grpc.RpcError as e:
-                            self.errors.append((nid, e.code().name, e.details()))
-
-    def stop(self):
-        self.stopped.set()
-        self.thread.join(5)
-
-
 # ---------------------------------------------------------------------------
 # Fixtures and shops.
 # ---------------------------------------------------------------------------
@@ -175,7 +116,7 @@ def disable_shared_pool(p):
 
 @pytest.fixture
 def beat(p):
-    b = Beater(p)
+    b = fdstack.Beater(p, BEAT)
     yield b
     b.stop()
     disable_shared_pool(p)

@@ -18,8 +18,12 @@ API.
 """
 import os
 import sys
+import threading
+import time
 import types
 import uuid
+
+import grpc
 
 sys.path.insert(0, os.path.dirname(__file__))
 import fdtest  # noqa: E402
@@ -300,3 +304,73 @@ class Stack:
               LEFT JOIN e ON e.account = b.account_id
              WHERE b.tenant_id = {tenant_id} AND b.balance <> coalesce(e.s, 0)""")
         return out == "0"
+
+
+# --- nodes ---------------------------------------------------------------
+
+class Beater:
+    """Keeps nodes of a Stack heartbeating with unary Heartbeat every `period` s, each with
+    the load the test set last. set() reports at once and returns the
+    directive; the periodic reports hold the same lock, so a stale load never
+    lands after a new one."""
+
+    def __init__(self, p, period, replica=0):
+        self.p = p
+        self.replica = replica
+        self.period = period
+        self.nodes = {}            # node id -> dict(client, load, on)
+        self.lock = threading.Lock()
+        self.stopped = threading.Event()
+        self.errors = []
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def add(self, node, key, ld=None, on=True):
+        """Start heartbeating node (its key); returns the first directive."""
+        with self.lock:
+            self.nodes[node.id] = {"client": self.p.node_client(key, self.replica),
+                                   "load": ld or R.NodeLoad(), "on": on}
+            if on:
+                return self._send(node.id)
+        return None
+
+    def set(self, node, ld):
+        """New load for node, reported at once; returns the directive."""
+        nid = node if isinstance(node, int) else node.id
+        with self.lock:
+            self.nodes[nid]["load"] = ld
+            self.nodes[nid]["on"] = True
+            return self._send(nid)
+
+    def pause(self, node):
+        """Stop node's heartbeats; returns the monotonic time just before the
+        last report was sent (no report is in flight after this)."""
+        nid = node if isinstance(node, int) else node.id
+        with self.lock:
+            self.nodes[nid]["on"] = False
+            return self.nodes[nid].get("sent", 0.0)
+
+    def resume(self, node):
+        nid = node if isinstance(node, int) else node.id
+        with self.lock:
+            self.nodes[nid]["on"] = True
+            return self._send(nid)
+
+    def _send(self, nid):
+        n = self.nodes[nid]
+        n["sent"] = time.monotonic()
+        return n["client"].Heartbeat(load=n["load"], timeout=5).directive
+
+    def _run(self):
+        while not self.stopped.wait(self.period):
+            with self.lock:
+                for nid, n in self.nodes.items():
+                    if n["on"]:
+                        try:
+                            self._send(nid)
+                        except grpc.RpcError as e:
+                            self.errors.append((nid, e.code().name, e.details()))
+
+    def stop(self):
+        self.stopped.set()
+        self.thread.join(5)
