@@ -7,7 +7,8 @@
  *   "hb <replica> <records>"  heartbeats a replica received since its last
  *                             share: "tenant,id,at_ms,conn,egress,cpu,over
  *                             [,tenant:viewers...]" separated by spaces
- *   "closed <replica> <tenant> <id> <at_ms>"  a node's heartbeat stream ended
+ *   "closed <replica> <records>"  nodes whose heartbeat stream ended:
+ *                             "tenant,id,at_ms" separated by spaces
  * A replica skips its own "hb" and "closed". Heartbeat records are applied
  * only when newer than what the replica has.
  *
@@ -413,18 +414,18 @@ static void share(struct routerd_sync *s)
 	memcpy(notes, s->closed, sizeof(*notes) * (size_t)nn);
 	s->nclosed = 0;
 	pthread_mutex_unlock(&s->qmu);
+	/* Closed streams first, in payloads of their own: the others mark the
+	 * nodes DOWN without waiting for anything else. */
+	char chead[40];
+	snprintf(chead, sizeof(chead), "closed %s", s->replica);
+	payloads_t c = { .head = chead };
 	for (int i = 0; i < nn; i++) {
-		char c[128];
-		snprintf(c, sizeof(c), "closed %s %" PRId64 " %" PRId64 " %" PRId64, s->replica, notes[i].tenant, notes[i].id,
-		         notes[i].at);
-		payloads_t one = { .head = c };
-		if (!pl_add(&one, "")) {
-			pl_free(&one);
+		snprintf(rec, sizeof(rec), "%" PRId64 ",%" PRId64 ",%" PRId64, notes[i].tenant, notes[i].id, notes[i].at);
+		if (!pl_add(&c, rec))
 			break;
-		}
-		notify_all(s, one.v, one.n);
-		pl_free(&one);
 	}
+	notify_all(s, c.v, c.n);
+	pl_free(&c);
 	notify_all(s, p.v, p.n);
 	pl_free(&p);
 }
@@ -626,14 +627,20 @@ static void on_notify(void *arg, const char *payload)
 	} else if (sscanf(payload, "tenant %" SCNd64, &tenant) == 1) {
 		if (tenant_reload(rd, tenant, &err) < 0)
 			fd_warn("routerd: cannot read tenant %" PRId64 "'s routing settings: %s", tenant, err.msg);
-	} else if (sscanf(payload, "closed %16s %" SCNd64 " %" SCNd64 " %" SCNd64, replica, &tenant, &id, &at) == 4) {
+	} else if (sscanf(payload, "closed %16s%n", replica, &used) == 1 && used > 0) {
 		if (strcmp(replica, s->replica) == 0)
 			return;
-		pthread_rwlock_rdlock(&rd->tbl.lock);
-		rnode_t *n = table_get(&rd->tbl, id);
-		if (n && n->tenant == tenant && at > atomic_load(&n->closed_ms))
-			atomic_store(&n->closed_ms, at);
-		pthread_rwlock_unlock(&rd->tbl.lock);
+		char *copy = strdup(payload + used);
+		for (char *save = NULL, *rec = copy ? strtok_r(copy, " ", &save) : NULL; rec; rec = strtok_r(NULL, " ", &save)) {
+			if (sscanf(rec, "%" SCNd64 ",%" SCNd64 ",%" SCNd64, &tenant, &id, &at) != 3)
+				continue;
+			pthread_rwlock_rdlock(&rd->tbl.lock);
+			rnode_t *n = table_get(&rd->tbl, id);
+			if (n && n->tenant == tenant && at > atomic_load(&n->closed_ms))
+				atomic_store(&n->closed_ms, at);
+			pthread_rwlock_unlock(&rd->tbl.lock);
+		}
+		free(copy);
 	} else if (sscanf(payload, "hb %16s%n", replica, &used) == 1 && used > 0) {
 		if (strcmp(replica, s->replica) == 0)
 			return;
