@@ -136,67 +136,7 @@ out=$tmp/out
 measure() {
 	local name=$1
 	shift
-	"$PY" - "$billingd_pid" "$pg_postmaster" "$WARMUP" "$SECS" "$name" "$@" <<'PY' | tee -a "$out"
-import os, re, subprocess, sys, time
-billingd, postmaster, warmup, secs, name = int(sys.argv[1]), int(sys.argv[2]), float(sys.argv[3]), \
-    float(sys.argv[4]), sys.argv[5]
-cmd = sys.argv[sys.argv.index("--") + 1:]
-tick = os.sysconf("SC_CLK_TCK")
-def proc_cpu(pid):   # utime + stime, seconds; 0 once gone
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            fields = f.read().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / tick, int(fields[1])
-    except (OSError, IndexError):
-        return 0.0, 0
-def pg_cpu():        # the postmaster and its children, by pid
-    cpu = {postmaster: proc_cpu(postmaster)[0]}
-    for d in os.listdir("/proc"):
-        if d.isdigit():
-            c, ppid = proc_cpu(int(d))
-            if ppid == postmaster:
-                cpu[int(d)] = c
-    return cpu
-def busy():          # the machine's CPU: (busy, stolen by the hypervisor), seconds
-    with open("/proc/stat") as f:
-        v = [int(x) for x in f.readline().split()[1:9]]
-    return (sum(v) - v[3] - v[4] - v[7]) / tick, v[7] / tick
-p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-time.sleep(warmup + 0.05)
-t0, s0, l0, g0, (b0, st0) = time.monotonic(), proc_cpu(billingd)[0], proc_cpu(p.pid)[0], pg_cpu(), busy()
-time.sleep(secs - 0.1)
-t1, s1, l1, g1, (b1, st1) = time.monotonic(), proc_cpu(billingd)[0], proc_cpu(p.pid)[0], pg_cpu(), busy()
-stdout, stderr = p.communicate()
-if os.path.basename(cmd[0]) == "pgbench":
-    # -P 1: one progress line a second; the rate is theirs after the warm-up.
-    prog = [(float(m[1]), float(m[2]), float(m[3])) for m in
-            re.finditer(r"progress: ([\d.]+) s, ([\d.]+) tps, lat ([\d.]+) ms", stderr)]
-    window = [x for x in prog if warmup < x[0] <= warmup + secs + 0.01]
-    done = re.search(r"number of transactions actually processed: (\d+)", stdout)
-    failed = re.search(r"number of failed transactions: (\d+)", stdout)
-    done, failed = int(done[1]) if done else 0, int(failed[1]) if failed else 0
-    aborted = len(re.findall(r"client \d+ aborted", stderr))
-    if p.returncode != 0 or not window or aborted:
-        sys.stderr.write(f"billing.sh: {name}: pgbench exited {p.returncode}:\n{stderr[-2000:]}")
-    rate = sum(x[1] for x in window) / len(window) if window else 0
-    lat = sum(x[2] for x in window) / len(window) if window else 0
-    print(f"bench {name} rate={rate:.0f}/s p50_ms=- p99_ms=- lat_avg_ms={lat:.3f} errors={failed + aborted}")
-    print(f"calls {name} total={done + failed} ok={done} failed={failed + aborted}")
-else:
-    sys.stdout.write(stdout)
-    sys.stderr.write(stderr)
-    m = re.search(r"rate=(\d+)", stdout)
-    rate = float(m[1]) if m else 0
-w = t1 - t0
-calls = rate * w
-us = lambda c: c / calls * 1e6 if calls else float("nan")
-pg = sum(g1.get(k, 0) - g0.get(k, 0) for k in g1)   # a child born in the window counts whole
-s, l = s1 - s0, l1 - l0
-print(f"cpu {name} billingd_cores={s / w:.2f} pg_cores={pg / w:.2f} load_cores={l / w:.2f} "
-      f"others_cores={(b1 - b0 - s - l - pg) / w:.2f} steal_cores={(st1 - st0) / w:.2f} "
-      f"billingd_us_per_call={us(s):.1f} pg_us_per_call={us(pg):.1f} load_us_per_call={us(l):.1f}")
-sys.stdout.flush()
-PY
+	"$PY" "$ROOT/bench/measure.py" "$name" "$billingd_pid" "$pg_postmaster" "$WARMUP" "$SECS" --label billingd "$@" | tee -a "$out"
 }
 
 conns_for() { if [ "$1" -le 1 ]; then echo 1; elif [ "$1" -le 8 ]; then echo $(( $1 / 2 )); else echo 8; fi; }

@@ -172,63 +172,7 @@ sleep 0.5
 measure() {
 	local name=$1 server=$2
 	shift 2
-	"$PY" - "$server" "$pg_postmaster" "${keeper_pid:-0}" "$WARMUP" "$SECS" "$name" "$@" <<'PY' | tee -a "$out"
-import os, re, subprocess, sys, time
-server, postmaster, keeper, warmup, secs, name = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]), \
-    float(sys.argv[4]), float(sys.argv[5]), sys.argv[6]
-cmd = sys.argv[sys.argv.index("--") + 1:]
-tick = os.sysconf("SC_CLK_TCK")
-def proc_cpu(pid):   # utime + stime, seconds; 0 once gone
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            fields = f.read().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / tick, int(fields[1])
-    except (OSError, IndexError):
-        return 0.0, 0
-def reaped(pid):     # the CPU of a process's children it has waited for (cutime + cstime)
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            fields = f.read().rsplit(")", 1)[1].split()
-        return (int(fields[13]) + int(fields[14])) / tick
-    except (OSError, IndexError):
-        return 0.0
-def pg_cpu():        # the postmaster, the backends it reaped, its live children, by pid
-    cpu = {postmaster: proc_cpu(postmaster)[0], "reaped": reaped(postmaster)}
-    for d in os.listdir("/proc"):
-        if d.isdigit():
-            c, ppid = proc_cpu(int(d))
-            if ppid == postmaster:
-                cpu[int(d)] = c
-    return cpu
-def busy():          # the machine's CPU: (busy, stolen by the hypervisor), seconds
-    with open("/proc/stat") as f:
-        v = [int(x) for x in f.readline().split()[1:9]]
-    return (sum(v) - v[3] - v[4] - v[7]) / tick, v[7] / tick
-def keeper_cpu():
-    return proc_cpu(keeper)[0] if keeper else 0.0
-p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-time.sleep(warmup + 0.05)
-t0, s0, l0, k0, g0, (b0, st0) = time.monotonic(), proc_cpu(server)[0], proc_cpu(p.pid)[0], keeper_cpu(), \
-    pg_cpu(), busy()
-time.sleep(secs - 0.1)
-t1, s1, l1, k1, g1, (b1, st1) = time.monotonic(), proc_cpu(server)[0], proc_cpu(p.pid)[0], keeper_cpu(), \
-    pg_cpu(), busy()
-stdout, stderr = p.communicate()
-sys.stdout.write(stdout)
-sys.stderr.write(stderr)
-m = re.search(r"rate=(\d+)", stdout)
-rate = float(m[1]) if m else 0
-w = t1 - t0
-calls = rate * w
-us = lambda c: c / calls * 1e6 if calls else float("nan")
-pg = sum(g1.get(k, 0) - g0.get(k, 0) for k in set(g0) | set(g1))
-s, l, k = s1 - s0, l1 - l0, k1 - k0
-print(f"cpu {name} server_cores={s / w:.2f} pg_cores={pg / w:.2f} load_cores={l / w:.2f} "
-      f"keeper_cores={k / w:.2f} others_cores={(b1 - b0 - s - l - k - pg) / w:.2f} "
-      f"steal_cores={(st1 - st0) / w:.2f} server_us_per_call={us(s):.1f} pg_us_per_call={us(pg):.1f} "
-      f"load_us_per_call={us(l):.1f} total_us_per_call={us(s + pg + l):.1f}")
-sys.stdout.flush()
-PY
+	"$PY" "$ROOT/bench/measure.py" "$name" "$server" "$pg_postmaster" "$WARMUP" "$SECS" --keeper "${keeper_pid:-0}" "$@" | tee -a "$out"
 }
 
 conns_for() { if [ "$1" -le 1 ]; then echo 1; elif [ "$1" -le 16 ]; then echo $(( ($1 + 1) / 2 )); else echo 8; fi; }
