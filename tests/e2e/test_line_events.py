@@ -210,8 +210,15 @@ def test_updated_line_event(p, world):
 
 def test_filters(p, world):
     w = world
+    # Replica 0 delivers an event to the watches open when it reads its
+    # NOTIFY: b's line.created must be behind it before `one` opens there
+    # (under ASan on a busy machine that took longer than SETTLE once).
+    probe = Watch(w.t.at(0))
+    time.sleep(SETTLE)
     a = make_line(w, w.r1)
     b = make_line(w, w.r2)
+    probe.until(lambda e: e.line_id == b.id and e.type == T.Value("LINE_EVENT_TYPE_LINE_CREATED"))
+    probe.cancel()
     sub = Watch(w.t.at(1), reseller_id=w.r1.id)        # r1's subtree: r1 and r2
     only_r2 = Watch(w.r2.at(1))                         # r2's own token
     one = Watch(w.t.at(0), line_id=b.id)                # only line b
