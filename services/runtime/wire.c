@@ -134,19 +134,3 @@ int fd_wire_check(const ProtobufCMessageDescriptor *desc, const uint8_t *buf, si
 	char path[256] = "";
 	return check(desc, buf, buf + len, 0, path, 0, err);
 }
-
-int fd_check_text(const char *field, const char *s, int min, int max, fd_err_t *err)
-{
-	int chars = 0;
-	for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
-		if (*p < 0x20 || *p == 0x7f)
-			return fd_err_set(err, FD_EINVAL, "%s: control characters are not allowed", field);
-		if ((*p & 0xc0) != 0x80)
-			chars++;
-		if (chars > max)
-			return fd_err_set(err, FD_EINVAL, "%s: at most %d characters", field, max);
-	}
-	if (chars < min)
-		return fd_err_set(err, FD_EINVAL, "%s: required", field);
-	return 0;
-}

@@ -24,8 +24,7 @@ int fd_wire_check(const ProtobufCMessageDescriptor *desc, const uint8_t *buf, si
 /* Strict UTF-8 (no overlong forms, surrogates or code points past U+10FFFF). */
 bool fd_utf8_valid(const uint8_t *s, size_t len);
 
-/* Free text from a caller: min..max characters (UTF-8 already checked), no
- * control characters; -FD_EINVAL naming field otherwise. */
-int fd_check_text(const char *field, const char *s, int min, int max, fd_err_t *err) FD_MUSTCHECK;
+/* fd_check_text and fd_check_name (text a caller gives) are in fd/text.h. */
+#include "fd/text.h"
 
 #endif
