@@ -6,7 +6,7 @@ set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 BUF_VERSION=1.75.0
 PKGS=(build-essential cmake pkg-config libgrpc-dev libprotobuf-c-dev protobuf-c-compiler
-      protobuf-compiler libprotobuf-dev grpc-proto libpq-dev libjwt-dev libsodium-dev libssl-dev)
+      protobuf-compiler libprotobuf-dev grpc-proto libpq-dev libjwt-dev libjansson-dev libsodium-dev libssl-dev)
 [ "${1:-}" = build ] || PKGS+=(postgresql postgresql-contrib python3-grpcio python3-grpc-tools
       python3-pytest python3-yaml python3-psycopg2 python3-jwt python3-cryptography openssl procps)
 missing=()

@@ -12,6 +12,7 @@
 #include <sodium.h>
 #include "fd/db.h"
 #include "fd/log.h"
+#include "fd/clock.h"
 
 #define MAX_ATTEMPTS 5            /* runs of fn for serialization failures */
 #define FAIL_FAST_MS 1000         /* after a failed connect, others fail at once this long */
@@ -110,24 +111,12 @@ static const fd_sql_t SQL_SET_BOTH = { "_fd_set_tenant_timeout",
 
 /* ---- time ---- */
 
-static int64_t clock_ms(clockid_t id)
-{
-	struct timespec ts;
-	clock_gettime(id, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static int64_t now_ms(void)
-{
-	return clock_ms(CLOCK_MONOTONIC);
-}
-
 /* An absolute CLOCK_REALTIME deadline as a monotonic one. */
 static int64_t deadline_to_mono(int64_t deadline_ms)
 {
 	if (deadline_ms <= 0 || deadline_ms == INT64_MAX)
 		return INT64_MAX;
-	return now_ms() + (deadline_ms - clock_ms(CLOCK_REALTIME));
+	return fd_mono_ms() + (deadline_ms - fd_real_ms());
 }
 
 static int64_t min64(int64_t a, int64_t b)
@@ -147,7 +136,7 @@ static uint64_t jitter_rand(void)
 {
 	static _Thread_local uint64_t s;
 	if (s == 0)
-		s = (uint64_t)clock_ms(CLOCK_REALTIME) ^ (uint64_t)(uintptr_t)&s ^ 0x9e3779b97f4a7c15ULL;
+		s = (uint64_t)fd_real_ms() ^ (uint64_t)(uintptr_t)&s ^ 0x9e3779b97f4a7c15ULL;
 	s ^= s >> 12;
 	s ^= s << 25;
 	s ^= s >> 27;
@@ -289,7 +278,7 @@ static int connect_failed(fd_db_t *db, conn_t *c, const char *why, fd_err_t *err
 	while (n && (msg[n - 1] == '\n' || msg[n - 1] == ' '))
 		msg[--n] = '\0';
 	conn_close(c);
-	atomic_store(&db->last_failure, now_ms());
+	atomic_store(&db->last_failure, fd_mono_ms());
 	atomic_fetch_add(&db->stats.connect_failures, 1);
 	set_health(db, false, msg);
 	return fd_err_set(err, FD_EUNAVAIL, "database unavailable");
@@ -299,7 +288,7 @@ static int connect_failed(fd_db_t *db, conn_t *c, const char *why, fd_err_t *err
 static int conn_open(fd_db_t *db, conn_t *c, int64_t until, fd_err_t *err)
 {
 	conn_close(c);
-	until = min64(until, now_ms() + db->connect_timeout_ms);
+	until = min64(until, fd_mono_ms() + db->connect_timeout_ms);
 	c->pg = PQconnectStartParams(db->keys, db->vals, 1);
 	if (!c->pg)
 		return fd_err_set(err, FD_EEXHAUSTED, "out of memory");
@@ -309,7 +298,7 @@ static int conn_open(fd_db_t *db, conn_t *c, int64_t until, fd_err_t *err)
 	while (st != PGRES_POLLING_OK) {
 		if (st == PGRES_POLLING_FAILED)
 			return connect_failed(db, c, PQerrorMessage(c->pg), err);
-		int64_t left = until - now_ms();
+		int64_t left = until - fd_mono_ms();
 		if (left <= 0)
 			return connect_failed(db, c, "connection attempt timed out", err);
 		struct pollfd p = { PQsocket(c->pg), st == PGRES_POLLING_READING ? POLLIN : POLLOUT, 0 };
@@ -347,23 +336,23 @@ static int conn_ready(fd_db_t *db, conn_t *c, int64_t until, bool fail_fast, fd_
 			return 0;
 	}
 	if (fail_fast && !fd_db_healthy(db) &&
-	    now_ms() - atomic_load(&db->last_failure) < FAIL_FAST_MS)
+	    fd_mono_ms() - atomic_load(&db->last_failure) < FAIL_FAST_MS)
 		return fd_err_set(err, FD_EUNAVAIL, "database unavailable");
-	if (now_ms() >= until)
+	if (fd_mono_ms() >= until)
 		return fd_err_set(err, FD_EDEADLINE, "deadline exceeded before the database was reached");
 	return conn_open(db, c, until, err);
 }
 
 static int acquire(fd_db_t *db, int64_t until, conn_t **out, fd_err_t *err)
 {
-	int64_t wait_until = min64(until, now_ms() + db->acquire_timeout_ms);
+	int64_t wait_until = min64(until, fd_mono_ms() + db->acquire_timeout_ms);
 	struct timespec ts = { wait_until / 1000, wait_until % 1000 * 1000000L };
 	pthread_mutex_lock(&db->mu);
 	while (!db->free_list) {
 		int rc = pthread_cond_timedwait(&db->freed, &db->mu, &ts);
 		if (rc == ETIMEDOUT && !db->free_list) {
 			pthread_mutex_unlock(&db->mu);
-			if (now_ms() >= until)
+			if (fd_mono_ms() >= until)
 				return fd_err_set(err, FD_EDEADLINE, "deadline exceeded waiting for a database connection");
 			return fd_err_set(err, FD_EUNAVAIL, "no database connection free within %d ms (pool of %d)",
 			                  db->acquire_timeout_ms, db->nconns);
@@ -432,7 +421,7 @@ static int pump(PGconn *pg, int64_t until)
 			return -1;
 		if (f == 0 && !PQisBusy(pg))
 			return 0;
-		int64_t left = until - now_ms();
+		int64_t left = until - fd_mono_ms();
 		if (left <= 0)
 			return -2;
 		struct pollfd p = { PQsocket(pg), (short)(POLLIN | (f ? POLLOUT : 0)), 0 };
@@ -480,7 +469,7 @@ static int pipeline(fd_db_t *db, conn_t *c, batch_t *b, int64_t until)
 				return -2;
 			cancel_running(pg);
 			cancelled = true;
-			wait_until = now_ms() + CANCEL_GRACE_MS;
+			wait_until = fd_mono_ms() + CANCEL_GRACE_MS;
 			continue;
 		}
 		if (w < 0)
@@ -616,7 +605,7 @@ int fd_tx_exec(fd_tx_t *tx, const fd_sql_t *sql, const char *const *params, unsi
 	if (sql->nparams > 0 && !params)
 		return tx_fail(tx, fd_err_set(tx->err, FD_EINTERNAL, "statement %s: parameters missing",
 		                              sql->name ? sql->name : "(unnamed)"));
-	if (now_ms() >= tx->until)
+	if (fd_mono_ms() >= tx->until)
 		return tx_fail(tx, fd_err_set(tx->err, FD_EDEADLINE, "deadline exceeded"));
 
 	fd_db_t *db = tx->db;
@@ -686,7 +675,7 @@ static void tx_end(fd_tx_t *tx)
 	}
 	batch_t b = { .n = 0 };
 	batch_add(tx->db, c, &b, &SQL_ROLLBACK, NULL);
-	if (pipeline(tx->db, c, &b, now_ms() + CLEANUP_TIMEOUT_MS) < 0 ||
+	if (pipeline(tx->db, c, &b, fd_mono_ms() + CLEANUP_TIMEOUT_MS) < 0 ||
 	    PQresultStatus(b.items[0].res) != PGRES_COMMAND_OK ||
 	    PQtransactionStatus(c->pg) != PQTRANS_IDLE)
 		c->broken = true;
@@ -697,7 +686,7 @@ static void backoff(int attempt, int64_t until)
 {
 	int64_t base = min64((int64_t)5 << attempt, 200);
 	int64_t pause = base + (int64_t)(jitter_rand() % (uint64_t)base);
-	int64_t left = until - now_ms();
+	int64_t left = until - fd_mono_ms();
 	sleep_ms(min64(pause, left > 0 ? left : 0));
 }
 
@@ -709,7 +698,7 @@ int fd_db_run_opts(fd_db_t *db, const fd_tx_opts_t *opts, fd_tx_fn fn, void *arg
 	if ((unsigned)opts->isolation > FD_TX_SERIALIZABLE)
 		return fd_err_set(err, FD_EINVAL, "isolation: unknown level %d", (int)opts->isolation);
 	int64_t until = deadline_to_mono(opts->deadline_ms);
-	if (now_ms() >= until)
+	if (fd_mono_ms() >= until)
 		return fd_err_set(err, FD_EDEADLINE, "deadline exceeded before the transaction started");
 
 	conn_t *c = NULL;
@@ -726,7 +715,7 @@ int fd_db_run_opts(fd_db_t *db, const fd_tx_opts_t *opts, fd_tx_fn fn, void *arg
 			break;
 		int64_t st = db->statement_timeout_ms;
 		if (until != INT64_MAX) {
-			int64_t left = until - now_ms();
+			int64_t left = until - fd_mono_ms();
 			if (left < 1)
 				left = 1;
 			if (st == 0 || left < st)
@@ -743,13 +732,13 @@ int fd_db_run_opts(fd_db_t *db, const fd_tx_opts_t *opts, fd_tx_fn fn, void *arg
 			rc = tx_commit(&tx);
 		tx_end(&tx);
 
-		if (tx.retry && attempt < MAX_ATTEMPTS && now_ms() < until) {
+		if (tx.retry && attempt < MAX_ATTEMPTS && fd_mono_ms() < until) {
 			atomic_fetch_add(&db->stats.retries, 1);
 			fd_debug("transaction conflict (attempt %d): running it again", attempt);
 			backoff(attempt, until);
 			continue;
 		}
-		if (tx.retry && now_ms() >= until) {
+		if (tx.retry && fd_mono_ms() >= until) {
 			rc = fd_err_set(err, FD_EDEADLINE, "deadline exceeded while retrying a conflict");
 			break;
 		}
@@ -787,7 +776,7 @@ int fd_db_run(fd_db_t *db, int64_t tenant_id, fd_tx_fn fn, void *arg, fd_err_t *
 static bool ping_once(fd_db_t *db, conn_t *c)
 {
 	fd_err_t err;
-	int64_t until = now_ms() + db->connect_timeout_ms;
+	int64_t until = fd_mono_ms() + db->connect_timeout_ms;
 	if (conn_ready(db, c, until, false, &err) < 0)
 		return false;
 	batch_t b = { .n = 0 };

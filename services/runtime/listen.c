@@ -11,6 +11,7 @@
 #include <libpq-fe.h>
 #include "fd/listen.h"
 #include "fd/log.h"
+#include "fd/clock.h"
 
 #define CONNECT_TIMEOUT_MS 3000
 #define BACKOFF_MIN_MS 100
@@ -23,13 +24,6 @@ struct fd_listener {
 	atomic_bool up;
 	char what[96];                /* "LISTEN frontdesk_nodes", for the log */
 };
-
-static int64_t now_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 static bool stopping(fd_listener_t *ln)
 {
@@ -45,8 +39,8 @@ static void tick(fd_listener_t *ln)
 /* Sleeps ms, ticking, in steps short enough to stop promptly. */
 static void nap(fd_listener_t *ln, int ms)
 {
-	int64_t until = now_ms() + ms;
-	for (int64_t left; !stopping(ln) && (left = until - now_ms()) > 0;) {
+	int64_t until = fd_mono_ms() + ms;
+	for (int64_t left; !stopping(ln) && (left = until - fd_mono_ms()) > 0;) {
 		poll(NULL, 0, (int)(left < ln->o.poll_ms ? left : ln->o.poll_ms));
 		tick(ln);
 	}
@@ -56,7 +50,7 @@ static void nap(fd_listener_t *ln, int ms)
 static int wait_socket(fd_listener_t *ln, PGconn *pg, short events, int64_t until)
 {
 	while (!stopping(ln)) {
-		int64_t left = until - now_ms();
+		int64_t left = until - fd_mono_ms();
 		if (left <= 0)
 			return 0;
 		struct pollfd p = { PQsocket(pg), events, 0 };
@@ -109,7 +103,7 @@ static PGconn *listen_connect(fd_listener_t *ln, const char **why)
 		return NULL;
 	}
 	PQsetNoticeReceiver(pg, notice_rx, ln);
-	int64_t until = now_ms() + CONNECT_TIMEOUT_MS;
+	int64_t until = fd_mono_ms() + CONNECT_TIMEOUT_MS;
 	PostgresPollingStatusType st = PGRES_POLLING_WRITING;
 	while (PQstatus(pg) != CONNECTION_BAD && st != PGRES_POLLING_OK && st != PGRES_POLLING_FAILED &&
 	       wait_socket(ln, pg, st == PGRES_POLLING_READING ? POLLIN : POLLOUT, until))
@@ -125,7 +119,7 @@ static PGconn *listen_connect(fd_listener_t *ln, const char **why)
 	}
 	PGresult *res;
 	bool ok = false, done = false;
-	until = now_ms() + CONNECT_TIMEOUT_MS;
+	until = fd_mono_ms() + CONNECT_TIMEOUT_MS;
 	while (!done) {
 		if (PQisBusy(pg) && !(wait_socket(ln, pg, POLLIN, until) && PQconsumeInput(pg))) {
 			*why = stopping(ln) ? "stopping" : PQstatus(pg) == CONNECTION_BAD ? PQerrorMessage(pg)

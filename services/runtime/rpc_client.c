@@ -14,6 +14,7 @@
 #include "fd/log.h"
 #include "fd/rpc_client.h"
 #include "fd/wire.h"
+#include "fd/clock.h"
 
 #define DEFAULT_UNARY_TIMEOUT_MS 5000
 
@@ -43,13 +44,6 @@ struct fd_client_stream {
 	bool finished;       /* the status arrived */
 	char tag_status, tag_recv, tag_send;
 };
-
-static int64_t now_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 static gpr_timespec at_ms(int64_t ms)
 {
@@ -294,7 +288,7 @@ int fd_channel_unary(fd_channel_t *ch, const char *path, const ProtobufCMessage 
 	void *handle = registered_handle(ch, path);
 	if (!handle)
 		return fd_err_set(err, FD_EEXHAUSTED, "out of memory");
-	int64_t deadline = now_ms() + (opts->timeout_ms > 0 ? opts->timeout_ms
+	int64_t deadline = fd_real_ms() + (opts->timeout_ms > 0 ? opts->timeout_ms
 	                                                    : DEFAULT_UNARY_TIMEOUT_MS);
 	int64_t backoff = 25;
 	for (;;) {
@@ -304,7 +298,7 @@ int fd_channel_unary(fd_channel_t *ch, const char *path, const ProtobufCMessage 
 		grpc_byte_buffer_destroy(bb);
 		if (rc != -FD_EUNAVAIL || !opts->idempotent)
 			return rc;
-		int64_t left = deadline - now_ms();
+		int64_t left = deadline - fd_real_ms();
 		if (left <= backoff)
 			return rc;
 		fd_debug("%s: unavailable, retrying in %lld ms", path, (long long)backoff);
@@ -335,7 +329,7 @@ fd_client_stream_t *fd_channel_stream(fd_channel_t *ch, const char *path,
 		fd_err_set(err, FD_EEXHAUSTED, "out of memory");
 		return NULL;
 	}
-	int64_t deadline = opts->timeout_ms > 0 ? now_ms() + opts->timeout_ms : INT64_MAX;
+	int64_t deadline = opts->timeout_ms > 0 ? fd_real_ms() + opts->timeout_ms : INT64_MAX;
 	s->cq = grpc_completion_queue_create_for_pluck(NULL);
 	s->call = grpc_channel_create_registered_call(ch->channel, NULL, GRPC_PROPAGATE_DEFAULTS,
 	                                              s->cq, handle, at_ms(deadline), NULL);
@@ -422,7 +416,7 @@ int fd_client_stream_recv(fd_client_stream_t *s, const ProtobufCMessageDescripto
 			return fd_err_set(err, FD_EINTERNAL, "cannot receive on this stream");
 		s->recv_pending = true;
 	}
-	int64_t until = timeout_ms < 0 ? INT64_MAX : now_ms() + timeout_ms;
+	int64_t until = timeout_ms < 0 ? INT64_MAX : fd_real_ms() + timeout_ms;
 	grpc_event ev = pluck(s, &s->tag_recv, until);
 	if (ev.type == GRPC_QUEUE_TIMEOUT)
 		return fd_err_set(err, FD_EDEADLINE, "no message within %lld ms", (long long)timeout_ms);

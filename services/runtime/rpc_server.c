@@ -21,6 +21,7 @@
 #include "fd/log.h"
 #include "fd/rpc_status.h"
 #include "fd/wire.h"
+#include "fd/clock.h"
 #include "rpc_internal.h"
 
 enum op {
@@ -104,13 +105,6 @@ struct fd_server {
 static void *tag_of(fd_call_t *c, enum op op)
 {
 	return (void *)((uintptr_t)c | (uintptr_t)op);
-}
-
-static int64_t now_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
 /* ---------------------------------------------------------------- calls */
@@ -937,17 +931,10 @@ static bool wait_until(fd_server_t *srv, bool (*cond)(fd_server_t *), int64_t de
 			pthread_cond_wait(&srv->cv, &srv->mu);
 			continue;
 		}
-		int64_t left = deadline_ms - now_ms();
+		int64_t left = deadline_ms - fd_real_ms();
 		if (left <= 0)
 			break;
-		struct timespec ts;
-		clock_gettime(CLOCK_REALTIME, &ts);
-		ts.tv_sec += left / 1000;
-		ts.tv_nsec += (left % 1000) * 1000000;
-		if (ts.tv_nsec >= 1000000000) {
-			ts.tv_sec++;
-			ts.tv_nsec -= 1000000000;
-		}
+		struct timespec ts = fd_real_after(left);
 		pthread_cond_timedwait(&srv->cv, &srv->mu, &ts);
 	}
 	bool ok = cond(srv);
@@ -979,7 +966,7 @@ void fd_server_shutdown(fd_server_t *srv)
 	if (!srv->started || srv->shut_down)
 		return;
 	srv->shut_down = true;
-	int64_t deadline = now_ms() + srv->opts.shutdown_grace_ms;
+	int64_t deadline = fd_real_ms() + srv->opts.shutdown_grace_ms;
 	atomic_store(&srv->stopping, true);
 	grpc_server_shutdown_and_notify(srv->server, srv->cqs[0], shutdown_tag_obj);
 
@@ -997,7 +984,7 @@ void fd_server_shutdown(fd_server_t *srv)
 	 * client connection (a portal keeps its channel open): gRPC core waits
 	 * for the client to go. Give it a moment, then disconnect what is left;
 	 * there is nothing in flight to lose. */
-	int64_t soon = now_ms() + 200;
+	int64_t soon = fd_real_ms() + 200;
 	if (!wait_until(srv, tag_seen, soon < deadline ? soon : deadline))
 		grpc_server_cancel_all_calls(srv->server);
 	wait_until(srv, tag_seen, INT64_MAX);
@@ -1126,7 +1113,7 @@ int64_t fd_call_deadline_ms(const fd_call_t *c)
 
 bool fd_call_done(const fd_call_t *c)
 {
-	if (now_ms() >= fd_call_deadline_ms(c))
+	if (fd_real_ms() >= fd_call_deadline_ms(c))
 		return true;
 	if (!c->streaming)
 		return false;

@@ -8,6 +8,7 @@
 #include <grpc/grpc.h>
 #include <sodium.h>
 #include "fd/auth.h"
+#include "fd/clock.h"
 #include "fd/db.h"
 #include "fd/log.h"
 #include "fd/service.h"
@@ -85,11 +86,7 @@ static void *health_ticker(void *arg)
 		bool ok = fd_db_ping(svc->db);
 		fd_server_set_serving(svc->server, ok);
 		pthread_mutex_lock(&svc->mu);
-		struct timespec ts;
-		clock_gettime(CLOCK_REALTIME, &ts);
-		ts.tv_nsec += HEALTH_INTERVAL_MS % 1000 * 1000000L;
-		ts.tv_sec += HEALTH_INTERVAL_MS / 1000 + ts.tv_nsec / 1000000000L;
-		ts.tv_nsec %= 1000000000L;
+		struct timespec ts = fd_real_after(HEALTH_INTERVAL_MS);
 		if (!svc->stopping)
 			pthread_cond_timedwait(&svc->cv, &svc->mu, &ts);
 	}
@@ -150,6 +147,7 @@ int fd_service_main(int argc, char **argv, const fd_service_spec_t *spec)
 		status = 2;
 		goto out_config;
 	}
+	fd_clock_set_offset_ms(svc.common->test_clock_offset_ms);
 	int level = fd_log_level_parse(svc.common->log_level);
 	if (level < 0) {
 		fprintf(stderr, "%s: bad configuration: FRONTDESK_LOG_LEVEL: \"%s\" is not one of "

@@ -198,6 +198,38 @@ static void test_tokens(fd_verifier_t *v)
 	char *cl = claims("10", "frontdesk", 1, "tenant_admin", now, now + 600, "frontdesk");
 	snprintf(dup, sizeof(dup), "{\"tenant\":2,%s", cl + 1);
 	REFUSED(v, bearer(sign_es256(key1, H1, dup)), "claims");
+	/* Claims of the wrong JSON type, numbers that are not integers, a NUL
+	 * escaped into a string, a truncated object: refused, never coerced. */
+	static const char *const bad_claims[][2] = {
+		{ "\"tenant\":1,", "\"tenant\":\"1\"," },
+		{ "\"tenant\":1,", "\"tenant\":1.0," },
+		{ "\"tenant\":1,", "\"tenant\":1e0," },
+		{ "\"tenant\":1,", "\"tenant\":99999999999999999999," },
+		{ "\"role\":\"tenant_admin\"", "\"role\":[\"tenant_admin\"]" },
+		{ "\"sub\":\"10\"", "\"sub\":\"10\\u0000x\"" },
+		{ "\"scopes\":[\"lines_read\",", "\"scopes\":[7," },
+		{ "\"name\":\"boss\"}", "\"name\":\"boss\"" },
+	};
+	for (size_t i = 0; i < sizeof(bad_claims) / sizeof(bad_claims[0]); i++) {
+		char *good_cl = claims("10", "frontdesk", 1, "tenant_admin", now, now + 600, "frontdesk");
+		char bad[1200], *at = strstr(good_cl, bad_claims[i][0]);
+		CHECK(at != NULL, "claim pattern %zu found", i);
+		if (!at)
+			continue;
+		snprintf(bad, sizeof(bad), "%.*s%s%s", (int)(at - good_cl), good_cl, bad_claims[i][1],
+		         at + strlen(bad_claims[i][0]));
+		REFUSED(v, bearer(sign_es256(key1, H1, bad)), "claims");
+	}
+	/* A kid of the wrong type or too long, a typ other than JWT. */
+	REFUSED(v, bearer(sign_es256(key1, "{\"alg\":\"ES256\",\"kid\":7}", claims("10", "frontdesk", 1, "tenant_admin",
+	        now, now + 600, "frontdesk"))), "header");
+	REFUSED(v, bearer(sign_es256(key1, "{\"alg\":\"ES256\",\"typ\":\"JWE\",\"kid\":\"testkid01\"}",
+	        claims("10", "frontdesk", 1, "tenant_admin", now, now + 600, "frontdesk"))), "header");
+	REFUSED(v, bearer(sign_es256(key1, "{\"alg\":\"ES256\",\"kid\":\"k0123456789012345678901234567890123456789"
+	        "0123456789012345678901234\"}", claims("10", "frontdesk", 1, "tenant_admin", now, now + 600, "frontdesk"))),
+	        "header");
+	REFUSED(v, bearer(sign_es256(key1, "{\"alg\":\"ES256\",\"alg\":\"ES256\",\"kid\":\"testkid01\"}",
+	        claims("10", "frontdesk", 1, "tenant_admin", now, now + 600, "frontdesk"))), "malformed");
 	/* The role must match the account's. */
 	REFUSED(v, bearer(sign_es256(key1, H1, claims("11", "frontdesk", 1, "tenant_admin", now, now + 600, "frontdesk"))),
 	        "account");

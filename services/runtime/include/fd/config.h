@@ -56,6 +56,7 @@ typedef struct fd_service_config {
 	char *token_issuer;       /* iss of every token */
 	int64_t clock_skew;       /* seconds allowed between hosts' clocks for exp/nbf */
 	int64_t auth_cache_ms;    /* how stale a credential's status may be */
+	int64_t test_clock_offset_ms; /* tests: this process's clock runs this far off (fd/clock.h) */
 } fd_service_config_t;
 
 /* SVC: "AUTHD"; svc: "authd" (both literals). */
@@ -99,7 +100,9 @@ typedef struct fd_service_config {
 	{ "clock_skew", "FRONTDESK_CLOCK_SKEW", FD_CFG_INT, "30", 0, 300, \
 	  offsetof(TYPE, MEMBER.clock_skew), "seconds of clock difference allowed when checking exp and nbf" }, \
 	{ "auth_cache_ms", "FRONTDESK_AUTH_CACHE_MS", FD_CFG_INT, "4000", 1, 5000, \
-	  offsetof(TYPE, MEMBER.auth_cache_ms), "how long a credential's status, revocation or suspension may be cached" }
+	  offsetof(TYPE, MEMBER.auth_cache_ms), "how long a credential's status, revocation or suspension may be cached" }, \
+	{ "test_clock_offset_ms", "FRONTDESK_TEST_CLOCK_OFFSET_MS", FD_CFG_INT, "0", -3600000, 3600000, \
+	  offsetof(TYPE, MEMBER.test_clock_offset_ms), "tests only: shift this process's clock (clock-skew tests); 0 in production" }
 
 /* Read every item from the environment (or its default) into cfg, which must
  * be zeroed. On a bad value: -FD_EINVAL and err names the variable and why;
