@@ -5,8 +5,18 @@
  * of it at once. "" names the server as a whole. */
 #include <stdlib.h>
 #include <string.h>
+#include <pthread.h>
 #include "grpc/health/v1/health.pb-c.h"
-#include "rpc_internal.h"
+#include "health.h"
+
+struct fd_health {
+	pthread_mutex_t mu;
+	bool serving;
+	char **services;        /* full names of the services added */
+	size_t nservices;
+	fd_call_t **watchers;   /* open Watch streams, each holding a reference */
+	size_t nwatchers, capwatchers;
+};
 
 typedef Grpc__Health__V1__HealthCheckResponse__ServingStatus status_t;
 
@@ -88,7 +98,7 @@ static void watch_closed(fd_call_t *call, bool cancelled)
 		fd_call_unref(call);
 }
 
-void fd_health_broadcast(fd_health_t *h)
+static void broadcast(fd_health_t *h)
 {
 	/* Send outside the lock: take references to a snapshot of the list. */
 	pthread_mutex_lock(&h->mu);
@@ -107,13 +117,73 @@ void fd_health_broadcast(fd_health_t *h)
 	free(snap);
 }
 
+fd_health_t *fd_health_new(void)
+{
+	fd_health_t *h = calloc(1, sizeof(*h));
+	if (!h)
+		return NULL;
+	pthread_mutex_init(&h->mu, NULL);
+	h->serving = true;
+	return h;
+}
+
+int fd_health_known(fd_health_t *h, const char *service)
+{
+	char *name = strdup(service);
+	pthread_mutex_lock(&h->mu);
+	char **names = name ? realloc(h->services, (h->nservices + 1) * sizeof(char *)) : NULL;
+	if (names) {
+		h->services = names;
+		names[h->nservices++] = name;
+	}
+	pthread_mutex_unlock(&h->mu);
+	if (!names) {
+		free(name);
+		return -FD_EEXHAUSTED;
+	}
+	return 0;
+}
+
+bool fd_health_set(fd_health_t *h, bool serving)
+{
+	pthread_mutex_lock(&h->mu);
+	bool changed = h->serving != serving;
+	h->serving = serving;
+	pthread_mutex_unlock(&h->mu);
+	if (changed)
+		broadcast(h);
+	return changed;
+}
+
+char **fd_health_names(fd_health_t *h, size_t *n)
+{
+	pthread_mutex_lock(&h->mu);
+	*n = h->nservices;
+	char **out = calloc(*n ? *n : 1, sizeof(*out));
+	for (size_t i = 0; out && i < *n; i++) {
+		if (!(out[i] = strdup(h->services[i]))) {
+			while (i--)
+				free(out[i]);
+			free(out);
+			out = NULL;
+		}
+	}
+	pthread_mutex_unlock(&h->mu);
+	if (!out)
+		*n = 0;
+	return out;
+}
+
 void fd_health_free(fd_health_t *h)
 {
+	if (!h)
+		return;
 	for (size_t i = 0; i < h->nservices; i++)
 		free(h->services[i]);
 	free(h->services);
 	free(h->watchers);
 	pthread_mutex_destroy(&h->mu);
+	free(h);
 }
 
 static const fd_stream_ops_t watch_ops = { .open = watch_open, .closed = watch_closed };
@@ -124,10 +194,8 @@ static const fd_method_impl_t health_methods[] = {
 	{ 0 },
 };
 
-int fd_health_add(fd_server_t *srv, fd_err_t *err)
+int fd_health_serve(fd_server_t *srv, fd_health_t *h, fd_err_t *err)
 {
-	fd_health_t *h = fd_server_health(srv);
-	h->serving = true;
 	return fd_server_add_service(srv, &grpc__health__v1__health__descriptor, health_methods, h,
 	                             err);
 }

@@ -7,7 +7,8 @@
 #include <string.h>
 #include "grpc/reflection/v1/reflection.pb-c.h"
 #include "grpc/reflection/v1alpha/reflection.pb-c.h"
-#include "rpc_internal.h"
+#include "fd/api_index.h"
+#include "health.h"
 
 typedef Grpc__Reflection__V1__ServerReflectionRequest request_t;
 typedef Grpc__Reflection__V1__ServerReflectionResponse response_t;
@@ -29,7 +30,7 @@ static size_t collect(int i, int *out, size_t n, bool *seen)
 
 static int answer(fd_call_t *call, const request_t *req)
 {
-	fd_health_t *h = fd_server_health(fd_call_service(call));
+	fd_health_t *h = fd_call_service(call);
 	response_t resp = GRPC__REFLECTION__V1__SERVER_REFLECTION_RESPONSE__INIT;
 	Grpc__Reflection__V1__FileDescriptorResponse files =
 		GRPC__REFLECTION__V1__FILE_DESCRIPTOR_RESPONSE__INIT;
@@ -44,19 +45,16 @@ static int answer(fd_call_t *call, const request_t *req)
 	const char *what = NULL;
 	switch (req->message_request_case) {
 	case GRPC__REFLECTION__V1__SERVER_REFLECTION_REQUEST__MESSAGE_REQUEST_LIST_SERVICES: {
-		pthread_mutex_lock(&h->mu);
-		size_t n = h->nservices;
-		Grpc__Reflection__V1__ServiceResponse *items =
-			calloc(n ? n : 1, sizeof(*items));
+		size_t n;
+		char **names = fd_health_names(h, &n);
+		Grpc__Reflection__V1__ServiceResponse *items = calloc(n ? n : 1, sizeof(*items));
 		Grpc__Reflection__V1__ServiceResponse **ptrs = calloc(n ? n : 1, sizeof(*ptrs));
-		char **names = calloc(n ? n : 1, sizeof(char *));
 		for (size_t i = 0; items && ptrs && names && i < n; i++) {
 			grpc__reflection__v1__service_response__init(&items[i]);
-			names[i] = strdup(h->services[i]);
-			items[i].name = names[i] ? names[i] : "";
+			items[i].name = names[i];
 			ptrs[i] = &items[i];
 		}
-		pthread_mutex_unlock(&h->mu);
+		size_t nnames = n;
 		if (!items || !ptrs || !names)
 			n = 0;
 		list.n_service = n;
@@ -65,7 +63,7 @@ static int answer(fd_call_t *call, const request_t *req)
 			GRPC__REFLECTION__V1__SERVER_REFLECTION_RESPONSE__MESSAGE_RESPONSE_LIST_SERVICES_RESPONSE;
 		resp.list_services_response = &list;
 		int rc = fd_stream_send(call, &resp.base);
-		for (size_t i = 0; names && i < n; i++)
+		for (size_t i = 0; names && i < nnames; i++)
 			free(names[i]);
 		free(names);
 		free(ptrs);
@@ -162,12 +160,12 @@ static const fd_method_impl_t v1alpha_methods[] = {
 	{ 0 },
 };
 
-int fd_reflection_add(fd_server_t *srv, fd_err_t *err)
+int fd_reflection_serve(fd_server_t *srv, fd_health_t *h, fd_err_t *err)
 {
 	int rc = fd_server_add_service(srv, &grpc__reflection__v1alpha__server_reflection__descriptor,
-	                               v1alpha_methods, srv, err);
+	                               v1alpha_methods, h, err);
 	if (rc == 0)
 		rc = fd_server_add_service(srv, &grpc__reflection__v1__server_reflection__descriptor,
-		                           v1_methods, srv, err);
+		                           v1_methods, h, err);
 	return rc;
 }

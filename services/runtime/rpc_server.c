@@ -7,12 +7,14 @@
  * lock; streaming calls can have a receive, a send and the close pending at
  * once, so their state is under the call's mutex and the call is freed when
  * its reference count (pending batches + holders) reaches zero. */
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
+#include <grpc/grpc.h>
 #include <grpc/byte_buffer.h>
 #include <grpc/byte_buffer_reader.h>
 #include <grpc/grpc_security.h>
@@ -22,7 +24,18 @@
 #include "fd/rpc_status.h"
 #include "fd/wire.h"
 #include "fd/clock.h"
-#include "rpc_internal.h"
+#include "fd/api_index.h"
+#include "health.h"
+
+typedef struct fd_method {
+	char *path;                              /* "/frontdesk.v1.AuthService/Login" */
+	const ProtobufCMethodDescriptor *desc;   /* input and output messages */
+	fd_method_kind_t kind;
+	fd_unary_fn unary;                       /* NULL and stream NULL: UNIMPLEMENTED */
+	const fd_stream_ops_t *stream;
+	void *service_ctx;
+	void *handle;                            /* from grpc_server_register_method */
+} fd_method_t;
 
 enum op {
 	OP_NEW = 0,       /* a requested call arrived (or the request failed at shutdown) */
@@ -99,7 +112,7 @@ struct fd_server {
 	bool shut_down;
 	fd_call_t *streams;             /* open streaming calls */
 
-	fd_health_t health;
+	fd_health_t *health;
 };
 
 static void *tag_of(fd_call_t *c, enum op op)
@@ -704,9 +717,9 @@ fd_server_t *fd_server_new(const fd_server_opts_t *opts, fd_err_t *err)
 		srv->opts.max_message_bytes = 4 << 20;
 	pthread_mutex_init(&srv->mu, NULL);
 	pthread_cond_init(&srv->cv, NULL);
-	pthread_mutex_init(&srv->health.mu, NULL);
+	srv->health = fd_health_new();
 	srv->id_prefix = (unsigned)getpid() ^ (unsigned)time(NULL) * 2654435761u;
-	if (!srv->listen || (opts->tls_cert && *opts->tls_cert && !srv->tls_cert)) {
+	if (!srv->listen || !srv->health || (opts->tls_cert && *opts->tls_cert && !srv->tls_cert)) {
 		fd_err_set(err, FD_EEXHAUSTED, "out of memory");
 		goto fail;
 	}
@@ -714,17 +727,12 @@ fd_server_t *fd_server_new(const fd_server_opts_t *opts, fd_err_t *err)
 		fd_err_set(err, FD_EINTERNAL, "the compiled-in API descriptors do not parse");
 		goto fail;
 	}
-	if (fd_health_add(srv, err) < 0 || fd_reflection_add(srv, err) < 0)
+	if (fd_health_serve(srv, srv->health, err) < 0 || fd_reflection_serve(srv, srv->health, err) < 0)
 		goto fail;
 	return srv;
 fail:
 	fd_server_free(srv);
 	return NULL;
-}
-
-fd_health_t *fd_server_health(fd_server_t *srv)
-{
-	return &srv->health;
 }
 
 int fd_server_add_service(fd_server_t *srv, const ProtobufCServiceDescriptor *desc,
@@ -771,15 +779,8 @@ int fd_server_add_service(fd_server_t *srv, const ProtobufCServiceDescriptor *de
 		srv->nmethods++;
 	}
 	/* Health knows each service by its full name. */
-	pthread_mutex_lock(&srv->health.mu);
-	char **names = realloc(srv->health.services, (srv->health.nservices + 1) * sizeof(char *));
-	if (names) {
-		srv->health.services = names;
-		names[srv->health.nservices] = strdup(desc->name);
-		if (names[srv->health.nservices])
-			srv->health.nservices++;
-	}
-	pthread_mutex_unlock(&srv->health.mu);
+	if (fd_health_known(srv->health, desc->name) < 0)
+		return fd_err_set(err, FD_EEXHAUSTED, "out of memory");
 	return 0;
 }
 
@@ -1022,7 +1023,7 @@ void fd_server_free(fd_server_t *srv)
 	free(srv->methods);
 	free(srv->cqs);
 	free(srv->threads);
-	fd_health_free(&srv->health);
+	fd_health_free(srv->health);
 	free(srv->listen);
 	free(srv->tls_cert);
 	free(srv->tls_key);
@@ -1034,14 +1035,8 @@ void fd_server_free(fd_server_t *srv)
 
 void fd_server_set_serving(fd_server_t *srv, bool serving)
 {
-	pthread_mutex_lock(&srv->health.mu);
-	bool changed = srv->health.serving != serving;
-	srv->health.serving = serving;
-	pthread_mutex_unlock(&srv->health.mu);
-	if (changed) {
+	if (fd_health_set(srv->health, serving))
 		fd_info("health: %s", serving ? "SERVING" : "NOT_SERVING");
-		fd_health_broadcast(&srv->health);
-	}
 }
 
 /* ------------------------------------------------------------ accessors */
