@@ -12,6 +12,12 @@ struct fd_arena_chunk {
 	_Alignas(16) unsigned char data[];
 };
 
+struct fd_arena_wipe {
+	fd_arena_wipe_t *next;
+	void *p;
+	size_t n;
+};
+
 #define ALIGN 16
 #define CHUNK_MIN 8192
 
@@ -33,6 +39,7 @@ void fd_arena_init(fd_arena_t *a, size_t limit)
 	a->used = 0;
 	a->exhausted = false;
 	a->first_used = 0;
+	a->wipes = NULL;
 	a->pb.alloc = pb_alloc;
 	a->pb.free = pb_free;
 	a->pb.allocator_data = a;
@@ -40,6 +47,9 @@ void fd_arena_init(fd_arena_t *a, size_t limit)
 
 void fd_arena_free(fd_arena_t *a)
 {
+	for (fd_arena_wipe_t *w = a->wipes; w; w = w->next)
+		explicit_bzero(w->p, w->n);
+	a->wipes = NULL;
 	fd_arena_chunk_t *c = a->head;
 	while (c) {
 		fd_arena_chunk_t *next = c->next;
@@ -140,5 +150,25 @@ char *fd_arena_printf(fd_arena_t *a, const char *fmt, ...)
 	va_start(ap, fmt);
 	vsnprintf(p, (size_t)n + 1, fmt, ap);
 	va_end(ap);
+	return p;
+}
+
+int fd_arena_wipe_on_free(fd_arena_t *a, void *p, size_t n)
+{
+	fd_arena_wipe_t *w = fd_arena_alloc(a, sizeof(*w));
+	if (!w)
+		return -FD_EEXHAUSTED;
+	w->p = p;
+	w->n = n;
+	w->next = a->wipes;
+	a->wipes = w;
+	return 0;
+}
+
+void *fd_arena_secret(fd_arena_t *a, size_t n)
+{
+	void *p = fd_arena_alloc(a, n);
+	if (p && fd_arena_wipe_on_free(a, p, n) < 0)
+		return NULL;
 	return p;
 }

@@ -1046,6 +1046,19 @@ fd_arena_t *fd_call_arena(fd_call_t *c)
 	return &c->arena;
 }
 
+void *fd_reply(fd_call_t *c, ProtobufCMessage **resp)
+{
+	const ProtobufCMessageDescriptor *d = c->method ? c->method->desc->output : NULL;
+	void *m = d ? fd_arena_alloc(&c->arena, d->sizeof_message) : NULL;
+	if (!m) {
+		fd_err_set(&c->err, FD_EEXHAUSTED, d ? "out of memory" : "no reply for this call");
+		return NULL;
+	}
+	protobuf_c_message_init(d, m);
+	*resp = m;
+	return m;
+}
+
 fd_err_t *fd_call_err(fd_call_t *c)
 {
 	return &c->err;

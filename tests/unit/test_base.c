@@ -24,6 +24,29 @@ static void test_arena(void)
 	char *d = fd_arena_strndup(&a, "abcdef", 3);
 	CHECK(d && strcmp(d, "abc") == 0, "strndup");
 	fd_arena_free(&a);
+
+	/* Secrets named to the arena are wiped when it is freed, whatever the
+	 * path out of the call; what was not named is left alone. */
+	static char opened[32], other[32];
+	fd_arena_init(&a, 64 * 1024);
+	strcpy(opened, "line-password-1234");
+	strcpy(other, "not a secret");
+	CHECK(fd_arena_wipe_on_free(&a, opened, sizeof(opened)) == 0, "wipe registered");
+	char *sec = fd_arena_secret(&a, 64);
+	CHECK(sec != NULL, "secret allocated");
+	if (sec)
+		strcpy(sec, "another secret");
+	for (int i = 0; i < 50; i++)   /* more chunks after the registrations */
+		CHECK(fd_arena_alloc(&a, 1000) != NULL, "filler %d", i);
+	CHECK(strcmp(opened, "line-password-1234") == 0, "intact while the arena lives");
+	fd_arena_free(&a);
+	static const char zeros[32];
+	CHECK(memcmp(opened, zeros, sizeof(opened)) == 0, "wiped when the arena is freed");
+	CHECK(strcmp(other, "not a secret") == 0, "the rest untouched");
+	fd_arena_init(&a, 64);
+	CHECK(fd_arena_alloc(&a, 2000) == NULL, "exhaust a tiny arena");
+	CHECK(fd_arena_secret(&a, 4000) == NULL, "a secret that does not fit: NULL");
+	fd_arena_free(&a);
 }
 
 typedef struct test_config {

@@ -20,13 +20,11 @@ static int noop(fd_call_t *call, const ProtobufCMessage *req_, ProtobufCMessage 
 	const Frontdesk__Bench__V1__NoopRequest *req = (const void *)req_;
 	if (strcmp(req->text, "fail") == 0)
 		return fd_call_fail(call, FD_EPRECOND, "text: asked to fail");
-	Frontdesk__Bench__V1__NoopResponse *r = fd_arena_alloc(fd_call_arena(call), sizeof(*r));
+	Frontdesk__Bench__V1__NoopResponse *r = fd_reply(call, resp);
 	if (!r)
-		return fd_call_fail(call, FD_EEXHAUSTED, "out of memory");
-	frontdesk__bench__v1__noop_response__init(r);
+		return -FD_EEXHAUSTED;
 	r->text = fd_arena_printf(fd_call_arena(call), "echo:%s", req->text);
-	*resp = &r->base;
-	return 0;
+	return r->text ? 0 : -FD_EEXHAUSTED;
 }
 
 static const fd_method_impl_t methods[] = { { .name = "Noop", .unary = noop }, { 0 } };

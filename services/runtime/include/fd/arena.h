@@ -13,6 +13,7 @@
 #include "fd/status.h"
 
 typedef struct fd_arena_chunk fd_arena_chunk_t;
+typedef struct fd_arena_wipe fd_arena_wipe_t;
 
 typedef struct fd_arena {
 	fd_arena_chunk_t *head;     /* newest chunk first */
@@ -20,6 +21,7 @@ typedef struct fd_arena {
 	size_t used;                /* bytes of chunks held */
 	bool exhausted;             /* an allocation failed (limit or malloc) */
 	ProtobufCAllocator pb;      /* allocator_data points back at the arena */
+	fd_arena_wipe_t *wipes;     /* secrets to wipe when the arena is freed */
 	char first[1024];           /* the first small allocations need no malloc */
 	size_t first_used;
 } fd_arena_t;
@@ -27,7 +29,8 @@ typedef struct fd_arena {
 /* limit: upper bound on the arena's total size (a request that needs more
  * fails with RESOURCE_EXHAUSTED instead of exhausting the process). */
 void fd_arena_init(fd_arena_t *a, size_t limit);
-/* Frees every chunk; the arena may be initialised again. */
+/* Wipes what fd_arena_wipe_on_free named, then frees every chunk; the
+ * arena may be initialised again. */
 void fd_arena_free(fd_arena_t *a);
 
 /* Aligned to 16 bytes; NULL when out of memory or over the limit. */
@@ -36,5 +39,15 @@ void *fd_arena_zalloc(fd_arena_t *a, size_t n) FD_MUSTCHECK;
 char *fd_arena_strdup(fd_arena_t *a, const char *s) FD_MUSTCHECK;
 char *fd_arena_strndup(fd_arena_t *a, const char *s, size_t n) FD_MUSTCHECK;
 char *fd_arena_printf(fd_arena_t *a, const char *fmt, ...) FD_PRINTF(2, 3) FD_MUSTCHECK;
+
+/* Overwrite the n bytes at p with zeros when the arena is freed (a line's
+ * opened password, a decrypted secret): every path out of a call wipes it,
+ * so handlers need no cleanup of their own. p must live at least as long
+ * as the arena (it is usually an allocation from it). -FD_EEXHAUSTED when
+ * out of memory: then the caller wipes p itself and fails the call. */
+int fd_arena_wipe_on_free(fd_arena_t *a, void *p, size_t n) FD_MUSTCHECK;
+/* n bytes from the arena that are wiped when it is freed; NULL when out of
+ * memory. */
+void *fd_arena_secret(fd_arena_t *a, size_t n) FD_MUSTCHECK;
 
 #endif

@@ -102,6 +102,16 @@ void fd_server_free(fd_server_t *srv);
 fd_arena_t *fd_call_arena(fd_call_t *call);
 /* The error record the status is made from. */
 fd_err_t *fd_call_err(fd_call_t *call);
+/* The reply of a unary handler, in one call: the method's response message
+ * allocated from the call's arena, initialised, and set as *resp. The
+ * handler fills in its fields and returns 0:
+ *     Frontdesk__V1__GetLineResponse *r = fd_reply(call, resp);
+ *     if (!r)
+ *         return -FD_EEXHAUSTED;
+ *     r->line = line;
+ *     return 0;
+ * NULL when out of memory, with the call's error set (RESOURCE_EXHAUSTED). */
+void *fd_reply(fd_call_t *call, ProtobufCMessage **resp) FD_MUSTCHECK;
 /* Records the error and returns -code: `return fd_call_fail(c, FD_EINVAL, "x: ...");` */
 int fd_call_fail(fd_call_t *call, fd_code_t code, const char *fmt, ...) FD_PRINTF(3, 4);
 /* The service_ctx given to fd_server_add_service. */
