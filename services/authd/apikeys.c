@@ -64,6 +64,7 @@ typedef struct create_q {
 	fd_arena_t *arena;
 	const Frontdesk__V1__CreateApiKeyRequest *req;
 	const fd_caller_t *c;
+	const char *source;
 	int64_t tenant, account;
 	fd_scopes_t want;            /* 0: the account's */
 	unsigned char req_hash[32];
@@ -127,6 +128,11 @@ static int create_tx(fd_tx_t *tx, void *arg)
 		return rc;
 	if (!(q->resp->api_key = key_message(q->arena, q->tenant, res, 0)))
 		return fd_err_set(fd_tx_err(tx), FD_EEXHAUSTED, "out of memory");
+	/* The key's metadata only: never the secret, nor its hash. */
+	const char *detail[] = { "name", q->req->name, "account", account, "scopes", names, NULL };
+	if ((rc = audit_row(tx, q->arena, q->c, NULL, q->source, "api_key.create", "api_key", q->resp->api_key->id,
+	                    FD_AUDIT_OK, detail)) < 0)
+		return rc;
 	if (key[0]) {
 		/* A replay answers with the metadata only: the secret is not kept. */
 		q->resp->secret = "";
@@ -151,7 +157,7 @@ int authd_create_api_key(fd_call_t *call, const ProtobufCMessage *msg, ProtobufC
 		return rc;
 	if (c.kind != FD_CRED_ACCESS_TOKEN && c.kind != FD_CRED_API_KEY)
 		return fd_call_fail(call, FD_EPERM, "API keys are made for people's accounts");
-	if ((rc = fd_check_text("name", req->name, 1, 100, err)) < 0 || (rc = fd_check_idem_key(req->idempotency_key, err)) < 0)
+	if ((rc = fd_check_name("name", req->name, 1, 100, err)) < 0 || (rc = fd_check_idem_key(req->idempotency_key, err)) < 0)
 		return rc;
 	if (req->reseller_id < 0)
 		return fd_call_fail(call, FD_EINVAL, "reseller_id: must not be negative");
@@ -159,7 +165,8 @@ int authd_create_api_key(fd_call_t *call, const ProtobufCMessage *msg, ProtobufC
 		return fd_call_fail(call, FD_EINVAL, "expires_at: must be in the future (or 0 for never)");
 	if (req->n_scopes > 64)
 		return fd_call_fail(call, FD_EINVAL, "scopes: at most 64");
-	create_q_t q = { .a = a, .arena = arena, .req = req, .c = &c, .tenant = tenant };
+	create_q_t q = { .a = a, .arena = arena, .req = req, .c = &c, .tenant = tenant,
+		             .source = fd_audit_source(arena, fd_call_peer(call)) };
 	for (size_t i = 0; i < req->n_scopes; i++) {
 		if (!fd_scope_name((fd_scope_t)req->scopes[i]))
 			return fd_call_fail(call, FD_EINVAL, "scopes[%zu]: unknown scope %d", i, req->scopes[i]);
@@ -170,8 +177,8 @@ int authd_create_api_key(fd_call_t *call, const ProtobufCMessage *msg, ProtobufC
 	q.account = req->reseller_id ? req->reseller_id : tenant == c.tenant_id ? c.account_id : 0;
 	if (!q.account)
 		return fd_call_fail(call, FD_EINVAL, "reseller_id: required when acting in another tenant");
-	request_hash(a, msg, q.req_hash);
-	if (!(q.method = fd_arena_printf(arena, "CreateApiKey/%" PRId64, c.account_id)))
+	if (!q.source || request_hash(a, arena, msg, q.req_hash) < 0 ||
+	    !(q.method = fd_arena_printf(arena, "CreateApiKey/%" PRId64, c.account_id)))
 		return OOM(call);
 	if (!(q.resp = fd_arena_zalloc(arena, sizeof(*q.resp))))
 		return OOM(call);
@@ -204,15 +211,19 @@ static const fd_sql_t SQL_LIST_KEYS = {
 	" ORDER BY k.id LIMIT $6",
 	6,
 };
+/* The last column says whether this call revoked it (the subquery sees the
+ * row as it was before the UPDATE). */
 static const fd_sql_t SQL_REVOKE_KEY = {
 	"authd_revoke_api_key",
 	"UPDATE frontdesk.api_keys k SET revoked_at = coalesce(k.revoked_at, now())"
 	"  FROM frontdesk.accounts a"
 	" WHERE k.tenant_id = $1 AND k.id = $2 AND a.tenant_id = k.tenant_id AND a.id = k.account_id"
 	"   AND a.path LIKE $3 || '%'"
-	" RETURNING " KEY_COLS,
+	" RETURNING " KEY_COLS ", (SELECT o.revoked_at IS NULL FROM frontdesk.api_keys o"
+	"                           WHERE o.tenant_id = k.tenant_id AND o.id = k.id)",
 	3,
 };
+#define REVOKED_NOW 10           /* the column after KEY_COLS */
 
 typedef struct keys_q {
 	fd_arena_t *arena;
@@ -221,6 +232,8 @@ typedef struct keys_q {
 	const char *params[6];
 	int64_t account;             /* ListApiKeys filter: must be in the subtree */
 	const char *subtree;
+	const fd_caller_t *c;        /* RevokeApiKey: the actor of its event */
+	const char *source;
 	Frontdesk__V1__ApiKey **out;
 	size_t n;
 	bool account_missing;
@@ -248,6 +261,13 @@ static int keys_tx(fd_tx_t *tx, void *arg)
 	for (int i = 0; i < n; i++)
 		if (!(q->out[q->n++] = key_message(q->arena, q->tenant, res, i)))
 			return fd_err_set(fd_tx_err(tx), FD_EEXHAUSTED, "out of memory");
+	/* A revocation is recorded once: revoking a revoked key again changes nothing. */
+	if (q->sql == &SQL_REVOKE_KEY && n == 1 && strcmp(PQgetvalue(res, 0, REVOKED_NOW), "t") == 0) {
+		const char *detail[] = { "name", q->out[0]->name, "account", id_str(q->arena, q->out[0]->reseller_id),
+			                     NULL };
+		return audit_row(tx, q->arena, q->c, NULL, q->source, "api_key.revoke", "api_key", q->out[0]->id,
+		                 FD_AUDIT_OK, detail);
+	}
 	return 0;
 }
 
@@ -302,8 +322,11 @@ int authd_revoke_api_key(fd_call_t *call, const ProtobufCMessage *msg, ProtobufC
 		return rc;
 	if (req->api_key_id <= 0)
 		return fd_call_fail(call, FD_EINVAL, "api_key_id: required");
-	keys_q_t q = { .arena = arena, .tenant = tenant, .sql = &SQL_REVOKE_KEY,
+	keys_q_t q = { .arena = arena, .tenant = tenant, .sql = &SQL_REVOKE_KEY, .c = &c,
+		           .source = fd_audit_source(arena, fd_call_peer(call)),
 		           .params = { id_str(arena, tenant), id_str(arena, req->api_key_id), caller_subtree(&c) } };
+	if (!q.source)
+		return OOM(call);
 	fd_tx_opts_t o = { .tenant_id = tenant, .deadline_ms = fd_call_deadline_ms(call) };
 	if ((rc = fd_db_run_opts(a->db, &o, keys_tx, &q, err)) < 0)
 		return rc;

@@ -7,6 +7,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 #include <libpq-fe.h>
+#include "fd/audit.h"
 #include "fd/auth.h"
 #include "fd/db.h"
 #include "fd/request.h"
@@ -78,6 +79,7 @@ int authd_update_reseller(fd_call_t *, const ProtobufCMessage *, ProtobufCMessag
 int authd_create_api_key(fd_call_t *, const ProtobufCMessage *, ProtobufCMessage **);
 int authd_list_api_keys(fd_call_t *, const ProtobufCMessage *, ProtobufCMessage **);
 int authd_revoke_api_key(fd_call_t *, const ProtobufCMessage *, ProtobufCMessage **);
+int authd_list_audit_events(fd_call_t *, const ProtobufCMessage *, ProtobufCMessage **);
 int authd_get_verification_keys(fd_call_t *, const ProtobufCMessage *, ProtobufCMessage **);
 int authd_issue_service_token(fd_call_t *, const ProtobufCMessage *, ProtobufCMessage **);
 
@@ -150,7 +152,11 @@ int idem_lookup(fd_tx_t *tx, fd_arena_t *arena, int64_t tenant, const char *meth
                 ProtobufCMessage **replay);
 int idem_store(fd_tx_t *tx, int64_t tenant, const char *method, const char *key,
                const unsigned char req_hash[32], const ProtobufCMessage *resp);
-void request_hash(const authd_t *a, const ProtobufCMessage *req, unsigned char out[32]);
+/* The keyed BLAKE2b of the packed request (packed in the call's arena and
+ * wiped: it may hold a password). -FD_EEXHAUSTED when out of memory: never a
+ * made-up hash, which two different requests could share. */
+int request_hash(const authd_t *a, fd_arena_t *arena, const ProtobufCMessage *req,
+                 unsigned char out[32]) FD_MUSTCHECK;
 
 /* The path prefix of the accounts a caller may see in a tenant: its own
  * subtree for resellers, everything ("") for tenant and platform admins. */
@@ -161,6 +167,17 @@ static inline const char *caller_subtree(const fd_caller_t *c)
 
 /* The caller must be in scope s; and the tenant the request names. */
 int authd_caller(fd_call_t *call, fd_scope_t s, fd_caller_t *c) FD_MUSTCHECK;
+
+/* ---- audit.c: authd's rows of the audit trail ---- */
+/* The caller an access token of acc would make (the actor of a login). */
+void account_caller(const account_row_t *acc, fd_caller_t *c);
+/* Appends one event (fd_audit_add) with target "<kind>:<id>" (id 0: none)
+ * and detail pairs (NULL-terminated, may be NULL). In the tx's tenant. */
+int audit_row(fd_tx_t *tx, fd_arena_t *arena, const fd_caller_t *actor, const char *actor_label,
+              const char *source, const char *action, const char *kind, int64_t id,
+              fd_audit_outcome_t outcome, const char *const *detail) FD_MUSTCHECK;
+/* "login:<username>", the label of a caller that has not proved who it is. */
+const char *login_label(fd_arena_t *arena, const char *username);
 
 #define OOM(call) fd_call_fail((call), FD_EEXHAUSTED, "out of memory for this request")
 

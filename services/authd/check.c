@@ -149,18 +149,16 @@ static const fd_sql_t SQL_IDEM_PUT = {
 	5,
 };
 
-void request_hash(const authd_t *a, const ProtobufCMessage *req, unsigned char out[32])
+int request_hash(const authd_t *a, fd_arena_t *arena, const ProtobufCMessage *req, unsigned char out[32])
 {
 	size_t n = protobuf_c_message_get_packed_size(req);
-	unsigned char *buf = malloc(n ? n : 1);
-	if (!buf) {
-		memset(out, 0, 32);
-		return;
-	}
+	unsigned char *buf = fd_arena_alloc(arena, n ? n : 1);
+	if (!buf)
+		return -FD_EEXHAUSTED;
 	protobuf_c_message_pack(req, buf);
 	crypto_generichash(out, 32, buf, n, a->hash_key, 32);
 	sodium_memzero(buf, n);
-	free(buf);
+	return 0;
 }
 
 int idem_lookup(fd_tx_t *tx, fd_arena_t *arena, int64_t tenant, const char *method, const char *key,

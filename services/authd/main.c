@@ -1,7 +1,7 @@
 /* main.c - authd: identity. Tenants, the reseller tree, logins, access and
  * refresh tokens, API keys, service tokens and the public keys every service
  * verifies tokens with. The handlers live in one file per group:
- * tenants.c, sessions.c, resellers.c, apikeys.c, keys.c. */
+ * tenants.c, sessions.c, resellers.c, apikeys.c, keys.c, audit.c. */
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -53,6 +53,7 @@ static const fd_method_impl_t methods[] = {
 	{ "CreateApiKey", authd_create_api_key, NULL },
 	{ "ListApiKeys", authd_list_api_keys, NULL },
 	{ "RevokeApiKey", authd_revoke_api_key, NULL },
+	{ "ListAuditEvents", authd_list_audit_events, NULL },
 	{ "GetVerificationKeys", authd_get_verification_keys, NULL },
 	{ "IssueServiceToken", authd_issue_service_token, NULL },
 	{ 0 },

@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sodium.h>
 #include "authd.h"
 #include "fd/log.h"
 
@@ -59,6 +60,8 @@ typedef struct create_q {
 	authd_t *a;
 	fd_arena_t *arena;
 	const Frontdesk__V1__CreateResellerRequest *req;
+	const fd_caller_t *c;
+	const char *source;
 	int64_t tenant, parent;      /* parent 0: the tenant's root */
 	const char *subtree, *pwhash, *perms;
 	unsigned char req_hash[32];
@@ -98,8 +101,15 @@ static int create_tx(fd_tx_t *tx, void *arg)
 		q->parent_missing = true;
 		return 0;
 	}
-	if (!(q->resp->reseller = reseller_message(q->arena, q->tenant, res, 0)))
+	Frontdesk__V1__Reseller *r = q->resp->reseller = reseller_message(q->arena, q->tenant, res, 0);
+	if (!r)
 		return fd_err_set(fd_tx_err(tx), FD_EEXHAUSTED, "out of memory");
+	const char *perms = q->perms[1] == '}' ? "" : q->perms;   /* "{}" */
+	const char *detail[] = { "username", r->username, "parent", id_str(q->arena, r->parent_id),
+		                     "permissions", perms, NULL };
+	if ((rc = audit_row(tx, q->arena, q->c, NULL, q->source, "reseller.create", "account", r->id, FD_AUDIT_OK,
+	                    detail)) < 0)
+		return rc;
 	return key[0] ? idem_store(tx, q->tenant, q->method, key, q->req_hash, &q->resp->base) : 0;
 }
 
@@ -122,7 +132,7 @@ int authd_create_reseller(fd_call_t *call, const ProtobufCMessage *msg, Protobuf
 		return fd_call_fail(call, FD_EINVAL, "parent_id: must not be negative");
 	if ((rc = check_username("username", req->username, err)) < 0 ||
 	    (rc = check_password("password", req->password, err)) < 0 ||
-	    (rc = fd_check_text("display_name", req->display_name, 0, 200, err)) < 0 ||
+	    (rc = fd_check_name("display_name", req->display_name, 0, 200, err)) < 0 ||
 	    (rc = fd_check_text("notes", req->notes, 0, 2000, err)) < 0 ||
 	    (rc = fd_check_idem_key(req->idempotency_key, err)) < 0 ||
 	    (rc = perms_of_request(call, "permissions", req->permissions, req->n_permissions, &perms)) < 0)
@@ -130,18 +140,18 @@ int authd_create_reseller(fd_call_t *call, const ProtobufCMessage *msg, Protobuf
 	if (perms & ~c.permissions)
 		return fd_call_fail(call, FD_EPERM, "permissions: wider than your own");
 
-	create_q_t q = { .a = a, .arena = arena, .req = req, .tenant = tenant, .subtree = caller_subtree(&c),
-		             .perms = permissions_array(arena, perms) };
+	create_q_t q = { .a = a, .arena = arena, .req = req, .c = &c, .tenant = tenant, .subtree = caller_subtree(&c),
+		             .perms = permissions_array(arena, perms), .source = fd_audit_source(arena, fd_call_peer(call)) };
+	if (!q.perms || !q.source || request_hash(a, arena, msg, q.req_hash) < 0)
+		return OOM(call);
 	/* Parent 0: the caller's own account; for a platform admin, the tenant's root. */
 	q.parent = req->parent_id ? req->parent_id : c.role == FD_ROLE_PLATFORM_ADMIN ? 0 : c.account_id;
 	char hash[128];
 	if ((rc = pw_hash(a, req->password, hash, err)) < 0)
 		return rc;
 	q.pwhash = hash;
-	request_hash(a, msg, q.req_hash);
-	if (!(q.method = fd_arena_printf(arena, "CreateReseller/%" PRId64, c.account_id)))
-		return OOM(call);
-	if (!q.perms || !(q.resp = fd_arena_zalloc(arena, sizeof(*q.resp))))
+	if (!(q.method = fd_arena_printf(arena, "CreateReseller/%" PRId64, c.account_id)) ||
+	    !(q.resp = fd_arena_zalloc(arena, sizeof(*q.resp))))
 		return OOM(call);
 	frontdesk__v1__create_reseller_response__init(q.resp);
 	fd_tx_opts_t o = { .tenant_id = tenant, .deadline_ms = fd_call_deadline_ms(call) };
@@ -299,6 +309,8 @@ int authd_list_resellers(fd_call_t *call, const ProtobufCMessage *msg, ProtobufC
 
 /* ---- UpdateReseller ---- */
 
+/* $9: the password hash the row must still have (a change of one's own
+ * password checked against it); NULL: any. */
 static const fd_sql_t SQL_UPDATE_RESELLER = {
 	"authd_update_reseller",
 	"UPDATE frontdesk.accounts AS a SET"
@@ -306,8 +318,9 @@ static const fd_sql_t SQL_UPDATE_RESELLER = {
 	"   password_hash = coalesce($5, a.password_hash), status = coalesce($6, a.status),"
 	"   notes = coalesce($7, a.notes), updated_at = now()"
 	" WHERE a.tenant_id = $1 AND a.id = $2 AND a.path LIKE $8 || '%'"
+	"   AND ($9::text IS NULL OR a.password_hash = $9)"
 	" RETURNING " RESELLER_COLS,
-	8,
+	9,
 };
 static const fd_sql_t SQL_REVOKE_ON_RESET = {
 	"authd_revoke_on_reset",
@@ -315,12 +328,21 @@ static const fd_sql_t SQL_REVOKE_ON_RESET = {
 	" WHERE tenant_id = $1 AND account_id = $2 AND revoked_at IS NULL",
 	2,
 };
+static const fd_sql_t SQL_PASSWORD_HASH = {
+	"authd_password_hash",
+	"SELECT password_hash FROM frontdesk.accounts WHERE tenant_id = $1 AND id = $2",
+	2,
+};
 
 typedef struct update_q {
 	fd_arena_t *arena;
-	int64_t tenant;
-	const char *params[8];
-	bool password;
+	int64_t tenant, id;
+	const fd_caller_t *c;
+	const char *source;
+	const char *params[9];
+	bool password, self;
+	const char *fields;          /* the other fields changed, "display_name,notes" ("": none) */
+	char old_hash[160];          /* self password change: the hash read first */
 	Frontdesk__V1__Reseller *out;
 } update_q_t;
 
@@ -336,9 +358,48 @@ static int update_tx(fd_tx_t *tx, void *arg)
 		return 0;
 	if (!(q->out = reseller_message(q->arena, q->tenant, res, 0)))
 		return fd_err_set(fd_tx_err(tx), FD_EEXHAUSTED, "out of memory");
-	if (q->password)
-		return fd_tx_exec(tx, &SQL_REVOKE_ON_RESET, q->params, 0, NULL);
+	if (q->password && (rc = fd_tx_exec(tx, &SQL_REVOKE_ON_RESET, q->params, 0, NULL)) < 0)
+		return rc;
+	/* One event per kind of change, none holding the password. */
+	if (q->params[5]) {
+		bool suspend = strcmp(q->params[5], "suspended") == 0;
+		if ((rc = audit_row(tx, q->arena, q->c, NULL, q->source, suspend ? "reseller.suspend" : "reseller.reactivate",
+		                    "account", q->id, FD_AUDIT_OK, NULL)) < 0)
+			return rc;
+	}
+	if (q->password &&
+	    (rc = audit_row(tx, q->arena, q->c, NULL, q->source,
+	                    q->self ? "account.password_change" : "account.password_reset", "account", q->id,
+	                    FD_AUDIT_OK, NULL)) < 0)
+		return rc;
+	if (q->fields[0]) {
+		const char *detail[] = { "fields", q->fields, NULL };
+		if ((rc = audit_row(tx, q->arena, q->c, NULL, q->source, "reseller.update", "account", q->id, FD_AUDIT_OK,
+		                    detail)) < 0)
+			return rc;
+	}
 	return 0;
+}
+
+static int password_hash_tx(fd_tx_t *tx, void *arg)
+{
+	update_q_t *q = arg;
+	PGresult *res;
+	int rc = fd_tx_exec(tx, &SQL_PASSWORD_HASH, q->params, FD_TX_LAST, &res);
+	if (rc < 0)
+		return rc;
+	if (PQntuples(res) != 1)
+		return fd_err_set(fd_tx_err(tx), FD_ENOTFOUND, "reseller %" PRId64 " not found", q->id);
+	snprintf(q->old_hash, sizeof(q->old_hash), "%s", PQgetvalue(res, 0, 0));
+	return 0;
+}
+
+/* A wrong current password: the attempt is an event of its own. */
+static int password_refused_tx(fd_tx_t *tx, void *arg)
+{
+	update_q_t *q = arg;
+	return audit_row(tx, q->arena, q->c, NULL, q->source, "account.password_change", "account", q->id,
+	                 FD_AUDIT_FAILED, NULL);
 }
 
 int authd_update_reseller(fd_call_t *call, const ProtobufCMessage *msg, ProtobufCMessage **resp)
@@ -351,7 +412,7 @@ int authd_update_reseller(fd_call_t *call, const ProtobufCMessage *msg, Protobuf
 	int64_t tenant;
 	int rc;
 	if ((rc = authd_caller(call, FRONTDESK__V1__SCOPE__SCOPE_RESELLERS_WRITE, &c)) < 0 ||
-	    (rc = reseller_tenant(call, &c, req->tenant_id, &tenant)) < 0)
+	    (rc = fd_call_tenant(call, &c, req->tenant_id, &tenant)) < 0)
 		return rc;
 	if (req->reseller_id < 0)
 		return fd_call_fail(call, FD_EINVAL, "reseller_id: must not be negative");
@@ -359,13 +420,18 @@ int authd_update_reseller(fd_call_t *call, const ProtobufCMessage *msg, Protobuf
 	int64_t id = req->reseller_id ? req->reseller_id : tenant == c.tenant_id ? c.account_id : 0;
 	if (!id)
 		return fd_call_fail(call, FD_EINVAL, "reseller_id: required when acting in another tenant");
-	if ((rc = fd_check_text("display_name", req->display_name, 0, 200, err)) < 0 ||
+	bool self = tenant == c.tenant_id && id == c.account_id;
+	/* The platform has no resellers: there a platform admin changes only its own account. */
+	if (tenant == 0 && !self)
+		return fd_call_fail(call, FD_EINVAL, "tenant_id: name the tenant (the platform has no resellers)");
+	if ((rc = fd_check_name("display_name", req->display_name, 0, 200, err)) < 0 ||
 	    (req->new_password[0] && (rc = check_password("new_password", req->new_password, err)) < 0) ||
 	    (req->notes && (rc = fd_check_text("notes", req->notes->value, 0, 2000, err)) < 0))
 		return rc;
+	if (strlen(req->current_password) > 1024)
+		return fd_call_fail(call, FD_EINVAL, "current_password: at most 1024 bytes");
 	if (req->status > FRONTDESK__V1__RESELLER_STATUS__RESELLER_STATUS_SUSPENDED)
 		return fd_call_fail(call, FD_EINVAL, "status: unknown value %d", req->status);
-	bool self = tenant == c.tenant_id && id == c.account_id;
 	unsigned perms = 0;
 	if (req->permissions) {
 		if ((rc = perms_of_request(call, "permissions.values", req->permissions->values,
@@ -378,22 +444,58 @@ int authd_update_reseller(fd_call_t *call, const ProtobufCMessage *msg, Protobuf
 	}
 	if (req->status && self)
 		return fd_call_fail(call, FD_EPERM, "status: you cannot change your own");
+	bool own_password = self && req->new_password[0];
+	if (req->current_password[0] && !own_password)
+		return fd_call_fail(call, FD_EINVAL, "current_password: only when changing your own password");
+	/* A stolen access token or an API key must not take the account over. */
+	if (own_password && c.kind != FD_CRED_ACCESS_TOKEN)
+		return fd_call_fail(call, FD_EPERM, "new_password: your own password is changed with an access "
+		                    "token from Login and the current password, not with an API key");
+	if (own_password && !req->current_password[0])
+		return fd_call_fail(call, FD_EINVAL, "current_password: required to change your own password");
 
-	update_q_t q = { .arena = arena, .tenant = tenant, .password = req->new_password[0] != '\0' };
+	update_q_t q = { .arena = arena, .tenant = tenant, .id = id, .c = &c, .self = self,
+		             .password = req->new_password[0] != '\0',
+		             .source = fd_audit_source(arena, fd_call_peer(call)) };
+	q.fields = fd_arena_printf(arena, "%s%s%s%s%s", req->display_name[0] ? "display_name" : "",
+	                           req->display_name[0] && (req->permissions || req->notes) ? "," : "",
+	                           req->permissions ? "permissions" : "", req->permissions && req->notes ? "," : "",
+	                           req->notes ? "notes" : "");
+	q.params[0] = id_str(arena, tenant);
+	q.params[1] = id_str(arena, id);
+	if (!q.source || !q.fields || !q.params[0] || !q.params[1])
+		return OOM(call);
+	fd_tx_opts_t o = { .tenant_id = tenant, .deadline_ms = fd_call_deadline_ms(call) };
+	if (own_password) {
+		fd_tx_opts_t ro = o;
+		ro.read_only = true;
+		if ((rc = fd_db_run_opts(a->db, &ro, password_hash_tx, &q, err)) < 0)
+			return rc;
+		rc = pw_verify(a, q.old_hash, req->current_password, err);
+		if (rc == -FD_EEXHAUSTED)
+			return rc;
+		if (rc < 0) {
+			if ((rc = fd_db_run_opts(a->db, &o, password_refused_tx, &q, err)) < 0)
+				return rc;
+			return fd_call_fail(call, FD_EPERM, "current_password: does not match; nothing was changed");
+		}
+	}
 	char hash[128];
 	if (q.password && (rc = pw_hash(a, req->new_password, hash, err)) < 0)
 		return rc;
-	q.params[0] = id_str(arena, tenant);
-	q.params[1] = id_str(arena, id);
 	q.params[2] = req->display_name[0] ? req->display_name : NULL;
 	q.params[3] = req->permissions ? permissions_array(arena, perms) : NULL;
 	q.params[4] = q.password ? hash : NULL;
 	q.params[5] = req->status ? reseller_status_text(req->status) : NULL;
 	q.params[6] = req->notes ? req->notes->value : NULL;
 	q.params[7] = caller_subtree(&c);
-	fd_tx_opts_t o = { .tenant_id = tenant, .deadline_ms = fd_call_deadline_ms(call) };
-	if ((rc = fd_db_run_opts(a->db, &o, update_tx, &q, err)) < 0)
+	q.params[8] = own_password ? q.old_hash : NULL;
+	rc = fd_db_run_opts(a->db, &o, update_tx, &q, err);
+	sodium_memzero(hash, sizeof(hash));
+	if (rc < 0)
 		return rc;
+	if (!q.out && own_password)
+		return fd_call_fail(call, FD_EABORTED, "new_password: the password changed meanwhile; nothing was changed");
 	if (!q.out)
 		return fd_call_fail(call, FD_ENOTFOUND, "reseller %" PRId64 " not found", id);
 	if (req->status)

@@ -8,6 +8,7 @@
 #include <sodium.h>
 #include "authd.h"
 #include "fd/log.h"
+#include "fd/tenant.h"
 
 #define PW_WAIT_MS 2000      /* a login waits this long for a hashing slot */
 
@@ -41,7 +42,8 @@ fd_scopes_t role_scopes(fd_role_t role)
 		       FD_SCOPE(FRONTDESK__V1__SCOPE__SCOPE_LINES_WRITE) |
 		       FD_SCOPE(FRONTDESK__V1__SCOPE__SCOPE_LINES_TRIAL) |
 		       FD_SCOPE(FRONTDESK__V1__SCOPE__SCOPE_SESSIONS_READ) |
-		       FD_SCOPE(FRONTDESK__V1__SCOPE__SCOPE_SESSIONS_WRITE);
+		       FD_SCOPE(FRONTDESK__V1__SCOPE__SCOPE_SESSIONS_WRITE) |
+		       FD_SCOPE(FRONTDESK__V1__SCOPE__SCOPE_AUDIT_READ);   /* its subtree's events */
 	default:
 		return 0;
 	}
@@ -232,7 +234,8 @@ static const fd_sql_t SQL_COUNT_ATTEMPT = {
 	"   window_start = CASE WHEN f.window_start > now() - make_interval(secs => $2::int)"
 	"                   THEN f.window_start ELSE now() END"
 	" RETURNING f.failures, greatest(1, ceil(extract(epoch FROM"
-	"           f.window_start + make_interval(secs => $2::int) - now())))::bigint",
+	"           f.window_start + make_interval(secs => $2::int) - now())))::bigint,"
+	"           extract(epoch FROM f.window_start)",
 	2,
 };
 static const fd_sql_t SQL_UNCOUNT_ATTEMPT = {
@@ -252,7 +255,9 @@ typedef struct login_q {
 	fd_arena_t *arena;
 	const char *slug, *username;
 	const char *src_key, *acct_key;
+	const char *source;          /* the address counted (src_key's) */
 	int64_t retry_in;            /* > 0: over a limit */
+	const char *window;          /* when the (account, source) window began (epoch seconds) */
 	int64_t tenant;              /* 0 when the slug is unknown (tenant 0 is "platform") */
 	bool tenant_found, tenant_active;
 	account_row_t acc;
@@ -279,6 +284,8 @@ static int limits_tx(fd_tx_t *tx, void *arg)
 			return rc;
 		int64_t attempts = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
 		int64_t in = strtoll(PQgetvalue(res, 0, 1), NULL, 10);
+		if (i == 1 && !(q->window = fd_arena_strdup(q->arena, PQgetvalue(res, 0, 2))))
+			return fd_err_set(fd_tx_err(tx), FD_EEXHAUSTED, "out of memory");
 		if (attempts > limits[i] && in > q->retry_in)
 			q->retry_in = in;
 	}
@@ -376,7 +383,99 @@ static int success_tx(fd_tx_t *tx, void *arg)
 	const char *tp[] = { id_str(q->arena, q->tenant), id_str(q->arena, q->acc.id) };
 	if ((rc = fd_tx_exec(tx, &SQL_TOUCH_LOGIN, tp, 0, NULL)) < 0)
 		return rc;
+	fd_caller_t actor;
+	account_caller(&q->acc, &actor);
+	if ((rc = audit_row(tx, q->arena, &actor, NULL, q->source, "login.success", "account", q->acc.id, FD_AUDIT_OK,
+	                    NULL)) < 0)
+		return rc;
 	return new_refresh(tx, q->a, q->arena, q->tenant, q->acc.id, 0, &q->refresh, &q->refresh_exp);
+}
+
+/* ---- failed logins in the audit trail ----
+ *
+ * A failed login is an event of the tenant its slug names (tenant 0 when
+ * the slug is unknown, with the slug in the detail); the actor is who it
+ * claimed to be ("login:alice"), the target the account when it exists.
+ * Refusals past the rate limit are one event per window and (account,
+ * source): the first adds a 'login.rate_limited' row, the later ones count
+ * in its repeats (the one UPDATE migrations/0006_audit.sql lets authd make).
+ * An advisory lock on the counter's key orders concurrent refusals, so two
+ * of them never both find no row and add one each. */
+
+static const fd_sql_t SQL_LIMITED_LOCK = {
+	"authd_limited_lock", "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))", 1,
+};
+static const fd_sql_t SQL_ACCOUNT_ID = {
+	"authd_account_id", "SELECT id FROM frontdesk.accounts WHERE tenant_id = $1 AND username = $2", 2,
+};
+static const fd_sql_t SQL_LIMITED_REPEAT = {
+	"authd_limited_repeat",
+	"UPDATE frontdesk.audit_events e SET repeats = e.repeats + 1, last_at = greatest(e.last_at, now())"
+	" WHERE e.tenant_id = $1 AND e.action = 'login.rate_limited' AND e.actor = $2 AND e.source = $3"
+	"   AND e.at >= to_timestamp($4::double precision)"
+	"   AND (e.detail ->> 'tenant_slug') IS NOT DISTINCT FROM $5"
+	" RETURNING e.id",
+	5,
+};
+
+static int64_t login_tenant(const login_q_t *q)
+{
+	return q->tenant_found ? q->tenant : FD_PLATFORM_TENANT;
+}
+
+static int limited_tx(fd_tx_t *tx, void *arg)
+{
+	login_q_t *q = arg;
+	const char *label = login_label(q->arena, q->username);
+	const char *tenant = id_str(q->arena, login_tenant(q));
+	if (!label || !tenant)
+		return fd_err_set(fd_tx_err(tx), FD_EEXHAUSTED, "out of memory");
+	const char *lp[] = { q->acct_key };
+	const char *ap[] = { tenant, q->username };
+	const char *rp[] = { tenant, label, q->source, q->window, q->tenant_found ? NULL : q->slug };
+	PGresult *res;
+	int rc;
+	if ((rc = fd_tx_exec(tx, &SQL_LIMITED_LOCK, lp, 0, NULL)) < 0 ||
+	    (rc = fd_tx_exec(tx, &SQL_LIMITED_REPEAT, rp, 0, &res)) < 0)
+		return rc;
+	if (PQntuples(res) > 0)
+		return 0;
+	int64_t account = 0;
+	if (q->tenant_found) {
+		if ((rc = fd_tx_exec(tx, &SQL_ACCOUNT_ID, ap, 0, &res)) < 0)
+			return rc;
+		account = PQntuples(res) ? strtoll(PQgetvalue(res, 0, 0), NULL, 10) : 0;
+	}
+	const char *detail[] = { "tenant_slug", q->slug, NULL };
+	return audit_row(tx, q->arena, NULL, label, q->source, "login.rate_limited", "account", account,
+	                 FD_AUDIT_LIMITED, q->tenant_found ? NULL : detail);
+}
+
+typedef struct failure_q {
+	login_q_t *q;
+	bool password_ok;            /* right password, suspended account or tenant */
+} failure_q_t;
+
+static int failure_tx(fd_tx_t *tx, void *arg)
+{
+	failure_q_t *f = arg;
+	login_q_t *q = f->q;
+	int rc;
+	if (f->password_ok) {        /* not a guess: its count is taken back */
+		const char *p1[] = { q->src_key };
+		const char *p2[] = { q->acct_key };
+		if ((rc = fd_tx_exec(tx, &SQL_UNCOUNT_ATTEMPT, p1, 0, NULL)) < 0 ||
+		    (rc = fd_tx_exec(tx, &SQL_UNCOUNT_ATTEMPT, p2, 0, NULL)) < 0)
+			return rc;
+	}
+	const char *label = login_label(q->arena, q->username);
+	if (!label)
+		return fd_err_set(fd_tx_err(tx), FD_EEXHAUSTED, "out of memory");
+	const char *unknown[] = { "tenant_slug", q->slug, NULL };
+	const char *suspended[] = { "reason", !q->tenant_active ? "tenant suspended" : "account suspended", NULL };
+	return audit_row(tx, q->arena, NULL, label, q->source, "login.failure", "account", q->found ? q->acc.id : 0,
+	                 f->password_ok ? FD_AUDIT_REFUSED : FD_AUDIT_FAILED,
+	                 f->password_ok ? suspended : q->tenant_found ? NULL : unknown);
 }
 
 /* The address failed logins are counted against: the peer's, or the one a
@@ -429,7 +528,7 @@ int authd_login(fd_call_t *call, const ProtobufCMessage *msg, ProtobufCMessage *
 	if ((rc = login_source(call, req->tenant_slug, req->client_address, &src)) < 0)
 		return rc;
 
-	login_q_t q = { .a = a, .arena = arena, .slug = req->tenant_slug, .username = req->username };
+	login_q_t q = { .a = a, .arena = arena, .slug = req->tenant_slug, .username = req->username, .source = src };
 	q.src_key = fd_arena_printf(arena, "src:%s", src);
 	q.acct_key = fd_arena_printf(arena, "acct:%s:%s:%s", req->tenant_slug, req->username, src);
 	if (!q.src_key || !q.acct_key)
@@ -437,8 +536,12 @@ int authd_login(fd_call_t *call, const ProtobufCMessage *msg, ProtobufCMessage *
 	fd_tx_opts_t po = { .tenant_id = FD_NO_TENANT, .deadline_ms = fd_call_deadline_ms(call) };
 	if ((rc = fd_db_run_opts(a->db, &po, limits_tx, &q, err)) < 0)
 		return rc;
-	if (q.retry_in > 0)
+	if (q.retry_in > 0) {
+		fd_tx_opts_t lo = { .tenant_id = login_tenant(&q), .deadline_ms = fd_call_deadline_ms(call) };
+		if ((rc = fd_db_run_opts(a->db, &lo, limited_tx, &q, err)) < 0)
+			return rc;
 		return fd_call_fail(call, FD_EEXHAUSTED, "too many failed logins; retry in %" PRId64 " s", q.retry_in);
+	}
 	if (q.tenant_found) {
 		fd_tx_opts_t to = { .tenant_id = q.tenant, .deadline_ms = fd_call_deadline_ms(call), .read_only = true };
 		if ((rc = fd_db_run_opts(a->db, &to, account_tx, &q, err)) < 0)
@@ -448,16 +551,20 @@ int authd_login(fd_call_t *call, const ProtobufCMessage *msg, ProtobufCMessage *
 	rc = pw_verify(a, q.found ? q.hash : a->dummy_hash, req->password, err);
 	bool password_ok = rc == 0 && q.found;
 	bool ok = password_ok && q.tenant_active && q.active;
-	if ((password_ok && !ok) || rc == -FD_EEXHAUSTED) {   /* a success uncounts in success_tx */
+	if (rc == -FD_EEXHAUSTED) {  /* no hashing slot: not an attempt at all */
 		fd_err_t e2;
 		int urc = fd_db_run_opts(a->db, &po, uncount_tx, &q, &e2);
 		if (urc < 0)
 			fd_warn("failed-login counters not corrected: %s", e2.msg);
-	}
-	if (rc == -FD_EEXHAUSTED)
 		return rc;
-	if (!ok)
+	}
+	if (!ok) {                   /* a success uncounts in success_tx */
+		failure_q_t f = { .q = &q, .password_ok = password_ok };
+		fd_tx_opts_t fo = { .tenant_id = login_tenant(&q), .deadline_ms = fd_call_deadline_ms(call) };
+		if ((rc = fd_db_run_opts(a->db, &fo, failure_tx, &f, err)) < 0)
+			return rc;
 		return fd_call_fail(call, FD_EUNAUTH, "invalid tenant, username or password");
+	}
 	fd_tx_opts_t to = { .tenant_id = q.tenant, .deadline_ms = fd_call_deadline_ms(call) };
 	if ((rc = fd_db_run_opts(a->db, &to, success_tx, &q, err)) < 0)
 		return rc;
@@ -511,6 +618,7 @@ typedef struct refresh_q {
 	authd_t *a;
 	fd_arena_t *arena;
 	const char *token;
+	const char *source;          /* the client's address, for the audit trail */
 	int64_t tenant, id;
 	bool logout;                 /* revoke the family instead of rotating */
 	/* results */
@@ -543,6 +651,7 @@ static int refresh_tx(fd_tx_t *tx, void *arg)
 		q->refused = "invalid refresh token";
 		return 0;
 	}
+	PGresult *lock = res;
 	const char *family = fd_arena_strdup(q->arena, PQgetvalue(res, 0, 1));
 	const char *fp[] = { params[0], family };
 	bool used = strcmp(PQgetvalue(res, 0, 3), "t") == 0;
@@ -557,6 +666,15 @@ static int refresh_tx(fd_tx_t *tx, void *arg)
 		if (!q->logout) {
 			q->refused = "refresh token already used; its sessions are revoked";
 			fd_warn("refresh token reuse in family %s: family revoked", family);
+			/* Whoever presented it proved nothing: the actor is the token's id
+			 * (never the token), the target its account. */
+			const char *label = fd_arena_printf(q->arena, "refresh_token:%" PRId64, q->id);
+			const char *count = id_str(q->arena, q->revoked);
+			const char *detail[] = { "family", family, "revoked", count, NULL };
+			if (!label || !family || !count)
+				return fd_err_set(fd_tx_err(tx), FD_EEXHAUSTED, "out of memory");
+			return audit_row(tx, q->arena, NULL, label, q->source, "refresh_token.reuse", "account",
+			                 strtoll(PQgetvalue(lock, 0, 0), NULL, 10), FD_AUDIT_REFUSED, detail);
 		}
 		return 0;
 	}
@@ -592,7 +710,10 @@ int authd_refresh(fd_call_t *call, const ProtobufCMessage *msg, ProtobufCMessage
 	const Frontdesk__V1__RefreshRequest *req = (const void *)msg;
 	authd_t *a = authd_of(call);
 	fd_arena_t *arena = fd_call_arena(call);
-	refresh_q_t q = { .a = a, .arena = arena, .token = req->refresh_token };
+	refresh_q_t q = { .a = a, .arena = arena, .token = req->refresh_token,
+		              .source = fd_audit_source(arena, fd_call_peer(call)) };
+	if (!q.source)
+		return OOM(call);
 	if (!req->refresh_token[0])
 		return fd_call_fail(call, FD_EINVAL, "refresh_token: required");
 	if (parse_refresh(req->refresh_token, &q.tenant, &q.id) < 0)

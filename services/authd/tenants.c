@@ -1,9 +1,12 @@
 /* tenants.c - CreateTenant, GetTenant, ListTenants, SuspendTenant.
  *
  * CreateTenant makes the tenant, its admin account (the root of its reseller
- * tree) and its idempotency record in one transaction: it takes the tenant's
- * id first, then moves the transaction's tenant setting from the platform to
- * the new tenant and back, so row-level security checks each insert. */
+ * tree), its audit event and its idempotency record in one transaction of
+ * the new tenant: it takes the tenant's id first (a value a replay wastes),
+ * and moves the transaction's tenant setting to the platform for the
+ * idempotency record and back, so row-level security checks each insert.
+ * A platform admin's actions on a tenant are events of that tenant, so its
+ * admins see who created or suspended it. */
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -62,6 +65,9 @@ typedef struct create_tenant_q {
 	authd_t *a;
 	fd_arena_t *arena;
 	const Frontdesk__V1__CreateTenantRequest *req;
+	const fd_caller_t *c;
+	const char *source;
+	const char *tid;             /* the new tenant's id, taken beforehand */
 	const char *pwhash;
 	unsigned char req_hash[32];
 	const char *method;          /* idempotency scope: the method and the caller's account */
@@ -69,15 +75,32 @@ typedef struct create_tenant_q {
 	bool replayed;
 } create_tenant_q_t;
 
+static int next_tenant_tx(fd_tx_t *tx, void *arg)
+{
+	create_tenant_q_t *q = arg;
+	PGresult *res;
+	int rc = fd_tx_exec(tx, &SQL_NEXT_TENANT, NULL, FD_TX_LAST, &res);
+	if (rc < 0)
+		return rc;
+	if (!(q->tid = fd_arena_strdup(q->arena, PQgetvalue(res, 0, 0))))
+		return fd_err_set(fd_tx_err(tx), FD_EEXHAUSTED, "out of memory");
+	return 0;
+}
+
+/* Runs in a transaction of the new tenant (q->tid). */
 static int create_tenant_tx(fd_tx_t *tx, void *arg)
 {
 	create_tenant_q_t *q = arg;
 	const char *key = q->req->idempotency_key;
+	const char *zero[] = { "0" }, *tenant[] = { q->tid };
 	int rc;
 	PGresult *res;
 	q->replayed = false;
 	if (key[0]) {
+		/* Keys of CreateTenant are the platform's. */
 		ProtobufCMessage *prev;
+		if ((rc = fd_tx_exec(tx, &SQL_SET_TENANT, zero, 0, NULL)) < 0)
+			return rc;
 		rc = idem_lookup(tx, q->arena, 0, q->method, key, q->req_hash,
 		                 &frontdesk__v1__create_tenant_response__descriptor, &prev);
 		if (rc < 0)
@@ -87,27 +110,28 @@ static int create_tenant_tx(fd_tx_t *tx, void *arg)
 			q->replayed = true;
 			return 0;
 		}
+		if ((rc = fd_tx_exec(tx, &SQL_SET_TENANT, tenant, 0, NULL)) < 0)
+			return rc;
 	}
-	if ((rc = fd_tx_exec(tx, &SQL_NEXT_TENANT, NULL, 0, &res)) < 0)
-		return rc;
-	const char *tid = fd_arena_strdup(q->arena, PQgetvalue(res, 0, 0));
-	const char *tp[] = { tid, q->req->slug, q->req->name };
+	const char *tp[] = { q->tid, q->req->slug, q->req->name };
 	if ((rc = fd_tx_exec(tx, &SQL_INSERT_TENANT, tp, 0, &res)) < 0)
 		return rc;
 	q->resp->tenant = tenant_message(q->arena, res, 0);
-	const char *st[] = { tid };
-	if ((rc = fd_tx_exec(tx, &SQL_SET_TENANT, st, 0, NULL)) < 0 ||
-	    (rc = fd_tx_exec(tx, &SQL_NEXT_ACCOUNT, NULL, 0, &res)) < 0)
+	if ((rc = fd_tx_exec(tx, &SQL_NEXT_ACCOUNT, NULL, 0, &res)) < 0)
 		return rc;
 	const char *aid = fd_arena_strdup(q->arena, PQgetvalue(res, 0, 0));
-	const char *ap[] = { tid, aid, q->req->admin_username, q->req->admin_display_name, q->pwhash };
+	const char *ap[] = { q->tid, aid, q->req->admin_username, q->req->admin_display_name, q->pwhash };
 	if ((rc = fd_tx_exec(tx, &SQL_INSERT_ROOT, ap, 0, &res)) < 0)
 		return rc;
-	q->resp->admin = reseller_message(q->arena, strtoll(tid, NULL, 10), res, 0);
+	q->resp->admin = reseller_message(q->arena, strtoll(q->tid, NULL, 10), res, 0);
 	if (!q->resp->tenant || !q->resp->admin)
 		return fd_err_set(fd_tx_err(tx), FD_EEXHAUSTED, "out of memory");
+	const char *detail[] = { "slug", q->req->slug, "name", q->req->name,
+		                     "admin_account", aid, "admin_username", q->req->admin_username, NULL };
+	if ((rc = audit_row(tx, q->arena, q->c, NULL, q->source, "tenant.create", "tenant",
+	                    q->resp->tenant->id, FD_AUDIT_OK, detail)) < 0)
+		return rc;
 	if (key[0]) {
-		const char *zero[] = { "0" };
 		if ((rc = fd_tx_exec(tx, &SQL_SET_TENANT, zero, 0, NULL)) < 0)
 			return rc;
 		return idem_store(tx, 0, q->method, key, q->req_hash, &q->resp->base);
@@ -127,36 +151,37 @@ int authd_create_tenant(fd_call_t *call, const ProtobufCMessage *msg, ProtobufCM
 		return rc;
 	if (c.role != FD_ROLE_PLATFORM_ADMIN)
 		return fd_call_fail(call, FD_EPERM, "only platform admins create tenants");
-	if ((rc = check_slug("slug", req->slug, err)) < 0 || (rc = fd_check_text("name", req->name, 1, 200, err)) < 0 ||
+	if ((rc = check_slug("slug", req->slug, err)) < 0 || (rc = fd_check_name("name", req->name, 1, 200, err)) < 0 ||
 	    (rc = check_username("admin_username", req->admin_username, err)) < 0 ||
 	    (rc = check_password("admin_password", req->admin_password, err)) < 0 ||
-	    (rc = fd_check_text("admin_display_name", req->admin_display_name, 0, 200, err)) < 0 ||
+	    (rc = fd_check_name("admin_display_name", req->admin_display_name, 0, 200, err)) < 0 ||
 	    (rc = fd_check_idem_key(req->idempotency_key, err)) < 0)
 		return rc;
 	if (strcmp(req->slug, "platform") == 0)
 		return fd_call_fail(call, FD_EEXISTS, "slug: \"platform\" is taken");
 
-	create_tenant_q_t q = { .a = a, .arena = arena, .req = req };
+	create_tenant_q_t q = { .a = a, .arena = arena, .req = req, .c = &c,
+		                    .source = fd_audit_source(arena, fd_call_peer(call)) };
+	if (!q.source || request_hash(a, arena, msg, q.req_hash) < 0 ||
+	    !(q.method = fd_arena_printf(arena, "CreateTenant/%" PRId64, c.account_id)))
+		return OOM(call);
 	char hash[128];
 	if ((rc = pw_hash(a, req->admin_password, hash, err)) < 0)
 		return rc;
 	q.pwhash = hash;
-	request_hash(a, msg, q.req_hash);
-	if (!(q.method = fd_arena_printf(arena, "CreateTenant/%" PRId64, c.account_id)))
-		return OOM(call);
-	q.resp = fd_arena_zalloc(arena, sizeof(*q.resp));
-	if (!q.resp)
-		return OOM(call);
-	frontdesk__v1__create_tenant_response__init(q.resp);
-	fd_tx_opts_t o = { .tenant_id = 0, .deadline_ms = fd_call_deadline_ms(call) };
-	rc = fd_db_run_opts(a->db, &o, create_tenant_tx, &q, err);
-	if (rc == -FD_EEXISTS && req->idempotency_key[0]) {
-		/* A concurrent call with the same key won: answer as it did. */
-		q.resp = fd_arena_zalloc(arena, sizeof(*q.resp));
-		if (!q.resp)
+	fd_tx_opts_t no = { .tenant_id = FD_NO_TENANT, .deadline_ms = fd_call_deadline_ms(call) };
+	if ((rc = fd_db_run_opts(a->db, &no, next_tenant_tx, &q, err)) < 0)
+		return rc;
+	fd_tx_opts_t o = { .tenant_id = strtoll(q.tid, NULL, 10), .deadline_ms = fd_call_deadline_ms(call) };
+	/* A concurrent call with the same key that won makes this one's insert
+	 * fail on the slug once it commits: the second run finds its answer. */
+	for (int run = 0; run < 2; run++) {
+		if (!(q.resp = fd_arena_zalloc(arena, sizeof(*q.resp))))
 			return OOM(call);
 		frontdesk__v1__create_tenant_response__init(q.resp);
 		rc = fd_db_run_opts(a->db, &o, create_tenant_tx, &q, err);
+		if (rc != -FD_EEXISTS || !req->idempotency_key[0])
+			break;
 	}
 	if (rc < 0)
 		return rc == -FD_EEXISTS ? fd_call_fail(call, FD_EEXISTS, "slug: \"%s\" is taken", req->slug) : rc;
@@ -286,6 +311,33 @@ static const fd_sql_t SQL_SUSPEND_TENANT = {
 	3,
 };
 
+typedef struct suspend_q {
+	tenant_q_t t;
+	const fd_caller_t *c;
+	const char *source;
+	bool reactivate;
+} suspend_q_t;
+
+/* In the tenant's own transaction: the tenants row is platform-level, the
+ * event is the tenant's. */
+static int suspend_tx(fd_tx_t *tx, void *arg)
+{
+	suspend_q_t *q = arg;
+	q->t.n = 0;
+	int rc = fd_tx_exec(tx, q->t.sql, q->t.params, 0, &q->t.res);
+	if (rc < 0)
+		return rc;
+	if (PQntuples(q->t.res) == 0)
+		return 0;
+	if (!(q->t.out = fd_arena_zalloc(q->t.arena, sizeof(*q->t.out))) ||
+	    !(q->t.out[0] = tenant_message(q->t.arena, q->t.res, 0)))
+		return fd_err_set(fd_tx_err(tx), FD_EEXHAUSTED, "out of memory");
+	q->t.n = 1;
+	const char *detail[] = { "reason", q->t.params[2], NULL };
+	return audit_row(tx, q->t.arena, q->c, NULL, q->source, q->reactivate ? "tenant.reactivate" : "tenant.suspend",
+	                 "tenant", q->t.out[0]->id, FD_AUDIT_OK, q->reactivate ? NULL : detail);
+}
+
 int authd_suspend_tenant(fd_call_t *call, const ProtobufCMessage *msg, ProtobufCMessage **resp)
 {
 	const Frontdesk__V1__SuspendTenantRequest *req = (const void *)msg;
@@ -302,20 +354,24 @@ int authd_suspend_tenant(fd_call_t *call, const ProtobufCMessage *msg, ProtobufC
 		return fd_call_fail(call, FD_EINVAL, "tenant_id: a tenant's id (the platform, 0, cannot be suspended)");
 	if ((rc = fd_check_text("reason", req->reason, 0, 500, err)) < 0)
 		return rc;
-	tenant_q_t q = { .arena = arena, .sql = &SQL_SUSPEND_TENANT,
-		             .params = { id_str(arena, req->tenant_id), req->reactivate ? "active" : "suspended",
-		                         req->reason } };
-	fd_tx_opts_t o = { .tenant_id = FD_NO_TENANT, .deadline_ms = fd_call_deadline_ms(call) };
-	if ((rc = fd_db_run_opts(a->db, &o, tenants_tx, &q, err)) < 0)
+	suspend_q_t q = { .t = { .arena = arena, .sql = &SQL_SUSPEND_TENANT,
+		                     .params = { id_str(arena, req->tenant_id), req->reactivate ? "active" : "suspended",
+		                                 req->reason } },
+		              .c = &c, .source = fd_audit_source(arena, fd_call_peer(call)),
+		              .reactivate = req->reactivate };
+	if (!q.t.params[0] || !q.source)
+		return OOM(call);
+	fd_tx_opts_t o = { .tenant_id = req->tenant_id, .deadline_ms = fd_call_deadline_ms(call) };
+	if ((rc = fd_db_run_opts(a->db, &o, suspend_tx, &q, err)) < 0)
 		return rc;
-	if (q.n == 0)
+	if (q.t.n == 0)
 		return fd_call_fail(call, FD_ENOTFOUND, "tenant %" PRId64 " not found", req->tenant_id);
 	fd_info("tenant %" PRId64 " %s", req->tenant_id, req->reactivate ? "reactivated" : "suspended");
 	Frontdesk__V1__SuspendTenantResponse *r = fd_arena_zalloc(arena, sizeof(*r));
 	if (!r)
 		return OOM(call);
 	frontdesk__v1__suspend_tenant_response__init(r);
-	r->tenant = q.out[0];
+	r->tenant = q.t.out[0];
 	*resp = &r->base;
 	return 0;
 }

@@ -64,7 +64,8 @@ PLATFORM_SCOPES = ALL_SCOPES - SERVICE_ONLY
 TENANT_ADMIN_SCOPES = PLATFORM_SCOPES - {"tenants_write", "bandwidth_write"}
 RESELLER_SCOPES = {"tenants_read", "resellers_read", "resellers_write", "api_keys_read",
                    "api_keys_write", "credits_read", "credits_transfer", "catalog_read",
-                   "lines_read", "lines_write", "lines_trial", "sessions_read", "sessions_write"}
+                   "lines_read", "lines_write", "lines_trial", "sessions_read", "sessions_write",
+                   "audit_read"}
 
 SUB = A.RESELLER_PERMISSION_CREATE_SUBRESELLERS
 TRIALS = A.RESELLER_PERMISSION_CREATE_TRIALS
