@@ -4,7 +4,14 @@
  * Every money-moving call is one transaction that writes one ledger entry;
  * the entry carries the call's idempotency key (scoped to method and caller)
  * under a unique index, so it is its own idempotency record: a replay finds
- * it, a concurrent duplicate loses on the index and is answered from it.
+ * it, a concurrent duplicate loses on the index or, refused after waiting
+ * for the first one's locks, looks for the key again, and is answered from
+ * it (never executed a second time on the balance the first one left).
+ *
+ * Mint and transfer write their audit row (fd/audit.h) in the entry's
+ * transaction, so a replay, which writes nothing, adds none. Charge and
+ * Refund have none: linesd audits the line actions that cause them, and
+ * Charge stays one statement.
  *
  * Charge, the hot path, is one statement sent with BEGIN, the tenant setting
  * and COMMIT in one round trip: a conditional UPDATE of the reseller's
@@ -16,6 +23,7 @@
 #include <string.h>
 #include <sodium.h>
 #include "billingd.h"
+#include "fd/audit.h"
 #include "fd/log.h"
 #include "fd/request.h"
 #include "fd/wire.h"
@@ -463,12 +471,36 @@ typedef struct move_q {
 	int64_t balance;             /* of from, when refused */
 } move_q_t;
 
+/* The audit row of the move just written, as the transaction's last
+ * statement (its COMMIT travels with it). from and amount as sent. */
+static int audit_move(fd_tx_t *tx, move_q_t *q, const char *from, const char *amount)
+{
+	money_t *m = q->m;
+	fd_arena_t *ar = m->arena;
+	bool mint = strcmp(q->kind, "mint") == 0;
+	const char *entry = fd_arena_printf(ar, "%" PRId64, m->entry->id);
+	/* A mint comes from the issuance account: no "from". */
+	const char *detail[] = { "amount", amount, "entry", entry, mint ? NULL : "from", from, NULL };
+	fd_audit_t ev = {
+		.actor = &m->c,
+		.action = mint ? "credits.mint" : "credits.transfer",
+		.target = fd_arena_printf(ar, "reseller:%" PRId64, q->to),
+		.source = fd_audit_source(ar, fd_call_peer(m->call)),
+		.outcome = FD_AUDIT_OK,
+		.detail = detail,
+	};
+	if (!entry || !ev.target || !ev.source)
+		return fd_err_set(fd_tx_err(tx), FD_EEXHAUSTED, "out of memory");
+	return fd_audit_add(tx, ar, &ev, FD_TX_LAST);
+}
+
 static int move_tx(fd_tx_t *tx, void *arg)
 {
 	move_q_t *q = arg;
 	money_t *m = q->m;
 	fd_arena_t *ar = m->arena;
 	q->replayed = q->refused = false;
+	m->entry = NULL;        /* an attempt run again starts afresh */
 	int rc = find_replay(tx, m);
 	if (rc != 0)
 		return rc < 0 ? rc : (q->replayed = true, 0);
@@ -485,6 +517,15 @@ static int move_tx(fd_tx_t *tx, void *arg)
 	if ((rc = fd_tx_exec(tx, &SQL_OPEN_ACCOUNT, p3, 0, NULL)) < 0 ||
 	    (rc = fd_tx_exec(tx, &SQL_LOCK_TWO, p3, 0, &res)) < 0)
 		return rc;
+	/* A duplicate of this call (same key, same accounts) may have held these
+	 * locks while we waited for them: it has committed by now, and under
+	 * READ COMMITTED a statement begun after the wait sees its entry. Without
+	 * this second look the duplicate would be executed again on the balance
+	 * the first one left, and answer "not enough credits" or an overflow
+	 * instead of the first result (common.proto). The look before the locks
+	 * stays: a later replay answers without locking anything. */
+	if ((rc = find_replay(tx, m)) != 0)
+		return rc < 0 ? rc : (q->replayed = true, 0);
 	q->balance = 0;
 	for (int i = 0; i < PQntuples(res); i++)
 		if (strcmp(PQgetvalue(res, i, 0), from) == 0)
@@ -499,7 +540,7 @@ static int move_tx(fd_tx_t *tx, void *arg)
 	}
 	if (!(m->entry = entry_message(ar, m->tenant, res, 0)))
 		return fd_err_set(fd_tx_err(tx), FD_EEXHAUSTED, "out of memory");
-	return 0;
+	return audit_move(tx, q, from, amount);
 }
 
 /* Runs a move; a concurrent duplicate of the key is answered from the winner. */
