@@ -77,7 +77,26 @@ static rnode_t *node_of_key(fd_call_t *call, routerd_t *rd)
 
 /* ---- load reports ---- */
 
-static int check_load(fd_call_t *call, const Frontdesk__V1__NodeLoad *l)
+/* measured_at is whole seconds: a report is too old once even the end of
+ * its second is more than miss_after ago (it could not keep the node UP),
+ * and too far ahead once its second starts more than the allowed clock
+ * skew (FRONTDESK_CLOCK_SKEW) after now. */
+static int check_measured_at(fd_call_t *call, const routerd_t *rd, int64_t at, int64_t now)
+{
+	if (at < 0 || at > INT64_MAX / 1000 - 1)
+		return fd_call_fail(call, FD_EINVAL, "load.measured_at: 0 (unknown) or Unix seconds");
+	if (at == 0)
+		return 0;
+	if ((at + 1) * 1000 < now - rd->miss_ms)
+		return fd_call_fail(call, FD_EINVAL, "load.measured_at: %" PRId64 " s ago, older than the miss window "
+		                    "(%" PRId64 " ms)", now / 1000 - at, rd->miss_ms);
+	if (at * 1000 > now + rd->cfg->common.clock_skew * 1000)
+		return fd_call_fail(call, FD_EINVAL, "load.measured_at: %" PRId64 " s ahead of routerd's clock "
+		                    "(at most %" PRId64 " s allowed)", at - now / 1000, rd->cfg->common.clock_skew);
+	return 0;
+}
+
+static int check_load(fd_call_t *call, const routerd_t *rd, const Frontdesk__V1__NodeLoad *l, int64_t now)
 {
 	if (!l)
 		return fd_call_fail(call, FD_EINVAL, "load: required");
@@ -87,8 +106,9 @@ static int check_load(fd_call_t *call, const Frontdesk__V1__NodeLoad *l)
 		return fd_call_fail(call, FD_EINVAL, "load.egress_mbps: a finite number, 0..%.0f", MAX_LOAD);
 	if (!isfinite(l->cpu_percent) || l->cpu_percent < 0 || l->cpu_percent > 100)
 		return fd_call_fail(call, FD_EINVAL, "load.cpu_percent: a finite number, 0..100");
-	if (l->measured_at < 0)
-		return fd_call_fail(call, FD_EINVAL, "load.measured_at: 0 (unknown) or Unix seconds");
+	int rc = check_measured_at(call, rd, l->measured_at, now);
+	if (rc < 0)
+		return rc;
 	if (l->n_stream_viewers > MAX_STREAM_VIEWERS)
 		return fd_call_fail(call, FD_EINVAL, "load.stream_viewers: at most %d entries", MAX_STREAM_VIEWERS);
 	for (size_t i = 0; i < l->n_stream_viewers; i++) {
@@ -129,11 +149,10 @@ static void take_shares(rnode_t *n, const Frontdesk__V1__NodeLoad *l)
 }
 
 /* Applies a checked report (read lock held) and fills the directive. */
-static void apply_report(routerd_t *rd, rnode_t *n, const Frontdesk__V1__NodeLoad *l,
+static void apply_report(routerd_t *rd, rnode_t *n, const Frontdesk__V1__NodeLoad *l, int64_t now,
                          Frontdesk__V1__NodeDirective *d)
 {
 	const rcfg_t *c = n->cfg;
-	int64_t now = wall_ms();
 	pthread_mutex_lock(&n->mu);
 	health_t before = node_health(rd, n, now);
 	atomic_store(&n->conn, l->active_connections);
@@ -161,7 +180,7 @@ static void apply_report(routerd_t *rd, rnode_t *n, const Frontdesk__V1__NodeLoa
 	d->health = after;
 	d->drain = c->state != STATE_ACTIVE || after == HEALTH_OVERLOADED;
 	d->heartbeat_interval_ms = (int32_t)rd->cfg->heartbeat_ms;
-	d->server_time_at = now;
+	d->server_time_at = now / 1000;
 }
 
 /* Checks one report of the node n (read lock held) and applies it. */
@@ -170,10 +189,11 @@ static int report(fd_call_t *call, routerd_t *rd, rnode_t *n, int64_t node_id, c
 {
 	if (node_id != 0 && node_id != n->id)
 		return fd_call_fail(call, FD_EPERM, "node_id: this key is node %" PRId64 "'s", n->id);
-	int rc = check_load(call, l);
+	int64_t now = fd_now_ms();
+	int rc = check_load(call, rd, l, now);
 	if (rc < 0)
 		return rc;
-	apply_report(rd, n, l, d);
+	apply_report(rd, n, l, now, d);
 	return 0;
 }
 
@@ -258,7 +278,7 @@ static void hs_closed(fd_call_t *call, bool cancelled)
 	if (!s)
 		return;
 	fd_call_set_user(call, NULL);
-	int64_t now = wall_ms();
+	int64_t now = fd_now_ms();
 	bool announce = false;
 	pthread_rwlock_rdlock(&rd->tbl.lock);
 	rnode_t *n = table_get(&rd->tbl, s->id);

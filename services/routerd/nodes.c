@@ -2,7 +2,8 @@
  * routing settings (see routerd.h).
  *
  * Writes go to PostgreSQL first, in the tenant's transaction, with a NOTIFY
- * of the change in the same transaction; then the writing replica reads the
+ * of the change and its audit row (fd/audit.h) in the same transaction
+ * (the writing replica alone audits it); then the writing replica reads the
  * row back into its table, and every other replica does the same when the
  * NOTIFY reaches it (sync.c). A row is applied only when its version is
  * newer than the table's, so the echo of one's own NOTIFY changes nothing. */
@@ -12,9 +13,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <sodium.h>
 #include "routerd.h"
+#include "fd/audit.h"
 #include "fd/log.h"
 #include "fd/pgarray.h"
 #include "fd/tenant.h"
@@ -31,20 +32,6 @@
 #define DEFAULT_WEIGHT 100
 #define DEFAULT_HIGH 90
 #define DEFAULT_LOW 75
-
-int64_t wall_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-int64_t mono_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 /* ---- regions ---- */
 
@@ -85,7 +72,24 @@ int regions_parse(routerd_t *rd, const char *spec, fd_err_t *err)
 	}
 	if (rd->nregions == 0)
 		return fd_err_set(err, FD_EINVAL, "FRONTDESK_ROUTERD_REGIONS: at least one region");
+	/* The names for error messages, as many as fit with room for the tail. */
+	char *l = rd->region_list;
+	size_t used = 0, room = sizeof(rd->region_list) - sizeof(", ... (64 in all)");
+	for (int i = 0; i < rd->nregions; i++) {
+		size_t nl = strlen(rd->regions[i].name) + (i ? 2 : 0);
+		if (used + nl >= room) {
+			snprintf(l + used, sizeof(rd->region_list) - used, "%s... (%d in all)", i ? ", " : "", rd->nregions);
+			return 0;
+		}
+		used += (size_t)snprintf(l + used, sizeof(rd->region_list) - used, "%s%s", i ? ", " : "",
+		                         rd->regions[i].name);
+	}
 	return 0;
+}
+
+int region_unknown(fd_call_t *call, const routerd_t *rd, const char *field, const char *name)
+{
+	return fd_call_fail(call, FD_EINVAL, "%s: unknown region \"%.32s\" (regions: %s)", field, name, rd->region_list);
 }
 
 int region_find(const routerd_t *rd, const char *name)
@@ -495,7 +499,7 @@ static int load_tx(fd_tx_t *tx, void *arg)
 static int load(routerd_t *rd, int64_t tenant, int64_t id, bool *found, fd_err_t *err)
 {
 	struct load_q q = { rd, tenant, id, false };
-	fd_tx_opts_t o = { .tenant_id = tenant, .deadline_ms = wall_ms() + 10000, .read_only = true };
+	fd_tx_opts_t o = { .tenant_id = tenant, .deadline_ms = fd_real_ms() + 10000, .read_only = true };
 	int rc = fd_tenant_run_opts(rd->db, &o, load_tx, &q, err);
 	if (found)
 		*found = q.found;
@@ -521,7 +525,7 @@ static int tenant_ids_tx(fd_tx_t *tx, void *arg)
 int nodes_load_all(routerd_t *rd, fd_err_t *err)
 {
 	int64_t *ids = NULL;
-	fd_tx_opts_t o = { .tenant_id = FD_NO_TENANT, .deadline_ms = wall_ms() + 10000, .read_only = true };
+	fd_tx_opts_t o = { .tenant_id = FD_NO_TENANT, .deadline_ms = fd_real_ms() + 10000, .read_only = true };
 	int rc = fd_db_run_opts(rd->db, &o, tenant_ids_tx, &ids, err);
 	for (size_t i = 0; rc == 0 && ids[i] >= 0; i++)
 		rc = load(rd, ids[i], 0, NULL, err);
@@ -662,6 +666,29 @@ static int rreq_run(rreq_t *r, fd_tx_fn fn, void *arg)
 	return fd_tenant_run_opts(r->rd->db, &o, fn, arg, fd_call_err(r->call));
 }
 
+/* Records r's action on target ("node:12", "tenant:3") in the audit trail of
+ * r's tenant, inside the transaction that does it (so the row exists iff the
+ * change committed, and only the replica that made the change writes it:
+ * the others only read the change back after its NOTIFY). detail: NULL or
+ * key, value, ..., NULL; never a key or secret. */
+static int audit(fd_tx_t *tx, rreq_t *r, const char *action, const char *target, const char *const *detail,
+                 unsigned flags)
+{
+	const char *source = fd_audit_source(r->arena, fd_call_peer(r->call));
+	if (!source || !target)
+		return fd_err_set(fd_tx_err(tx), FD_EEXHAUSTED, "out of memory");
+	fd_audit_t ev = {
+		.actor = &r->c, .action = action, .target = target, .source = source,
+		.outcome = FD_AUDIT_OK, .detail = detail,
+	};
+	return fd_audit_add(tx, r->arena, &ev, flags);
+}
+
+static const char *node_target(rreq_t *r, int64_t id)
+{
+	return fd_arena_printf(r->arena, "node:%" PRId64, id);
+}
+
 /* The node r's tenant may see, under the read lock (released by the caller),
  * read from the database when this replica has not heard of it yet; NULL
  * with NOT_FOUND otherwise. own: only the tenant's own nodes. */
@@ -777,9 +804,9 @@ static int check_region(fd_call_t *call, const routerd_t *rd, const char *field,
 	if (!region[0] && !required)
 		return 0;
 	if (!region[0])
-		return fd_call_fail(call, FD_EINVAL, "%s: required (one of the configured regions)", field);
+		return fd_call_fail(call, FD_EINVAL, "%s: required (regions: %s)", field, rd->region_list);
 	if (region_find(rd, region) < 0)
-		return fd_call_fail(call, FD_EINVAL, "%s: unknown region \"%.64s\"", field, region);
+		return region_unknown(call, rd, field, region);
 	return 0;
 }
 
@@ -805,11 +832,14 @@ typedef struct node_in {
 static int check_node(fd_call_t *call, const routerd_t *rd, const node_in_t *in)
 {
 	int rc;
-	if ((rc = fd_check_text("name", in->name, 1, MAX_NAME, fd_call_err(call))) < 0 ||
+	/* The name and the failure domain are labels (a portal shows them; Route
+	 * compares domains byte for byte): fd_check_name. Tags are a restricted
+	 * alphabet already (check_tags). */
+	if ((rc = fd_check_name("name", in->name, 1, MAX_NAME, fd_call_err(call))) < 0 ||
 	    (rc = check_urls(call, in->urls, in->nurls)) < 0 ||
 	    (rc = check_region(call, rd, "region", in->region, true)) < 0 ||
 	    (rc = check_country(call, "country", in->country)) < 0 ||
-	    (rc = fd_check_text("failure_domain", in->failure_domain, 0, MAX_DOMAIN, fd_call_err(call))) < 0 ||
+	    (rc = fd_check_name("failure_domain", in->failure_domain, 0, MAX_DOMAIN, fd_call_err(call))) < 0 ||
 	    (rc = check_tags(call, in->tags, in->ntags)) < 0)
 		return rc;
 	if (in->max_connections < 1 || in->max_connections > MAX_CAPACITY)
@@ -848,7 +878,8 @@ static int node_params(fd_arena_t *a, const node_in_t *in, node_params_t *p)
 /* ---- node keys ---- */
 
 /* A new key "fdn_<tenant>_<id>_<secret>" into out, its secret's hash and
- * the prefix shown later. */
+ * the prefix shown later: "fdn_<tenant>_<id>_", the non-secret head, as an
+ * API key's prefix is (nothing of the secret is stored or shown). */
 static void new_key(const routerd_t *rd, int64_t tenant, int64_t id, char *out, size_t outsz,
                     unsigned char hash[32], char *prefix, size_t prefixsz)
 {
@@ -860,26 +891,31 @@ static void new_key(const routerd_t *rd, int64_t tenant, int64_t id, char *out, 
 	crypto_generichash(hash, 32, (const unsigned char *)secret, strlen(secret), rd->key_hash_key,
 	                   sizeof(rd->key_hash_key));
 	snprintf(out, outsz, NODE_KEY_PREFIX "%" PRId64 "_%" PRId64 "_%s", tenant, id, secret);
-	snprintf(prefix, prefixsz, NODE_KEY_PREFIX "%" PRId64 "_%" PRId64 "_%.6s", tenant, id, secret);
+	snprintf(prefix, prefixsz, NODE_KEY_PREFIX "%" PRId64 "_%" PRId64 "_", tenant, id);
 	sodium_memzero(secret, sizeof(secret));
 }
 
 /* ---- RegisterNode ---- */
 
+/* The idempotency key is claimed first, with the node's id: a concurrent
+ * request under the same key waits on the claim until the first commits,
+ * then finds it taken and answers the first result (it never runs the
+ * registration a second time, which would fail: the name is taken by then).
+ * Should the first roll back, the claim goes with it and the waiting one
+ * registers. READ COMMITTED: the look-up after a lost claim is a new
+ * statement, which sees the winner's committed row. */
+static const fd_sql_t SQL_IDEM_CLAIM = {
+	"routerd_idem_claim",
+	"INSERT INTO frontdesk.routing_idempotency (tenant_id, idem_key, request_hash, result_id)"
+	" VALUES ($1, $2, decode($3, 'hex'), nextval(pg_get_serial_sequence('frontdesk.nodes', 'id')))"
+	" ON CONFLICT (tenant_id, idem_key) DO NOTHING RETURNING result_id",
+	3,
+};
 static const fd_sql_t SQL_IDEM_FIND = {
 	"routerd_idem_find",
 	"SELECT encode(request_hash, 'hex'), result_id FROM frontdesk.routing_idempotency"
 	" WHERE tenant_id = $1 AND idem_key = $2",
 	2,
-};
-static const fd_sql_t SQL_IDEM_STORE = {
-	"routerd_idem_store",
-	"INSERT INTO frontdesk.routing_idempotency (tenant_id, idem_key, request_hash, result_id)"
-	" VALUES ($1, $2, decode($3, 'hex'), $4)",
-	4,
-};
-static const fd_sql_t SQL_NODE_ID = {
-	"routerd_node_id", "SELECT nextval(pg_get_serial_sequence('frontdesk.nodes', 'id'))", 0,
 };
 static const fd_sql_t SQL_INSERT_NODE = {
 	"routerd_insert_node",
@@ -902,26 +938,36 @@ struct register_q {
 	char key[128];
 };
 
+/* A lost claim: the first request's result, if it was this same request. */
+static int register_replay(fd_tx_t *tx, struct register_q *q)
+{
+	const char *ip[] = { q->r->tenant_s, q->idem };
+	PGresult *res;
+	int rc = fd_tx_exec(tx, &SQL_IDEM_FIND, ip, FD_TX_LAST, &res);
+	if (rc < 0)
+		return rc;
+	if (PQntuples(res) != 1)   /* rows are never deleted: cannot happen */
+		return fd_err_set(fd_tx_err(tx), FD_EABORTED, "idempotency_key: claimed meanwhile; try again");
+	if (strcmp(PQgetvalue(res, 0, 0), q->hash) != 0)
+		return fd_err_set(fd_tx_err(tx), FD_EPRECOND,
+		                  "idempotency_key: already used for another RegisterNode request");
+	q->id = col_i64(res, 0, 1);
+	q->replay = true;
+	return 0;
+}
+
 static int register_tx(fd_tx_t *tx, void *arg)
 {
 	struct register_q *q = arg;
 	rreq_t *r = q->r;
 	q->replay = false;
-	const char *ip[] = { r->tenant_s, q->idem };
+	const char *cp[] = { r->tenant_s, q->idem, q->hash };
 	PGresult *res;
-	int rc = fd_tx_exec(tx, &SQL_IDEM_FIND, ip, 0, &res);
+	int rc = fd_tx_exec(tx, &SQL_IDEM_CLAIM, cp, 0, &res);
 	if (rc < 0)
 		return rc;
-	if (PQntuples(res) == 1) {
-		if (strcmp(PQgetvalue(res, 0, 0), q->hash) != 0)
-			return fd_err_set(fd_tx_err(tx), FD_EPRECOND,
-			                  "idempotency_key: already used for another RegisterNode request");
-		q->id = col_i64(res, 0, 1);
-		q->replay = true;
-		return 0;
-	}
-	if ((rc = fd_tx_exec(tx, &SQL_NODE_ID, NULL, 0, &res)) < 0)
-		return rc;
+	if (PQntuples(res) == 0)
+		return register_replay(tx, q);
 	q->id = col_i64(res, 0, 0);
 	unsigned char hash[32];
 	char prefix[48], hash_hex[65], id_s[24], mc[24], me[24], w[24], hi[8], lo[8];
@@ -943,8 +989,8 @@ static int register_tx(fd_tx_t *tx, void *arg)
 			return fd_err_set(fd_tx_err(tx), FD_EEXISTS, "name: a node named \"%s\" already exists", q->in->name);
 		return rc;
 	}
-	const char *sp[] = { r->tenant_s, q->idem, q->hash, id_s };
-	return fd_tx_exec(tx, &SQL_IDEM_STORE, sp, FD_TX_LAST, NULL);
+	const char *detail[] = { "name", q->in->name, "region", q->in->region, NULL };
+	return audit(tx, r, "node.register", node_target(r, q->id), detail, FD_TX_LAST);
 }
 
 /* Reads the node back into the table and answers it (read lock taken here). */
@@ -955,7 +1001,7 @@ static int answer_node(rreq_t *r, int64_t id, Frontdesk__V1__Node **out)
 		return rc;
 	pthread_rwlock_rdlock(&r->rd->tbl.lock);
 	rnode_t *n = table_get(&r->rd->tbl, id);
-	*out = n ? node_message(r->rd, r->arena, n, true, wall_ms()) : NULL;
+	*out = n ? node_message(r->rd, r->arena, n, true, fd_now_ms()) : NULL;
 	pthread_rwlock_unlock(&r->rd->tbl.lock);
 	return *out ? 0 : OOM(r->call);
 }
@@ -1023,7 +1069,7 @@ int rd_get_node(fd_call_t *call, const ProtobufCMessage *msg, ProtobufCMessage *
 		return OOM(call);
 	frontdesk__v1__get_node_response__init(out);
 	rnode_t *n = visible_node(&r, req->node_id, false);
-	if (n && !(out->node = node_message(r.rd, r.arena, n, n->tenant == r.tenant, wall_ms())))
+	if (n && !(out->node = node_message(r.rd, r.arena, n, n->tenant == r.tenant, fd_now_ms())))
 		rc = OOM(call);
 	pthread_rwlock_unlock(&r.rd->tbl.lock);
 	if (!n)
@@ -1076,7 +1122,7 @@ int rd_list_nodes(fd_call_t *call, const ProtobufCMessage *msg, ProtobufCMessage
 	if (!out)
 		return OOM(call);
 	frontdesk__v1__list_nodes_response__init(out);
-	int64_t now = wall_ms();
+	int64_t now = fd_now_ms();
 	pthread_rwlock_rdlock(&rd->tbl.lock);
 	rnode_t **hits = fd_arena_alloc(a, sizeof(*hits) * (rd->tbl.n + 1));
 	size_t nh = 0;
@@ -1155,12 +1201,17 @@ static int update_tx(fd_tx_t *tx, void *arg)
 		                 q->in->failure_domain, mc, me, w, p.tags, hi, lo,
 		                 q->rotate ? hash_hex : NULL, q->rotate ? prefix : NULL, ver };
 	PGresult *res;
-	int rc = fd_tx_exec(tx, &SQL_UPDATE_NODE, np, FD_TX_LAST, &res);
+	int rc = fd_tx_exec(tx, &SQL_UPDATE_NODE, np, 0, &res);
 	if (rc == -FD_EEXISTS)
 		return fd_err_set(fd_tx_err(tx), FD_EEXISTS, "name: a node named \"%s\" already exists", q->in->name);
-	if (rc == 0 && PQntuples(res) == 0)
+	if (rc < 0)
+		return rc;
+	if (PQntuples(res) == 0)
 		return fd_err_set(fd_tx_err(tx), FD_EABORTED, "node %" PRId64 " changed meanwhile; try again", q->id);
-	return rc;
+	/* A new key is its own action; an update changes where viewers are
+	 * sent (URLs, capacity, region), so it is recorded too. */
+	const char *detail[] = { "name", q->in->name, NULL };
+	return audit(tx, r, q->rotate ? "node.rotate_key" : "node.update", node_target(r, q->id), detail, FD_TX_LAST);
 }
 
 /* Copies a string out of the table into the arena (read lock held). */
@@ -1258,18 +1309,27 @@ static const fd_sql_t SQL_SET_STATE = {
 
 struct state_q {
 	rreq_t *r;
+	int64_t node_id;
 	const char *id, *state, *reason;
 };
+
+static const char *state_name(int state)
+{
+	return state == STATE_ACTIVE ? "active" : state == STATE_DRAINING ? "draining" : "disabled";
+}
 
 static int state_tx(fd_tx_t *tx, void *arg)
 {
 	struct state_q *q = arg;
 	const char *p[] = { q->r->tenant_s, q->id, q->state, q->reason };
 	PGresult *res;
-	int rc = fd_tx_exec(tx, &SQL_SET_STATE, p, FD_TX_LAST, &res);
-	if (rc == 0 && PQntuples(res) == 0)
+	int rc = fd_tx_exec(tx, &SQL_SET_STATE, p, 0, &res);
+	if (rc < 0)
+		return rc;
+	if (PQntuples(res) == 0)
 		return fd_err_set(fd_tx_err(tx), FD_ENOTFOUND, "node %s not found", q->id);
-	return rc;
+	const char *detail[] = { "state", state_name(atoi(q->state)), "reason", q->reason, NULL };
+	return audit(tx, q->r, "node.set_state", node_target(q->r, q->node_id), detail, FD_TX_LAST);
 }
 
 int rd_set_node_state(fd_call_t *call, const ProtobufCMessage *msg, ProtobufCMessage **resp)
@@ -1285,7 +1345,7 @@ int rd_set_node_state(fd_call_t *call, const ProtobufCMessage *msg, ProtobufCMes
 		return rc;
 	if (req->node_id <= 0)
 		return fd_call_fail(call, FD_EINVAL, "node_id: required");
-	struct state_q q = { &r, fd_arena_printf(r.arena, "%" PRId64, req->node_id),
+	struct state_q q = { &r, req->node_id, fd_arena_printf(r.arena, "%" PRId64, req->node_id),
 		                 fd_arena_printf(r.arena, "%d", (int)req->state), req->reason };
 	if (!q.id || !q.state)
 		return OOM(call);
@@ -1317,7 +1377,7 @@ static Frontdesk__V1__TenantRouting *routing_message(rreq_t *r)
 	m->policy = t->policy;
 	m->min_bitrate_kbps = t->min_bitrate_kbps;
 	m->shared_pool_allowed = t->shared_pool_allowed;
-	m->egress_mbps = tenant_egress(r->rd, r->tenant, wall_ms());
+	m->egress_mbps = tenant_egress(r->rd, r->tenant, fd_now_ms());
 	pthread_rwlock_unlock(&r->rd->tbl.lock);
 	return m;
 }
@@ -1360,11 +1420,24 @@ struct routing_q {
 	const char *cap, *policy, *min_bitrate, *shared;
 };
 
+/* Both settings are the platform's (SCOPE_BANDWIDTH_WRITE) over what a
+ * tenant's viewers get: recorded in the tenant's trail. */
 static int routing_tx(fd_tx_t *tx, void *arg)
 {
 	struct routing_q *q = arg;
 	const char *p[] = { q->r->tenant_s, q->cap, q->policy, q->min_bitrate, q->shared };
-	return fd_tx_exec(tx, &SQL_SET_ROUTING, p, FD_TX_LAST, NULL);
+	int rc = fd_tx_exec(tx, &SQL_SET_ROUTING, p, 0, NULL);
+	if (rc < 0)
+		return rc;
+	const char *target = fd_arena_printf(q->r->arena, "tenant:%s", q->r->tenant_s);
+	if (q->shared) {
+		const char *detail[] = { "allowed", q->shared, NULL };
+		return audit(tx, q->r, "tenant.set_shared_pool_access", target, detail, FD_TX_LAST);
+	}
+	const char *policy = !q->policy ? "unchanged" : strcmp(q->policy, "1") == 0 ? "refuse" : "lower_bitrate";
+	const char *detail[] = { "max_egress_mbps", q->cap, "policy", policy,
+		                     "min_bitrate_kbps", q->min_bitrate ? q->min_bitrate : "unchanged", NULL };
+	return audit(tx, q->r, "tenant.set_bandwidth", target, detail, FD_TX_LAST);
 }
 
 static int set_routing(rreq_t *r, struct routing_q *q, ProtobufCMessage **resp, bool bandwidth)

@@ -159,7 +159,7 @@ static int check_route(fd_call_t *call, routerd_t *rd, const Frontdesk__V1__Rout
 	if (rc < 0)
 		return rc;
 	if (req->client_region[0] && (*region = region_find(rd, req->client_region)) < 0)
-		return fd_call_fail(call, FD_EINVAL, "client_region: unknown region \"%.64s\"", req->client_region);
+		return region_unknown(call, rd, "client_region", req->client_region);
 	if (!req->client_region[0])
 		*region = region_of_country(rd, req->client_country);
 	if (req->bitrate_kbps < 0 || req->bitrate_kbps > MAX_BITRATE_KBPS)
@@ -214,7 +214,7 @@ int rd_route(fd_call_t *call, const ProtobufCMessage *msg, ProtobufCMessage **re
 	if (!out || !backups)
 		return OOM(call);
 	frontdesk__v1__route_response__init(out);
-	int64_t now = wall_ms();
+	int64_t now = fd_now_ms();
 
 	pthread_rwlock_rdlock(&rd->tbl.lock);
 	const rtenant_t *t = table_tenant(&rd->tbl, tenant);

@@ -34,6 +34,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 #include "fd/auth.h"
+#include "fd/clock.h"
 #include "fd/db.h"
 #include "fd/request.h"
 #include "fd/service.h"
@@ -49,6 +50,7 @@ typedef struct routerd_config {
 } routerd_config_t;
 
 #define MAX_REGIONS 64
+#define REGION_LIST_MAX 160       /* the list of region names in an error message */
 #define MAX_SHARES 64             /* tenants counted per shared-pool node */
 #define NODE_KEY_PREFIX "fdn_"
 
@@ -159,6 +161,9 @@ typedef struct routerd {
 	unsigned char key_hash_key[32];   /* node secrets' keyed BLAKE2b */
 	region_t regions[MAX_REGIONS];
 	int nregions;
+	/* "eu-west, us-east, ..." for error messages: the names that fit in
+	 * REGION_LIST_MAX, then "... (N in all)". */
+	char region_list[REGION_LIST_MAX];
 	rtable_t tbl;
 	struct routerd_sync *sync;
 } routerd_t;
@@ -170,14 +175,14 @@ static inline routerd_t *routerd_of(fd_call_t *call)
 
 #define OOM(call) fd_call_fail((call), FD_EEXHAUSTED, "out of memory for this request")
 
-int64_t wall_ms(void);
-int64_t mono_ms(void);
-
 /* ---- nodes.c ---- */
 
 int regions_parse(routerd_t *rd, const char *spec, fd_err_t *err) FD_MUSTCHECK;
 /* The region index of name, -1 if unknown. */
 int region_find(const routerd_t *rd, const char *name);
+/* Fails the call with INVALID_ARGUMENT: field names an unknown region; the
+ * message lists the configured ones (bounded: REGION_LIST_MAX). */
+int region_unknown(fd_call_t *call, const routerd_t *rd, const char *field, const char *name);
 /* The region of an alpha-2 country, -1 if none. */
 int region_of_country(const routerd_t *rd, const char *cc);
 

@@ -113,7 +113,7 @@ static void emit_locked(routerd_t *rd, const rnode_t *n, int type, const char *r
 		frontdesk__v1__node_event__init(&ev);
 		frontdesk__v1__watch_nodes_response__init(&m);
 		ev.type = type;
-		ev.occurred_at = wall_ms() / 1000;
+		ev.occurred_at = fd_now_ms() / 1000;
 		ev.reason = (char *)reason;
 		m.payload_case = FRONTDESK__V1__WATCH_NODES_RESPONSE__PAYLOAD_EVENT;
 		m.event = &ev;
@@ -121,7 +121,7 @@ static void emit_locked(routerd_t *rd, const rnode_t *n, int type, const char *r
 			if (!wants(rd, w, n, type))
 				continue;
 			bool owner = w->scope.all || n->tenant == w->scope.tenant;
-			if (!(ev.node = node_message(rd, a, n, owner, wall_ms())))
+			if (!(ev.node = node_message(rd, a, n, owner, fd_now_ms())))
 				break;
 			send_or_end(w, &m.base);
 		}
@@ -187,7 +187,7 @@ static int watch_open(fd_call_t *call, const ProtobufCMessage *msg)
 		goto fail;
 	w->region = -1;
 	if (req->region[0] && (w->region = region_find(rd, req->region)) < 0) {
-		rc = fd_call_fail(call, FD_EINVAL, "region: unknown region \"%.64s\"", req->region);
+		rc = region_unknown(call, rd, "region", req->region);
 		goto fail;
 	}
 	if (req->n_types > 16) {
@@ -207,13 +207,13 @@ static int watch_open(fd_call_t *call, const ProtobufCMessage *msg)
 	}
 	w->every_ms = req->snapshot_interval_seconds < 0 ? 0
 	              : 1000 * (int64_t)(req->snapshot_interval_seconds ? req->snapshot_interval_seconds : DEFAULT_SNAPSHOT_S);
-	w->next_ms = mono_ms() + w->every_ms;
+	w->next_ms = fd_mono_ms() + w->every_ms;
 	w->call = call;
 	fd_call_ref(call);
 	fd_call_set_user(call, w);
 	pthread_rwlock_rdlock(&rd->tbl.lock);
 	pthread_mutex_lock(&s->wmu);
-	snapshot(rd, w, wall_ms());
+	snapshot(rd, w, fd_now_ms());
 	w->next = s->watchers;
 	if (s->watchers)
 		s->watchers->prev = w;
@@ -261,7 +261,7 @@ static bool stopping(struct routerd_sync *s)
 static void monitor_pass(struct routerd_sync *s)
 {
 	routerd_t *rd = s->rd;
-	int64_t now = wall_ms(), mono = mono_ms();
+	int64_t now = fd_now_ms(), mono = fd_mono_ms();
 	pthread_rwlock_rdlock(&rd->tbl.lock);
 	for (size_t i = 0; i < rd->tbl.n; i++) {
 		rnode_t *n = rd->tbl.nodes[i];
@@ -339,7 +339,7 @@ static void notify_all(struct routerd_sync *s, char **payloads, size_t n)
 		return;
 	struct notify_q q = { payloads, n };
 	fd_err_t err;
-	fd_tx_opts_t o = { .tenant_id = FD_NO_TENANT, .deadline_ms = wall_ms() + 2000 };
+	fd_tx_opts_t o = { .tenant_id = FD_NO_TENANT, .deadline_ms = fd_real_ms() + 2000 };
 	if (fd_db_run_opts(s->rd->db, &o, notify_tx, &q, &err) < 0)
 		fd_warn("routerd: cannot share heartbeats with the other replicas: %s", err.msg);
 }
@@ -507,7 +507,7 @@ static void persist(struct routerd_sync *s)
 		for (int p = 0; ok && p < 8; p++)
 			ok = q.params[p] != NULL;
 		fd_err_t err;
-		fd_tx_opts_t o = { .tenant_id = tenant, .deadline_ms = wall_ms() + 5000 };
+		fd_tx_opts_t o = { .tenant_id = tenant, .deadline_ms = fd_real_ms() + 5000 };
 		if (ok && fd_tenant_run_opts(rd->db, &o, persist_tx, &q, &err) < 0)
 			fd_warn("routerd: cannot write the last heartbeats of tenant %" PRId64 ": %s", tenant, err.msg);
 		fd_arena_free(a);
@@ -518,30 +518,23 @@ static void *sharer_main(void *arg)
 {
 	struct routerd_sync *s = arg;
 	const routerd_config_t *cfg = s->rd->cfg;
-	int64_t next_share = mono_ms() + cfg->share_ms, next_persist = mono_ms() + cfg->persist_ms;
+	int64_t next_share = fd_mono_ms() + cfg->share_ms, next_persist = fd_mono_ms() + cfg->persist_ms;
 	pthread_mutex_lock(&s->qmu);
 	while (!stopping(s)) {
-		int64_t now = mono_ms();
+		int64_t now = fd_mono_ms();
 		if (!s->urgent && now < next_share) {
 			int64_t wait = next_share - now;
-			struct timespec until;
-			clock_gettime(CLOCK_REALTIME, &until);
-			until.tv_sec += wait / 1000;
-			until.tv_nsec += (wait % 1000) * 1000000;
-			if (until.tv_nsec >= 1000000000) {
-				until.tv_sec++;
-				until.tv_nsec -= 1000000000;
-			}
+			struct timespec until = fd_real_after(wait);
 			pthread_cond_timedwait(&s->qcv, &s->qmu, &until);
 			continue;
 		}
 		s->urgent = false;
 		pthread_mutex_unlock(&s->qmu);
 		share(s);
-		next_share = mono_ms() + cfg->share_ms;
-		if (mono_ms() >= next_persist) {
+		next_share = fd_mono_ms() + cfg->share_ms;
+		if (fd_mono_ms() >= next_persist) {
 			persist(s);
-			next_persist = mono_ms() + cfg->persist_ms;
+			next_persist = fd_mono_ms() + cfg->persist_ms;
 		}
 		pthread_mutex_lock(&s->qmu);
 	}

@@ -72,6 +72,10 @@ QUIET = 1.0            # how long "no event arrives" is watched for
 ENV = {
     "FRONTDESK_NODE_HEARTBEAT_MS": str(HB_MS),
     "FRONTDESK_NODE_MISS_AFTER_MS": str(MISS_MS),
+    # Six requests at once must all be inside the database together (the
+    # idempotency races): more than fdtest's 4 threads and connections.
+    "FRONTDESK_ROUTERD_THREADS": "8",
+    "FRONTDESK_ROUTERD_DB_POOL": "8",
 }
 
 F = C.OutputFormat
@@ -434,7 +438,7 @@ def test_missed_heartbeats_make_a_node_down_and_resumed_ones_up(p, rt, beat):
     d = ca.Heartbeat(load=load()).directive
     assert d.health == UP and d.state == ACTIVE and not d.drain
     assert d.heartbeat_interval_ms == HB_MS
-    assert abs(d.server_time_at - time.time() * 1000) < 5000, d.server_time_at
+    assert abs(d.server_time_at - time.time()) < 5, d.server_time_at      # Unix seconds
     for _ in range(5):
         ca.Heartbeat(load=load())
         assert routed(rt, t.tenant) == a.id
@@ -489,6 +493,28 @@ def test_defaults_down_within_3_s(p):
             assert first - last < 3.0, f"DOWN only after {first - last:.2f} s"
             assert first - last > 1.9, f"DOWN already after {first - last:.2f} s (default miss_after 2 s)"
             assert Routing(ch, t.token).GetNode(node_id=rg.node.id).node.health == DOWN
+        finally:
+            ch.close()
+    finally:
+        assert r.stop() == 0
+
+
+def test_unknown_region_error_lists_the_regions_within_bounds(p):
+    """64 regions of 30 characters do not fit in an error message: as many
+    names as fit, then how many there are in all."""
+    names = [f"region-{i:02d}-" + "x" * 20 for i in range(64)]
+    r = fdtest.Service("routerd", p.db.url, env={"FRONTDESK_AUTH_CACHE_MS": str(fdstack.CACHE_MS),
+                                                 "FRONTDESK_ROUTERD_REGIONS": ";".join(f"{n}=" for n in names)})
+    try:
+        r.wait_serving()
+        ch = r.channel()
+        try:
+            ac = Routing(ch, p.tenant().token)
+            for bad in ("mars-1", "m" * 500):
+                msg = expect("INVALID_ARGUMENT", ac.ListNodes, region=bad)
+                assert msg.startswith("region: unknown region") and names[0] in msg and names[3] in msg, msg
+                assert "... (64 in all)" in msg and names[-1] not in msg and len(msg.encode()) < 256, msg
+            assert names[1] in expect("INVALID_ARGUMENT", ac.RegisterNode, **node_fields(region="eu-west"))
         finally:
             ch.close()
     finally:
@@ -1104,8 +1130,10 @@ def test_node_keys(p, rt, beat):
 
     # Key shape and prefix.
     assert kx.startswith(f"fdn_{t.tenant}_{x.id}_") and len(kx) > len(f"fdn_{t.tenant}_{x.id}_") + 16
-    assert x.key_prefix == kx[:len(f"fdn_{t.tenant}_{x.id}_") + 6]
+    # The prefix is the key's non-secret head only, as an API key's is.
+    assert x.key_prefix == f"fdn_{t.tenant}_{x.id}_"
     assert get(p, t, x).key_prefix == x.key_prefix
+    assert p.sql(f"SELECT key_prefix FROM frontdesk.nodes WHERE id = {x.id}") == x.key_prefix
 
     # Forged keys: another node's id with x's secret, a wrong secret, garbage.
     secret = kx[len(f"fdn_{t.tenant}_{x.id}_"):]
@@ -1117,7 +1145,7 @@ def test_node_keys(p, rt, beat):
     # A rotated key is refused at once; the new one works.
     r = admin(p, t).UpdateNode(node_id=x.id, rotate_key=True)
     assert r.node_key and r.node_key != kx and r.node_key.startswith(f"fdn_{t.tenant}_{x.id}_")
-    assert r.node.key_prefix == r.node_key[:len(f"fdn_{t.tenant}_{x.id}_") + 6]
+    assert r.node.key_prefix == f"fdn_{t.tenant}_{x.id}_"
     expect("UNAUTHENTICATED", cx.Heartbeat, load=load())
     s = StreamNode(cx, start=False)
     s.send()
@@ -1380,6 +1408,14 @@ def bad_loads():
         (load(viewers=[(-1, 1, 1)]), "stream_viewers"),
         (load(viewers=[(1, 1, -1)]), "stream_viewers"),
         (load(measured_at=-1), "measured_at"),
+        # Older than the miss window (MISS_MS, 1 s; measured_at is whole
+        # seconds, so 3 s back is past it however the second is cut).
+        (load(measured_at=int(time.time()) - 3), "measured_at"),
+        (load(measured_at=int(time.time()) - 86400), "measured_at"),
+        (load(measured_at=1), "measured_at"),
+        # Ahead of routerd's clock by more than FRONTDESK_CLOCK_SKEW (30 s).
+        (load(measured_at=int(time.time()) + 120), "measured_at"),
+        (load(measured_at=2 ** 62), "measured_at"),
         (None, "load"),
     ]
 
@@ -1405,9 +1441,10 @@ def test_bad_heartbeat_keeps_the_last_load_and_health(p, rt):
     assert not failures, "\n".join(map(str, failures))
     # The edges are accepted.
     many = [(1, i + 1, 1) for i in range(10_000)]
-    for ok in (load(conns=10_000_000, egress=10_000_000.0, cpu=100.0), load(viewers=many), load(conns=0)):
+    for ok in (load(conns=10_000_000, egress=10_000_000.0, cpu=100.0), load(viewers=many), load(conns=0),
+               load(measured_at=int(time.time())), load(measured_at=int(time.time()) + 20)):
         code, r = outcome(nc.Heartbeat, load=ok)
-        assert code == "OK", r
+        assert code == "OK", (ok.measured_at, r)
     # After the hysteresis state of the last good report: 0 => UP.
     assert ac.GetNode(node_id=n.id).node.health == UP
     # A bad report on a stream ends it with INVALID_ARGUMENT; the load stays.
@@ -1419,6 +1456,14 @@ def test_bad_heartbeat_keeps_the_last_load_and_health(p, rt):
     code, msg = s.ended()
     assert code == "INVALID_ARGUMENT" and "cpu_percent" in msg, (code, msg)
     assert ac.GetNode(node_id=n.id).node.load.active_connections == 123
+
+
+REGIONS = ["eu-west", "eu-central", "eu-east", "us-east", "us-west", "sa-east", "me-central", "af-south",
+           "ap-south", "ap-east", "ap-southeast", "oc"]     # main.c's defaults
+
+
+def assert_lists_regions(msg):
+    assert "regions: " + ", ".join(REGIONS) in msg, msg
 
 
 def test_route_and_bandwidth_bad_input(p, rt, beat):
@@ -1458,12 +1503,20 @@ def test_route_and_bandwidth_bad_input(p, rt, beat):
         msg = expect("INVALID_ARGUMENT", pa.SetTenantBandwidth, tenant_id=t.tenant, **over)
         assert field in msg, msg
     assert pa.GetTenantRouting(tenant_id=t.tenant).routing == before
-    # Listing and watching: an unknown region.
+    # Listing and watching: an unknown region. Every unknown region's error
+    # names the field and lists the configured regions.
     ac = admin(p, t)
     assert "region" in expect("INVALID_ARGUMENT", ac.ListNodes, region="mars-1")
     w = Watch(ac, region="mars-1")
     code, msg = w.ended()
     assert code == "INVALID_ARGUMENT" and "region" in msg, (code, msg)
+    assert_lists_regions(msg)
+    for msg in (expect("INVALID_ARGUMENT", ac.ListNodes, region="mars-1"),
+                expect("INVALID_ARGUMENT", rt.Route, tenant_id=t.tenant, client_region="mars-1"),
+                expect("INVALID_ARGUMENT", ac.RegisterNode, **node_fields(region="mars-1")),
+                expect("INVALID_ARGUMENT", ac.RegisterNode, **node_fields(region="")),
+                expect("INVALID_ARGUMENT", ac.UpdateNode, node_id=n.id, region=C.OptionalString(value="mars-1"))):
+        assert_lists_regions(msg)
     w = Watch(ac, snapshot_interval_seconds=3601)
     assert w.ended()[0] == "INVALID_ARGUMENT"
 
@@ -1803,3 +1856,275 @@ def test_watch_shared_pool_and_all_tenants(p, beat):
         own.cancel()
         shared.cancel()
         everyone.cancel()
+
+
+# ---------------------------------------------------------------------------
+# 8. The audit trail (issue 12, item 4), read in SQL as the superuser.
+# ---------------------------------------------------------------------------
+
+AUDIT_COLUMNS = ("action", "target", "actor", "actor_tenant_id", "actor_account_id", "actor_role", "outcome",
+                 "source")
+
+
+ROUTERD_ACTIONS = ("node.register", "node.rotate_key", "node.update", "node.set_state", "tenant.set_bandwidth",
+                   "tenant.set_shared_pool_access")
+
+
+def audit_rows(p, tenant, target=None):
+    """The tenant's audit rows of routerd's actions (oldest first) as dicts,
+    with their detail."""
+    where = (f"tenant_id = {tenant} AND action IN ({', '.join(repr(a) for a in ROUTERD_ACTIONS)})"
+             + (f" AND target = '{target}'" if target else ""))
+    out = []
+    for r in p.rows(f"SELECT {', '.join(AUDIT_COLUMNS)}, detail::text FROM frontdesk.audit_events"
+                    f" WHERE {where} ORDER BY id"):
+        d = dict(zip(AUDIT_COLUMNS + ("detail",), r))
+        d["actor_tenant_id"], d["actor_account_id"] = int(d["actor_tenant_id"]), int(d["actor_account_id"])
+        out.append(d)
+    return out
+
+
+def actions(rows):
+    return [(r["action"], r["target"]) for r in rows]
+
+
+def assert_actor(row, who, tenant, role):
+    """The row's actor is person `who` (a tenant admin or the platform admin)."""
+    assert (row["actor"], row["actor_tenant_id"], row["actor_account_id"], row["actor_role"]) == \
+        (f"admin:{who.account}", tenant, who.account, role), row
+    assert row["outcome"] == "ok" and row["source"] == "127.0.0.1", row
+
+
+def test_node_changes_are_audited_once_with_their_actor(p, rt):
+    t = p.tenant()
+    ac = admin(p, t)
+    assert audit_rows(p, t.tenant) == []
+    f = node_fields()
+    r = ac.RegisterNode(**f)
+    n, target = r.node, f"node:{r.node.id}"
+    # A replay, the key reused for another request, a taken name, a refused
+    # state and another tenant's attempt write nothing.
+    assert ac.RegisterNode(**f).node.id == n.id
+    expect("FAILED_PRECONDITION", ac.RegisterNode, **dict(f, name=uniq("other")))
+    expect("ALREADY_EXISTS", ac.RegisterNode, **dict(f, idempotency_key=ikey()))
+    expect("INVALID_ARGUMENT", ac.SetNodeState, node_id=n.id, state=DISABLED, reason="r" * 201)
+    other = p.tenant()
+    expect("NOT_FOUND", admin(p, other).SetNodeState, node_id=n.id, state=DISABLED)
+    expect("NOT_FOUND", admin(p, other).UpdateNode, node_id=n.id, rotate_key=True)
+    rows = audit_rows(p, t.tenant)
+    assert actions(rows) == [("node.register", target)], rows
+    assert_actor(rows[0], t, t.tenant, "tenant_admin")
+    assert f["name"] in rows[0]["detail"] and "eu-west" in rows[0]["detail"]
+    assert audit_rows(p, other.tenant) == []
+
+    rot = ac.UpdateNode(node_id=n.id, rotate_key=True)
+    ac.UpdateNode(node_id=n.id, weight=C.OptionalInt32(value=7))
+    ac.SetNodeState(node_id=n.id, state=DRAINING, reason="maintenance window")
+    ac.SetNodeState(node_id=n.id, state=ACTIVE)
+    rows = audit_rows(p, t.tenant)
+    assert actions(rows) == [("node.register", target), ("node.rotate_key", target), ("node.update", target),
+                             ("node.set_state", target), ("node.set_state", target)], rows
+    for row in rows:
+        assert_actor(row, t, t.tenant, "tenant_admin")
+    assert '"draining"' in rows[3]["detail"] and "maintenance window" in rows[3]["detail"], rows[3]
+    assert '"active"' in rows[4]["detail"], rows[4]
+    # No key, no secret, in any column of any row.
+    everything = p.sql(f"SELECT string_agg(e::text, ' ') FROM frontdesk.audit_events e WHERE tenant_id = {t.tenant}")
+    for key in (r.node_key, rot.node_key):
+        secret = key[len(f"fdn_{t.tenant}_{n.id}_"):]
+        assert len(secret) > 16 and secret not in everything and secret[:6] not in everything
+
+    # The platform admin: a node of the tenant, the shared pool, and the
+    # tenant's routing settings (platform-only powers: audited too).
+    pa = p.pa_routing()
+    pn, _ = p.node(None, tenant_id=t.tenant)
+    pa.SetNodeState(tenant_id=t.tenant, node_id=pn.id, state=DISABLED, reason="by the platform")
+    pa.SetTenantBandwidth(tenant_id=t.tenant, max_egress_mbps=500,
+                          policy=R.BANDWIDTH_POLICY_LOWER_BITRATE, min_bitrate_kbps=800)
+    expect("INVALID_ARGUMENT", pa.SetTenantBandwidth, tenant_id=t.tenant, max_egress_mbps=-1)
+    pa.SetSharedPoolAccess(tenant_id=t.tenant, allowed=False)
+    rows = audit_rows(p, t.tenant)[5:]
+    assert actions(rows) == [("node.register", f"node:{pn.id}"), ("node.set_state", f"node:{pn.id}"),
+                             ("tenant.set_bandwidth", f"tenant:{t.tenant}"),
+                             ("tenant.set_shared_pool_access", f"tenant:{t.tenant}")], rows
+    for row in rows:
+        assert_actor(row, p.pa, 0, "platform_admin")
+    assert '"500"' in rows[2]["detail"] and "lower_bitrate" in rows[2]["detail"] and '"800"' in rows[2]["detail"]
+    assert '"false"' in rows[3]["detail"]
+    s, _ = p.node(None)
+    pa.SetNodeState(tenant_id=0, node_id=s.id, state=DISABLED, reason="test ended")
+    rows = audit_rows(p, 0, f"node:{s.id}")
+    assert actions(rows) == [("node.register", f"node:{s.id}"), ("node.set_state", f"node:{s.id}")], rows
+    for row in rows:
+        assert_actor(row, p.pa, 0, "platform_admin")
+
+
+# ---------------------------------------------------------------------------
+# 9. Text hygiene (issue 12, item 5): names, failure domains and reasons.
+# ---------------------------------------------------------------------------
+
+# Refused in every text field: blanks only, a bidi override, a C1 control.
+BAD_TEXT = ["   ", "\u3000\u200b", "a\u202eb", "a\u0085b"]
+# Refused in names (labels) too: leading or trailing blanks.
+BAD_NAME = BAD_TEXT + [" edge-1", "edge-1 ", "\u00a0edge-1"]
+
+
+def written(p, tenant):
+    """Everything a refused request must leave as it was: the tenant's nodes,
+    idempotency keys and audit rows."""
+    return (nodes_in_sql(p, tenant),
+            p.sql(f"SELECT count(*) FROM frontdesk.routing_idempotency WHERE tenant_id = {tenant}"),
+            p.sql(f"SELECT count(*) FROM frontdesk.audit_events WHERE tenant_id = {tenant}"))
+
+
+def test_text_fields_refuse_blank_bidi_and_c1_and_write_nothing(p):
+    t = p.tenant()
+    ac = admin(p, t)
+    n, _ = p.node(t, failure_domain="dc-1")
+    before, before_node = written(p, t.tenant), ac.GetNode(node_id=n.id).node
+    cases = []
+    for v in BAD_NAME:
+        cases += [("RegisterNode", ac.RegisterNode, node_fields(name=v), "name"),
+                  ("RegisterNode", ac.RegisterNode, node_fields(failure_domain=v), "failure_domain"),
+                  ("UpdateNode", ac.UpdateNode, dict(node_id=n.id, name=v), "name"),
+                  ("UpdateNode", ac.UpdateNode, dict(node_id=n.id, failure_domain=C.OptionalString(value=v)),
+                   "failure_domain"),
+                  ("UpdateNode+rotate", ac.UpdateNode, dict(node_id=n.id, name=v, rotate_key=True), "name")]
+    for v in BAD_TEXT:
+        cases.append(("SetNodeState", ac.SetNodeState, dict(node_id=n.id, state=DISABLED, reason=v), "reason"))
+    failures = []
+    for label, fn, fields, field in cases:
+        code, msg = outcome(fn, **fields)
+        if code != "INVALID_ARGUMENT" or field not in msg:
+            failures.append((label, field, repr(fields[field])[:80], code, str(msg)[:200]))
+    assert not failures, "\n".join(map(str, failures))
+    assert written(p, t.tenant) == before
+    assert ac.GetNode(node_id=n.id).node == before_node
+    # What must still pass: inner spaces, other scripts, a reason with
+    # leading blanks (free text), an empty failure domain.
+    ac.RegisterNode(**node_fields(name="Edge 1 \u00e9\u4e2d", failure_domain="rack 2"))
+    ac.RegisterNode(**node_fields(failure_domain=""))
+    ac.UpdateNode(node_id=n.id, name="Paris \u2013 edge")
+    ac.SetNodeState(node_id=n.id, state=DRAINING, reason="  swapping a disk")
+    assert ac.GetNode(node_id=n.id).node.name == "Paris \u2013 edge"
+
+
+# ---------------------------------------------------------------------------
+# 10. A retry is answered like the first, even while the first is in flight
+#     (issue 12, item 2).
+# ---------------------------------------------------------------------------
+
+def together(calls, gate=None):
+    """Runs the callables on their own threads, released at once; returns
+    their (code, answer) in order. gate (optional): called once the threads
+    are released, before they are waited for (HeldLock.release_when)."""
+    start = threading.Barrier(len(calls))
+    out = [None] * len(calls)
+
+    def run(i, fn):
+        start.wait()
+        out[i] = outcome(fn)
+
+    threads = [threading.Thread(target=run, args=(i, fn)) for i, fn in enumerate(calls)]
+    for th in threads:
+        th.start()
+    if gate:
+        gate()
+    for th in threads:
+        th.join(30)
+    return out
+
+
+def own_channels(p, n, replicas=1):
+    """n channels to routerd, each its own connection (a call on one
+    connection is served by one of the server's queues, 4 threads in the
+    tests), spread over the replicas in turn."""
+    return [grpc.insecure_channel(p.routerd[i % replicas].target, options=[("grpc.use_local_subchannel_pool", 1)])
+            for i in range(n)]
+
+
+class HeldLock:
+    """A table lock held by a psql session of the test, so that requests
+    arriving meanwhile all wait inside their transactions, then go on
+    together: the race is forced, not hoped for. SHARE ROW EXCLUSIVE lets
+    reads through and stops every write."""
+
+    def __init__(self, p, table):
+        self.p = p
+        self.proc = subprocess.Popen(["psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", "-h", fdtest.PGHOST,
+                                      "-p", str(fdtest.PGPORT), "-U", "postgres", "-d", p.db.name],
+                                     stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True)
+        self.proc.stdin.write(f"BEGIN; LOCK TABLE {table} IN SHARE ROW EXCLUSIVE MODE;\n")
+        self.proc.stdin.flush()
+        rel = table.split(".")[-1]
+        wait_for(lambda: p.sql("SELECT count(*) FROM pg_locks l JOIN pg_class c ON c.oid = l.relation"
+                               f" WHERE c.relname = '{rel}' AND l.mode = 'ShareRowExclusiveLock'"
+                               " AND l.granted") == "1", what="the test's table lock")
+
+    def waiting(self):
+        """How many of routerd's transactions wait on a lock."""
+        return int(self.p.sql("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
+                              " AND usename = 'frontdesk_routerd' AND wait_event_type = 'Lock'"))
+
+    def release(self):
+        self.proc.stdin.write("COMMIT;\n")
+        self.proc.stdin.close()
+        assert self.proc.wait(10) == 0
+
+    def release_when(self, n):
+        """A gate for together(): releases the lock once n transactions of
+        routerd wait (on it, or on each other)."""
+        def gate():
+            try:
+                wait_for(lambda: self.waiting() >= n, what=f"{n} transactions waiting", interval=0.01)
+            finally:
+                self.release()
+        return gate
+
+
+def assert_one_registration(p, tenant, name, got):
+    """Six answers to one RegisterNode: all OK with the same node, the key
+    in exactly one; one node, one key claim, one audit row."""
+    codes = [c for c, _ in got]
+    assert codes == ["OK"] * len(got), [(c, str(r)[:120]) for c, r in got]
+    ids = {r.node.id for _, r in got}
+    assert len(ids) == 1, ids
+    (nid,) = ids
+    assert all(r.node.name == name for _, r in got)
+    keys = [r.node_key for _, r in got if r.node_key]
+    assert len(keys) == 1 and keys[0].startswith(f"fdn_{tenant}_{nid}_"), keys
+    assert p.sql(f"SELECT count(*) FROM frontdesk.nodes WHERE tenant_id = {tenant} AND name = '{name}'") == "1"
+    assert actions(audit_rows(p, tenant, f"node:{nid}")) == [("node.register", f"node:{nid}")]
+    return nid, keys[0]
+
+
+def test_six_identical_registrations_at_once_answer_the_first(p):
+    """A second execution of the same RegisterNode would be ALREADY_EXISTS
+    (the name is taken by then): the five that arrive while the first is in
+    flight must answer the first's node instead. Several rounds, since one
+    may happen not to overlap."""
+    t = p.tenant()
+    channels = own_channels(p, 6)
+    clients = [Routing(ch, t.token) for ch in channels]
+    for forced in (True, True, False, False):
+        f = node_fields()
+        gate = HeldLock(p, "frontdesk.routing_idempotency").release_when(6) if forced else None
+        got = together([lambda c=c: c.RegisterNode(**f) for c in clients], gate)
+        nid, key = assert_one_registration(p, t.tenant, f["name"], got)
+        assert p.sql("SELECT count(*) FROM frontdesk.routing_idempotency"
+                     f" WHERE tenant_id = {t.tenant} AND result_id = {nid}") == "1"
+        assert p.node_client(key).Heartbeat(load=load()).directive.health == UP
+    # Six at once under one key, with another request among them: those
+    # that are not the first's request are refused, never registered.
+    f = node_fields()
+    g = dict(f, name=uniq("other"))
+    got = together([lambda c=c, x=x: c.RegisterNode(**x) for c, x in zip(clients, (f, g, f, g, f, g))],
+                   HeldLock(p, "frontdesk.routing_idempotency").release_when(6))
+    for ch in channels:
+        ch.close()
+    codes = sorted(c for c, _ in got)
+    assert codes == ["FAILED_PRECONDITION"] * 3 + ["OK"] * 3, got
+    names = {r.node.name for c, r in got if c == "OK"}
+    assert len(names) == 1, names
+    assert p.sql(f"SELECT count(*) FROM frontdesk.nodes WHERE tenant_id = {t.tenant}"
+                 f" AND name IN ('{f['name']}', '{g['name']}')") == "1"

@@ -330,3 +330,49 @@ def test_restarted_replica_knows_every_registration(p, rts, beat, sig):
     assert routed(rts[0], t.tenant) == m.id
     # The shared pool stays forbidden for t.
     assert s.id not in [x.id for x in c1.ListNodes(include_shared_pool=True, page_size=1000).nodes]
+
+
+def test_six_identical_registrations_over_both_replicas_answer_the_first(p):
+    """The race of test_routing's, with three of the six requests on each
+    replica: one registration, one answer, one audit row."""
+    t = p.tenant()
+    channels = tr.own_channels(p, 6, replicas=2)
+    try:
+        clients = [tr.Routing(ch, t.token) for ch in channels]
+        for forced in (True, False):
+            f = tr.node_fields()
+            gate = tr.HeldLock(p, "frontdesk.routing_idempotency").release_when(6) if forced else None
+            got = tr.together([lambda c=c: c.RegisterNode(**f) for c in clients], gate)
+            nid, key = tr.assert_one_registration(p, t.tenant, f["name"], got)
+            for replica in (0, 1):
+                wait_for(lambda: outcome(p.node_client(key, replica).Heartbeat, load=load())[0] == "OK",
+                         timeout=SEEN_WITHIN, what=f"the node's key on replica {replica}")
+    finally:
+        for ch in channels:
+            ch.close()
+
+
+def test_only_the_replica_that_made_a_change_audits_it(p, beat):
+    """Both replicas read every change back (NOTIFY); one row per change,
+    written by the replica that made it, in its transaction."""
+    t = p.tenant()
+    n, key = p.node(t, replica=0)
+    target = f"node:{n.id}"
+    c0, c1 = p.routing(t, 0), p.routing(t, 1)
+    wait_for(lambda: outcome(c1.GetNode, node_id=n.id)[0] == "OK", timeout=SEEN_WITHIN, what="node on replica 1")
+    c1.SetNodeState(node_id=n.id, state=DRAINING, reason="on replica 1")
+    wait_for(lambda: c0.GetNode(node_id=n.id).node.state == DRAINING, timeout=SEEN_WITHIN,
+             what="the state on replica 0")
+    r = c0.UpdateNode(node_id=n.id, rotate_key=True)
+    wait_for(lambda: outcome(p.node_client(r.node_key, 1).Heartbeat, load=load())[0] == "OK",
+             timeout=SEEN_WITHIN, what="the new key on replica 1")
+    p.pa_routing(1).SetTenantBandwidth(tenant_id=t.tenant, max_egress_mbps=100)
+    wait_for(lambda: c0.GetTenantRouting().routing.max_egress_mbps == 100, timeout=SEEN_WITHIN,
+             what="the cap on replica 0")
+    time.sleep(0.3)     # every echo has arrived by now (SEEN_WITHIN above)
+    rows = tr.audit_rows(p, t.tenant)
+    assert tr.actions(rows) == [("node.register", target), ("node.set_state", target),
+                                ("node.rotate_key", target), ("tenant.set_bandwidth", f"tenant:{t.tenant}")], rows
+    for row in rows[:3]:
+        tr.assert_actor(row, t, t.tenant, "tenant_admin")
+    tr.assert_actor(rows[3], p.pa, 0, "platform_admin")
