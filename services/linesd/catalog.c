@@ -220,6 +220,14 @@ static int check_text(lreq_t *r, const char *field, const char *s, int min, int 
 	return fd_check_text(field, s, min, max, fd_call_err(r->call));
 }
 
+/* The same for a name or label shown in portals and playlists (a package's,
+ * bouquet's or stream's name, a stream's category and EPG channel id): no
+ * leading or trailing blanks either. */
+static int check_name(lreq_t *r, const char *field, const char *s, int min, int max)
+{
+	return fd_check_name(field, s, min, max, fd_call_err(r->call));
+}
+
 /* What a create or an update runs: the idempotency record (creates), the ids
  * to check, the statement and the row it returns. */
 typedef struct write_q {
@@ -338,7 +346,7 @@ int linesd_create_package(fd_call_t *call, const ProtobufCMessage *msg, Protobuf
 	lreq_t r;
 	int rc;
 	if ((rc = write_begin(&r, call, req->tenant_id)) < 0 ||
-	    (rc = check_text(&r, "name", req->name, 1, NAME_MAX_CHARS)) < 0 ||
+	    (rc = check_name(&r, "name", req->name, 1, NAME_MAX_CHARS)) < 0 ||
 	    (rc = check_days(&r, req->duration_days)) < 0 || (rc = check_hours(&r, req->duration_hours)) < 0)
 		return rc;
 	if (req->duration_days == 0 && req->duration_hours == 0)
@@ -403,7 +411,7 @@ int linesd_update_package(fd_call_t *call, const ProtobufCMessage *msg, Protobuf
 		return rc;
 	if (req->package_id <= 0)
 		return fd_call_fail(call, FD_EINVAL, "package_id: required");
-	if ((req->name[0] && (rc = check_text(&r, "name", req->name, 1, NAME_MAX_CHARS)) < 0) ||
+	if ((req->name[0] && (rc = check_name(&r, "name", req->name, 1, NAME_MAX_CHARS)) < 0) ||
 	    (req->duration_days && (rc = check_days(&r, req->duration_days->value)) < 0) ||
 	    (req->duration_hours && (rc = check_hours(&r, req->duration_hours->value)) < 0) ||
 	    (req->credit_cost && (rc = check_cost(&r, req->credit_cost->value)) < 0) ||
@@ -503,7 +511,7 @@ int linesd_create_bouquet(fd_call_t *call, const ProtobufCMessage *msg, Protobuf
 	lreq_t r;
 	int rc;
 	if ((rc = write_begin(&r, call, req->tenant_id)) < 0 ||
-	    (rc = check_text(&r, "name", req->name, 1, NAME_MAX_CHARS)) < 0 ||
+	    (rc = check_name(&r, "name", req->name, 1, NAME_MAX_CHARS)) < 0 ||
 	    (rc = check_ids(call, "stream_ids", req->stream_ids, req->n_stream_ids, MAX_BOUQUET_STREAMS)) < 0)
 		return rc;
 	write_q_t q = { .r = &r };
@@ -554,7 +562,7 @@ int linesd_update_bouquet(fd_call_t *call, const ProtobufCMessage *msg, Protobuf
 		return rc;
 	if (req->bouquet_id <= 0)
 		return fd_call_fail(call, FD_EINVAL, "bouquet_id: required");
-	if ((req->name[0] && (rc = check_text(&r, "name", req->name, 1, NAME_MAX_CHARS)) < 0) ||
+	if ((req->name[0] && (rc = check_name(&r, "name", req->name, 1, NAME_MAX_CHARS)) < 0) ||
 	    (req->stream_ids && (rc = check_ids(call, "stream_ids", req->stream_ids->values, req->stream_ids->n_values,
 	                                        MAX_BOUQUET_STREAMS)) < 0))
 		return rc;
@@ -675,11 +683,11 @@ int linesd_create_stream(fd_call_t *call, const ProtobufCMessage *msg, ProtobufC
 	lreq_t r;
 	int rc;
 	if ((rc = write_begin(&r, call, req->tenant_id)) < 0 ||
-	    (rc = check_text(&r, "name", req->name, 1, NAME_MAX_CHARS)) < 0 || (rc = check_kind(&r, req->kind, true)) < 0 ||
-	    (rc = check_text(&r, "category", req->category, 0, CATEGORY_MAX_CHARS)) < 0 ||
+	    (rc = check_name(&r, "name", req->name, 1, NAME_MAX_CHARS)) < 0 || (rc = check_kind(&r, req->kind, true)) < 0 ||
+	    (rc = check_name(&r, "category", req->category, 0, CATEGORY_MAX_CHARS)) < 0 ||
 	    (rc = check_number(&r, req->number)) < 0 ||
 	    (rc = check_text(&r, "logo_url", req->logo_url, 0, LOGO_MAX_CHARS)) < 0 ||
-	    (rc = check_text(&r, "epg_channel", req->epg_channel, 0, EPG_MAX_CHARS)) < 0 ||
+	    (rc = check_name(&r, "epg_channel", req->epg_channel, 0, EPG_MAX_CHARS)) < 0 ||
 	    (rc = check_ids(call, "bouquet_ids", req->bouquet_ids, req->n_bouquet_ids, MAX_PACKAGE_BOUQUETS)) < 0)
 		return rc;
 	write_q_t q = { .r = &r };
@@ -722,12 +730,12 @@ int linesd_update_stream(fd_call_t *call, const ProtobufCMessage *msg, ProtobufC
 		return rc;
 	if (req->stream_id <= 0)
 		return fd_call_fail(call, FD_EINVAL, "stream_id: required");
-	if ((req->name[0] && (rc = check_text(&r, "name", req->name, 1, NAME_MAX_CHARS)) < 0) ||
+	if ((req->name[0] && (rc = check_name(&r, "name", req->name, 1, NAME_MAX_CHARS)) < 0) ||
 	    (rc = check_kind(&r, req->kind, false)) < 0 ||
-	    (req->category && (rc = check_text(&r, "category", req->category->value, 0, CATEGORY_MAX_CHARS)) < 0) ||
+	    (req->category && (rc = check_name(&r, "category", req->category->value, 0, CATEGORY_MAX_CHARS)) < 0) ||
 	    (req->number && (rc = check_number(&r, req->number->value)) < 0) ||
 	    (req->logo_url && (rc = check_text(&r, "logo_url", req->logo_url->value, 0, LOGO_MAX_CHARS)) < 0) ||
-	    (req->epg_channel && (rc = check_text(&r, "epg_channel", req->epg_channel->value, 0, EPG_MAX_CHARS)) < 0))
+	    (req->epg_channel && (rc = check_name(&r, "epg_channel", req->epg_channel->value, 0, EPG_MAX_CHARS)) < 0))
 		return rc;
 	bool oom = false;
 	write_q_t q = { .r = &r, .id = num(&r, &oom, req->stream_id) };

@@ -6,6 +6,7 @@
 #include <string.h>
 #include <sodium.h>
 #include "linesd.h"
+#include "fd/audit.h"
 #include "fd/wire.h"
 
 /* ---- the prelude ---- */
@@ -224,4 +225,29 @@ void random_text(char *out, size_t n)
 	for (size_t i = 0; i < n; i++)
 		out[i] = alphabet[randombytes_uniform(sizeof(alphabet) - 1)];
 	out[n] = '\0';
+}
+
+/* ---- additions for issue 12: key locks and audit rows ---- */
+
+static const fd_sql_t SQL_IDEM_LOCK = {
+	"linesd_idem_lock",
+	"SELECT pg_advisory_xact_lock(hashtextextended('linesd.idem/' || $1::text || '/' || $2::text, 0))",
+	2,
+};
+
+int lidem_lock(fd_tx_t *tx, lreq_t *r, const char *idem)
+{
+	const char *params[] = { r->tenant_s, idem };
+	return fd_tx_exec(tx, &SQL_IDEM_LOCK, params, 0, NULL);
+}
+
+int lreq_audit(fd_tx_t *tx, lreq_t *r, const char *action, const char *target, const char *const *detail,
+               unsigned flags)
+{
+	fd_audit_t ev = { .actor = &r->c, .action = action, .target = target,
+		              .source = fd_audit_source(r->arena, fd_call_peer(r->call)), .outcome = FD_AUDIT_OK,
+		              .detail = detail };
+	if (!target || !ev.source)
+		return TX_OOM(tx);
+	return fd_audit_add(tx, r->arena, &ev, flags);
 }

@@ -22,6 +22,7 @@
 #include <string.h>
 #include <time.h>
 #include "linesd.h"
+#include "fd/audit.h"
 #include "fd/log.h"
 #include "fd/wire.h"
 #include "frontdesk/v1/billing.pb-c.h"
@@ -162,6 +163,22 @@ static int check_locks(fd_call_t *call, char *const *ips, size_t nips, char *con
 
 /* ---- settling a charge ---- */
 
+/* How long a settler's claim on a pending row keeps the reconciliation pass
+ * away from it: the longest Charge call (5 s) and a margin. A claim that
+ * lapses only lets a second settler ask billingd again, which is harmless. */
+#define CLAIM_SECONDS "6"
+
+/* The columns of a charge row as settling reads them; CH_* name them. */
+#define CHARGE_COLUMNS                                                                                \
+	"line_id, reseller_id, kind, package_id, periods, amount, state, coalesce(charge_entry_id, 0),"   \
+	" coalesce(balance_after, 0), trials_left, actor_kind, actor_role, actor_tenant_id, actor_account_id," \
+	" actor_key_id, actor_service, actor_path, actor_source, trial"
+enum {
+	CH_LINE, CH_RESELLER, CH_KIND, CH_PACKAGE, CH_PERIODS, CH_AMOUNT, CH_STATE, CH_ENTRY, CH_BALANCE,
+	CH_TRIALS_LEFT, CH_ACTOR_KIND, CH_ACTOR_ROLE, CH_ACTOR_TENANT, CH_ACTOR_ACCOUNT, CH_ACTOR_KEY,
+	CH_ACTOR_SERVICE, CH_ACTOR_PATH, CH_ACTOR_SOURCE, CH_TRIAL,
+};
+
 typedef struct settle {
 	linesd_t *l;
 	fd_arena_t *arena;
@@ -169,27 +186,50 @@ typedef struct settle {
 	const char *tenant_s, *charge_s;
 	int64_t charge_id;
 	int64_t deadline_ms;
-	bool skip_locked;            /* the reconciliation pass: leave rows a settler holds */
+	bool reconcile;              /* the reconciliation pass: leave rows a settler holds or has claimed */
+	bool claimed;                /* the row is claimed and the fields below are read (a fresh prepare) */
+	/* the row */
+	int64_t line_id, reseller, package, amount;
+	int32_t periods;
+	bool extend;
+	/* steps */
+	bool drop;                   /* finish: billingd refused for good, drop the pending rows */
+	bool give_back;              /* finish found nothing to apply a charge made to: refund it */
 	/* results */
-	bool busy;                   /* skip_locked: another settler holds it */
+	bool busy;                   /* reconcile: another settler holds or has claimed it */
 	bool gone;                   /* no such charge (refused earlier: nothing was charged) */
-	bool refused;                /* billingd refused for good: pending rows removed */
+	bool refused;                /* refused for good: pending rows removed, refusal says why */
 	fd_err_t refusal;
-	int64_t entry_id, amount, balance_after;
+	int64_t entry_id, balance_after;
+	int32_t trials_left;
 	Frontdesk__V1__Line *line;
 } settle_t;
 
-static const fd_sql_t SQL_CHARGE_LOCK = {
-	"linesd_charge_lock",
-	"SELECT line_id, reseller_id, kind, package_id, periods, amount, state, coalesce(charge_entry_id, 0),"
-	" coalesce(balance_after, 0) FROM frontdesk.line_charges WHERE tenant_id = $1 AND id = $2 FOR UPDATE",
+/* The caller's claim: the request itself (or its retry) settles its row
+ * whatever claim it has. The reconciliation pass's: only a row unclaimed or
+ * whose claim lapsed, skipping a row another settler has locked. */
+static const fd_sql_t SQL_CHARGE_CLAIM = {
+	"linesd_charge_claim",
+	"UPDATE frontdesk.line_charges SET claimed_until = now() + make_interval(secs => " CLAIM_SECONDS ")"
+	" WHERE tenant_id = $1 AND id = $2 AND state = 'pending' RETURNING " CHARGE_COLUMNS,
 	2,
 };
-static const fd_sql_t SQL_CHARGE_LOCK_SKIP = {
-	"linesd_charge_lock_skip",
-	"SELECT line_id, reseller_id, kind, package_id, periods, amount, state, coalesce(charge_entry_id, 0),"
-	" coalesce(balance_after, 0) FROM frontdesk.line_charges WHERE tenant_id = $1 AND id = $2"
-	" FOR UPDATE SKIP LOCKED",
+static const fd_sql_t SQL_CHARGE_CLAIM_LAPSED = {
+	"linesd_charge_claim_lapsed",
+	"UPDATE frontdesk.line_charges c SET claimed_until = now() + make_interval(secs => " CLAIM_SECONDS ")"
+	"  FROM (SELECT id FROM frontdesk.line_charges WHERE tenant_id = $1 AND id = $2 AND state = 'pending'"
+	"          AND (claimed_until IS NULL OR claimed_until < now()) FOR UPDATE SKIP LOCKED) x"
+	" WHERE c.tenant_id = $1 AND c.id = x.id RETURNING " CHARGE_COLUMNS,
+	2,
+};
+static const fd_sql_t SQL_CHARGE_READ = {
+	"linesd_charge_read",
+	"SELECT " CHARGE_COLUMNS " FROM frontdesk.line_charges WHERE tenant_id = $1 AND id = $2",
+	2,
+};
+static const fd_sql_t SQL_CHARGE_LOCK = {
+	"linesd_charge_lock",
+	"SELECT " CHARGE_COLUMNS " FROM frontdesk.line_charges WHERE tenant_id = $1 AND id = $2 FOR UPDATE",
 	2,
 };
 static const fd_sql_t SQL_CHARGE_DROP = {
@@ -226,7 +266,7 @@ static const fd_sql_t SQL_APPLY_EXTEND = {
 static const fd_sql_t SQL_CHARGE_APPLIED = {
 	"linesd_charge_applied",
 	"UPDATE frontdesk.line_charges SET state = 'applied', charge_entry_id = nullif($3::bigint, 0),"
-	" balance_after = $4, updated_at = now() WHERE tenant_id = $1 AND id = $2",
+	" balance_after = $4, claimed_until = NULL, updated_at = now() WHERE tenant_id = $1 AND id = $2",
 	4,
 };
 static const fd_sql_t SQL_EVENT = {
@@ -246,8 +286,7 @@ static bool refusal_is_final(int rc)
 	return rc == -FD_EPRECOND || rc == -FD_ENOTFOUND || rc == -FD_EINVAL;
 }
 
-static int call_charge(settle_t *s, int64_t reseller, int64_t amount, int64_t line, bool extend,
-                       Frontdesk__V1__ChargeResponse **out, fd_err_t *err)
+static int call_charge(settle_t *s, Frontdesk__V1__ChargeResponse **out, fd_err_t *err)
 {
 	char auth[FD_BEARER_MAX];
 	int rc = fd_token_source_get(s->l->billing_token, auth, sizeof(auth), err);
@@ -255,12 +294,12 @@ static int call_charge(settle_t *s, int64_t reseller, int64_t amount, int64_t li
 		return rc;
 	Frontdesk__V1__ChargeRequest req = FRONTDESK__V1__CHARGE_REQUEST__INIT;
 	req.tenant_id = s->tenant;
-	req.reseller_id = reseller;
-	req.amount = amount;
-	req.reason = extend ? FRONTDESK__V1__CHARGE_REASON__CHARGE_REASON_LINE_EXTENDED
-	                    : FRONTDESK__V1__CHARGE_REASON__CHARGE_REASON_LINE_CREATED;
-	req.line_id = line;
-	req.note = extend ? "ExtendLine" : "CreateLine";
+	req.reseller_id = s->reseller;
+	req.amount = s->amount;
+	req.reason = s->extend ? FRONTDESK__V1__CHARGE_REASON__CHARGE_REASON_LINE_EXTENDED
+	                       : FRONTDESK__V1__CHARGE_REASON__CHARGE_REASON_LINE_CREATED;
+	req.line_id = s->line_id;
+	req.note = s->extend ? "ExtendLine" : "CreateLine";
 	char key[40];
 	snprintf(key, sizeof(key), "lc-%" PRId64, s->charge_id);
 	req.idempotency_key = key;
@@ -278,7 +317,8 @@ static int call_charge(settle_t *s, int64_t reseller, int64_t amount, int64_t li
 
 /* billingd's Refund of charge entry `entry` (the line charge charge_id),
  * under the key "lr-<charge id>": a charge is refunded at most once, so one
- * key per charge serves every path that gives it back. */
+ * key per charge serves every path that gives it back. Never called inside
+ * a transaction. */
 static int call_refund(linesd_t *l, fd_arena_t *arena, int64_t tenant, int64_t charge_id, int64_t entry,
                        int64_t amount, const char *why, int64_t *refund_entry, fd_err_t *err)
 {
@@ -304,89 +344,150 @@ static int call_refund(linesd_t *l, fd_arena_t *arena, int64_t tenant, int64_t c
 	return 0;
 }
 
-static int settle_tx(fd_tx_t *tx, void *arg)
+/* The row's fields (CHARGE_COLUMNS) into s. */
+static int charge_fields(settle_t *s, PGresult *res)
+{
+	s->line_id = col_i64(res, 0, CH_LINE);
+	s->reseller = col_i64(res, 0, CH_RESELLER);
+	s->extend = strcmp(PQgetvalue(res, 0, CH_KIND), "extend") == 0;
+	s->package = col_i64(res, 0, CH_PACKAGE);
+	s->periods = (int32_t)col_i64(res, 0, CH_PERIODS);
+	s->amount = col_i64(res, 0, CH_AMOUNT);
+	s->trials_left = (int32_t)col_i64(res, 0, CH_TRIALS_LEFT);
+	return 0;
+}
+
+/* The stored result of an applied row, and the line as it is now. */
+static int answer_applied(fd_tx_t *tx, settle_t *s, PGresult *res)
+{
+	charge_fields(s, res);
+	s->entry_id = col_i64(res, 0, CH_ENTRY);
+	s->balance_after = col_i64(res, 0, CH_BALANCE);
+	s->refused = s->drop = false;
+	const char *pl[] = { s->tenant_s, fd_arena_printf(s->arena, "%" PRId64, s->line_id) };
+	if (!pl[1])
+		return TX_OOM(tx);
+	int rc = fd_tx_exec(tx, &SQL_LINE_BY_ID, pl, FD_TX_LAST, &res);
+	if (rc < 0)
+		return rc;
+	if (PQntuples(res) == 1 && !(s->line = line_message(s->l, s->arena, s->tenant, res, 0, 0)))
+		return TX_OOM(tx);
+	return 0;
+}
+
+/* Step 1: claim the pending row (short; commits before billingd is asked).
+ * An applied row is answered from what was applied. */
+static int claim_tx(fd_tx_t *tx, void *arg)
 {
 	settle_t *s = arg;
-	fd_err_t *err = fd_tx_err(tx);
-	s->busy = s->gone = s->refused = false;
+	s->busy = s->gone = s->claimed = false;
 	s->line = NULL;
 	const char *p2[] = { s->tenant_s, s->charge_s };
 	PGresult *res;
-	int rc = fd_tx_exec(tx, s->skip_locked ? &SQL_CHARGE_LOCK_SKIP : &SQL_CHARGE_LOCK, p2, 0, &res);
+	int rc = fd_tx_exec(tx, s->reconcile ? &SQL_CHARGE_CLAIM_LAPSED : &SQL_CHARGE_CLAIM, p2, 0, &res);
+	if (rc < 0)
+		return rc;
+	if (PQntuples(res) == 1) {
+		s->claimed = true;
+		return charge_fields(s, res);
+	}
+	if (s->reconcile) {          /* held, claimed, or settled meanwhile: not ours to do now */
+		s->busy = true;
+		return 0;
+	}
+	if ((rc = fd_tx_exec(tx, &SQL_CHARGE_READ, p2, 0, &res)) < 0)
+		return rc;
+	if (PQntuples(res) == 0) {
+		s->gone = true;
+		return 0;
+	}
+	return answer_applied(tx, s, res);
+}
+
+/* The audit row of a create or an extension, written by whoever applies it
+ * (the call, its retry, or the reconciliation pass on any replica): the
+ * actor is the caller that asked, as its charge row keeps it. */
+static int audit_charge(fd_tx_t *tx, settle_t *s, PGresult *res, const char *line_s)
+{
+	fd_caller_t c = { 0 };
+	c.kind = (int)col_i64(res, 0, CH_ACTOR_KIND);
+	c.role = (fd_role_t)col_i64(res, 0, CH_ACTOR_ROLE);
+	c.tenant_id = col_i64(res, 0, CH_ACTOR_TENANT);
+	c.account_id = col_i64(res, 0, CH_ACTOR_ACCOUNT);
+	c.api_key_id = col_i64(res, 0, CH_ACTOR_KEY);
+	snprintf(c.service, sizeof(c.service), "%s", PQgetvalue(res, 0, CH_ACTOR_SERVICE));
+	snprintf(c.path, sizeof(c.path), "%s", PQgetvalue(res, 0, CH_ACTOR_PATH));
+	const char *detail[] = {
+		"reseller_id", fd_arena_printf(s->arena, "%" PRId64, s->reseller),
+		"package_id", fd_arena_printf(s->arena, "%" PRId64, s->package),
+		"periods", fd_arena_printf(s->arena, "%" PRId32, s->periods),
+		"credits_charged", fd_arena_printf(s->arena, "%" PRId64, s->entry_id ? s->amount : 0),
+		"charge_entry_id", fd_arena_printf(s->arena, "%" PRId64, s->entry_id),
+		"trial", col_bool(res, 0, CH_TRIAL) ? "true" : "false",
+		NULL,
+	};
+	for (size_t i = 1; i < 10; i += 2)
+		if (!detail[i])
+			return TX_OOM(tx);
+	fd_audit_t ev = { .actor = &c, .action = s->extend ? "line.extend" : "line.create",
+		              .target = fd_arena_printf(s->arena, "line:%s", line_s),
+		              .source = PQgetvalue(res, 0, CH_ACTOR_SOURCE), .outcome = FD_AUDIT_OK, .detail = detail };
+	if (!ev.target)
+		return TX_OOM(tx);
+	return fd_audit_add(tx, s->arena, &ev, 0);
+}
+
+/* Step 3, under the row's lock: applies the charge if the row is still
+ * pending (or, with s->drop, removes it), else answers from what another
+ * settler did meanwhile. */
+static int finish_tx(fd_tx_t *tx, void *arg)
+{
+	settle_t *s = arg;
+	s->give_back = s->gone = false;
+	s->line = NULL;
+	const char *p2[] = { s->tenant_s, s->charge_s };
+	PGresult *res;
+	int rc = fd_tx_exec(tx, &SQL_CHARGE_LOCK, p2, 0, &res);
 	if (rc < 0)
 		return rc;
 	if (PQntuples(res) == 0) {
-		if (s->skip_locked)
-			s->busy = true;
-		else
+		/* Dropped by another settler, which billingd refused or whose line
+		 * was deleted: a charge made to us meanwhile (the same key) has
+		 * nothing left to pay for. */
+		if (!s->drop && s->entry_id)
+			s->give_back = true;
+		else if (!s->drop)
 			s->gone = true;
 		return 0;
 	}
-	int64_t line_id = col_i64(res, 0, 0), reseller = col_i64(res, 0, 1), package = col_i64(res, 0, 3);
-	bool extend = strcmp(PQgetvalue(res, 0, 2), "extend") == 0;
-	const char *periods = fd_arena_strdup(s->arena, PQgetvalue(res, 0, 4));
-	s->amount = col_i64(res, 0, 5);
-	bool applied = strcmp(PQgetvalue(res, 0, 6), "applied") == 0;
-	s->entry_id = col_i64(res, 0, 7);
-	s->balance_after = col_i64(res, 0, 8);
-	const char *line_s = fd_arena_printf(s->arena, "%" PRId64, line_id);
-	if (!periods || !line_s)
+	if (strcmp(PQgetvalue(res, 0, CH_STATE), "applied") == 0)
+		return answer_applied(tx, s, res);
+	if (s->drop)
+		return fd_tx_exec(tx, &SQL_CHARGE_DROP, p2, FD_TX_LAST, NULL);
+	const char *line_s = fd_arena_printf(s->arena, "%" PRId64, s->line_id);
+	const char *pa[] = { s->tenant_s, line_s, fd_arena_printf(s->arena, "%" PRId32, s->periods),
+		                 fd_arena_printf(s->arena, "%" PRId64, s->package) };
+	const char *pc[] = { s->tenant_s, s->charge_s, fd_arena_printf(s->arena, "%" PRId64, s->entry_id),
+		                 fd_arena_printf(s->arena, "%" PRId64, s->balance_after) };
+	const char *pe[] = { s->tenant_s, s->extend ? "2" : "1", line_s,
+		                 fd_arena_printf(s->arena, "%" PRId64, s->reseller), "0", "0" };
+	if (!line_s || !pa[2] || !pa[3] || !pc[2] || !pc[3] || !pe[3])
 		return TX_OOM(tx);
-	if (!applied) {
-		if (s->amount > 0) {
-			Frontdesk__V1__ChargeResponse *cr;
-			fd_err_t cerr = { 0 };
-			rc = call_charge(s, reseller, s->amount, line_id, extend, &cr, &cerr);
-			if (rc < 0 && refusal_is_final(rc)) {
-				s->refused = true;
-				s->refusal = cerr;
-				return fd_tx_exec(tx, &SQL_CHARGE_DROP, p2, FD_TX_LAST, NULL);
-			}
-			if (rc < 0)
-				return fd_err_set(err, rc == -FD_EDEADLINE ? FD_EDEADLINE : FD_EUNAVAIL,
-				                  "billing did not answer (%s); the %s is kept pending and completed when it "
-				                  "does: retry with the same idempotency_key",
-				                  cerr.msg, extend ? "extension" : "line");
-			if (!cr || !cr->entry)
-				return fd_err_set(err, FD_EINTERNAL, "billing answered Charge without an entry");
-			s->entry_id = cr->entry->id;
-			s->balance_after = cr->entry->from_balance_after;
-			if (s->l->cfg->fault[0] && strcmp(s->l->cfg->fault, "kill_after_charge") == 0) {
-				fd_warn("FRONTDESK_LINESD_FAULT=kill_after_charge: killing linesd after charge %" PRId64,
-				        s->entry_id);
-				raise(SIGKILL);
-			}
-		}
-		const char *pa[] = { s->tenant_s, line_s, periods, fd_arena_printf(s->arena, "%" PRId64, package) };
-		const char *pc[] = { s->tenant_s, s->charge_s, fd_arena_printf(s->arena, "%" PRId64, s->entry_id),
-			                 fd_arena_printf(s->arena, "%" PRId64, s->balance_after) };
-		const char *pe[] = { s->tenant_s, extend ? "2" : "1", line_s, fd_arena_printf(s->arena, "%" PRId64, reseller),
-			                 "0", "0" };
-		if (!pa[3] || !pc[2] || !pc[3] || !pe[3])
-			return TX_OOM(tx);
-		if ((rc = fd_tx_exec(tx, extend ? &SQL_APPLY_EXTEND : &SQL_APPLY_CREATE, pa, 0, &res)) < 0)
-			return rc;
-		if (strcmp(PQcmdTuples(res), "1") != 0) {
-			/* The line was deleted while its extension was being charged:
-			 * the charge is given back and the row dropped, in this
-			 * transaction (killed half-way, the next settle asks billingd
-			 * for the same refund under the same key). */
-			int64_t refund_entry;
-			fd_err_t rerr = { 0 };
-			if (s->entry_id && (rc = call_refund(s->l, s->arena, s->tenant, s->charge_id, s->entry_id, s->amount,
-			                                     "ExtendLine: line deleted meanwhile", &refund_entry, &rerr)) < 0)
-				return fd_err_set(err, FD_EUNAVAIL, "line %" PRId64 " was deleted; refunding its extension "
-				                  "failed (%s): retry", line_id, rerr.msg);
-			s->refused = true;
-			s->refusal = (fd_err_t){ .code = FD_ENOTFOUND };
-			snprintf(s->refusal.msg, sizeof(s->refusal.msg), "line %" PRId64 " not found (deleted; "
-			         "its extension was refunded)", line_id);
-			return fd_tx_exec(tx, &SQL_CHARGE_DROP, p2, FD_TX_LAST, NULL);
-		}
-		if ((rc = fd_tx_exec(tx, &SQL_CHARGE_APPLIED, pc, 0, NULL)) < 0 ||
-		    (rc = fd_tx_exec(tx, &SQL_EVENT, pe, 0, NULL)) < 0)
-			return rc;
+	PGresult *applied;
+	if ((rc = fd_tx_exec(tx, s->extend ? &SQL_APPLY_EXTEND : &SQL_APPLY_CREATE, pa, 0, &applied)) < 0)
+		return rc;
+	if (strcmp(PQcmdTuples(applied), "1") != 0) {
+		/* The line was deleted while its extension was being charged: the
+		 * charge is given back (after this transaction, which writes
+		 * nothing), then the row dropped. */
+		s->give_back = s->entry_id != 0;
+		if (!s->give_back)
+			s->drop = true;
+		return 0;
 	}
+	if ((rc = fd_tx_exec(tx, &SQL_CHARGE_APPLIED, pc, 0, NULL)) < 0 ||
+	    (rc = fd_tx_exec(tx, &SQL_EVENT, pe, 0, NULL)) < 0 || (rc = audit_charge(tx, s, res, line_s)) < 0)
+		return rc;
 	const char *pl[] = { s->tenant_s, line_s };
 	if ((rc = fd_tx_exec(tx, &SQL_LINE_BY_ID, pl, FD_TX_LAST, &res)) < 0)
 		return rc;
@@ -395,7 +496,19 @@ static int settle_tx(fd_tx_t *tx, void *arg)
 	return 0;
 }
 
-/* Settles charge id of tenant. Returns 0 with s's results, or -code in err. */
+/* Settles charge id of tenant in steps, with no transaction open while
+ * billingd is asked (db.h: a transaction function has no effects outside
+ * it; a slow billingd must not hold linesd's pool or the row's lock):
+ *   1. claim the pending row (claim_tx; skipped after a fresh prepare, which
+ *      committed the row claimed);
+ *   2. Charge under the key "lc-<charge id>", no transaction open;
+ *   3. apply under the row's lock if it is still pending (finish_tx); if
+ *      another settler applied it meanwhile, answer from what it applied.
+ * A charge made for a row found gone, or for a line deleted meanwhile, is
+ * refunded (no transaction open) and the row then dropped. Killed anywhere,
+ * the row stays pending and is settled again by a retry or the
+ * reconciliation pass, each step answering the same under the same keys.
+ * Returns 0 with s's results, or -code in err. */
 static int settle(settle_t *s, fd_err_t *err)
 {
 	s->tenant_s = fd_arena_printf(s->arena, "%" PRId64, s->tenant);
@@ -403,7 +516,67 @@ static int settle(settle_t *s, fd_err_t *err)
 	if (!s->tenant_s || !s->charge_s)
 		return fd_err_set(err, FD_EEXHAUSTED, "out of memory");
 	fd_tx_opts_t o = { .tenant_id = s->tenant, .deadline_ms = s->deadline_ms };
-	return fd_db_run_opts(s->l->db, &o, settle_tx, s, err);
+	int rc;
+	s->busy = s->gone = s->refused = s->drop = s->give_back = false;
+	s->entry_id = s->balance_after = 0;
+	if (!s->claimed) {
+		if ((rc = fd_db_run_opts(s->l->db, &o, claim_tx, s, err)) < 0)
+			return rc;
+		if (!s->claimed)         /* busy, gone, or answered from the applied row */
+			return 0;
+	}
+	if (s->amount > 0) {
+		Frontdesk__V1__ChargeResponse *cr;
+		fd_err_t cerr = { 0 };
+		rc = call_charge(s, &cr, &cerr);
+		if (rc < 0 && refusal_is_final(rc)) {
+			s->drop = s->refused = true;
+			s->refusal = cerr;
+		} else if (rc < 0) {
+			return fd_err_set(err, rc == -FD_EDEADLINE ? FD_EDEADLINE : FD_EUNAVAIL,
+			                  "billing did not answer (%s); the %s is kept pending and completed when it "
+			                  "does: retry with the same idempotency_key",
+			                  cerr.msg, s->extend ? "extension" : "line");
+		} else if (!cr || !cr->entry) {
+			return fd_err_set(err, FD_EINTERNAL, "billing answered Charge without an entry");
+		} else {
+			s->entry_id = cr->entry->id;
+			s->balance_after = cr->entry->from_balance_after;
+			if (s->l->cfg->fault[0] && strcmp(s->l->cfg->fault, "kill_after_charge") == 0) {
+				fd_warn("FRONTDESK_LINESD_FAULT=kill_after_charge: killing linesd after charge %" PRId64,
+				        s->entry_id);
+				raise(SIGKILL);
+			}
+		}
+	}
+	if ((rc = fd_db_run_opts(s->l->db, &o, finish_tx, s, err)) < 0)
+		return rc;
+	if (s->give_back) {
+		int64_t refund_entry;
+		fd_err_t rerr = { 0 };
+		if ((rc = call_refund(s->l, s->arena, s->tenant, s->charge_id, s->entry_id, s->amount,
+		                      "line charge not applied", &refund_entry, &rerr)) < 0)
+			return fd_err_set(err, FD_EUNAVAIL, "line %" PRId64 " is gone; giving its charge back failed (%s): "
+			                  "retry with the same idempotency_key", s->line_id, rerr.msg);
+		s->give_back = false;
+		s->drop = true;
+		if ((rc = fd_db_run_opts(s->l->db, &o, finish_tx, s, err)) < 0)
+			return rc;
+		if (!s->line) {
+			s->refused = true;
+			s->refusal = (fd_err_t){ .code = FD_ENOTFOUND };
+			snprintf(s->refusal.msg, sizeof(s->refusal.msg), "line %" PRId64 " not found (deleted, or the "
+			         "request refused meanwhile; its charge was refunded)", s->line_id);
+		}
+	} else if (s->drop && !s->refused && !s->line) {
+		/* A free extension of a line deleted meanwhile. */
+		if ((rc = fd_db_run_opts(s->l->db, &o, finish_tx, s, err)) < 0)
+			return rc;
+		s->refused = true;
+		s->refusal = (fd_err_t){ .code = FD_ENOTFOUND };
+		snprintf(s->refusal.msg, sizeof(s->refusal.msg), "line %" PRId64 " not found (deleted)", s->line_id);
+	}
+	return 0;
 }
 
 /* ---- CreateLine, CreateTrialLine ---- */
@@ -417,7 +590,7 @@ typedef struct create_q {
 	const char *bouquets;        /* NULL: the package's */
 	const char *ips, *uas, *notes;
 	/* results */
-	int64_t charge_id;
+	int64_t charge_id, line_id, cost;
 	bool replay;
 	int32_t trials_left;
 } create_q_t;
@@ -470,13 +643,35 @@ static const fd_sql_t SQL_INSERT_PENDING_LINE = {
 	" RETURNING id",
 	12,
 };
+/* Committed claimed: the call that made it settles it next. $11.. the
+ * caller, for the audit row of whoever applies it (CHARGE_COLUMNS). */
 static const fd_sql_t SQL_INSERT_CHARGE = {
 	"linesd_insert_charge",
 	"INSERT INTO frontdesk.line_charges (tenant_id, line_id, reseller_id, kind, trial, package_id, periods,"
-	"   amount, idem_key, request_hash)"
-	" VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, decode($10, 'hex')) RETURNING id",
-	10,
+	"   amount, idem_key, request_hash, trials_left, actor_kind, actor_role, actor_tenant_id, actor_account_id,"
+	"   actor_key_id, actor_service, actor_path, actor_source, claimed_until)"
+	" VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, decode($10, 'hex'), $11, $12, $13, $14, $15, $16, $17, $18,"
+	"         $19, now() + make_interval(secs => " CLAIM_SECONDS ")) RETURNING id",
+	19,
 };
+
+/* The caller's columns of SQL_INSERT_CHARGE ($12..$19) into p[0..7]. */
+static int actor_params(lreq_t *r, const char **p)
+{
+	const fd_caller_t *c = &r->c;
+	p[0] = lreq_i64(r, c->kind);
+	p[1] = lreq_i64(r, c->role);
+	p[2] = lreq_i64(r, c->tenant_id);
+	p[3] = lreq_i64(r, c->account_id);
+	p[4] = lreq_i64(r, c->api_key_id);
+	p[5] = c->service;
+	p[6] = c->path;
+	p[7] = fd_audit_source(r->arena, fd_call_peer(r->call));
+	for (int i = 0; i < 8; i++)
+		if (!p[i])
+			return -FD_EEXHAUSTED;
+	return 0;
+}
 
 static int create_prepare_tx(fd_tx_t *tx, void *arg)
 {
@@ -486,8 +681,11 @@ static int create_prepare_tx(fd_tx_t *tx, void *arg)
 	q->replay = false;
 	const char *pk[] = { r->tenant_s, q->idem };
 	PGresult *res;
-	int rc = fd_tx_exec(tx, &SQL_CHARGE_BY_IDEM, pk, 0, &res);
-	if (rc < 0)
+	/* A concurrent duplicate waits here for the first to commit, then finds
+	 * its charge: it must not run the checks again (the username is taken
+	 * by then, the trial limit or the credits used up). */
+	int rc = lidem_lock(tx, r, q->idem);
+	if (rc < 0 || (rc = fd_tx_exec(tx, &SQL_CHARGE_BY_IDEM, pk, 0, &res)) < 0)
 		return rc;
 	if (PQntuples(res) == 1) {
 		if (strcmp(PQgetvalue(res, 0, 1), q->hash) != 0)
@@ -564,10 +762,12 @@ static int create_prepare_tx(fd_tx_t *tx, void *arg)
 		return TX_OOM(tx);
 	if ((rc = fd_tx_exec(tx, &SQL_INSERT_PENDING_LINE, pl, 0, &res)) < 0)
 		return rc;
+	q->line_id = col_i64(res, 0, 0);
+	q->cost = cost;
 	const char *line_s = fd_arena_strdup(r->arena, PQgetvalue(res, 0, 0));
-	const char *pc[] = { r->tenant_s, line_s, pl[1], "create", q->trial ? "true" : "false", pp[1], "1",
-		                 lreq_i64(r, cost), q->idem, q->hash };
-	if (!line_s || !pc[7])
+	const char *pc[19] = { r->tenant_s, line_s, pl[1], "create", q->trial ? "true" : "false", pp[1], "1",
+		                   lreq_i64(r, cost), q->idem, q->hash, lreq_i64(r, q->trials_left) };
+	if (!line_s || !pc[7] || !pc[10] || actor_params(r, pc + 11) < 0)
 		return TX_OOM(tx);
 	if ((rc = fd_tx_exec(tx, &SQL_INSERT_CHARGE, pc, FD_TX_LAST, &res)) < 0)
 		return rc;
@@ -575,11 +775,15 @@ static int create_prepare_tx(fd_tx_t *tx, void *arg)
 	return 0;
 }
 
-/* Settles q's charge for the call; 0 with s filled, or -code (the call's error set). */
-static int settle_for_call(lreq_t *r, int64_t charge_id, settle_t *s)
+/* Settles the call's charge; 0 with s filled, or -code (the call's error
+ * set). s: charge_id, and when the call's prepare has just committed the row
+ * (claimed) its fields. */
+static int settle_for_call(lreq_t *r, settle_t *s)
 {
-	*s = (settle_t){ .l = r->l, .arena = r->arena, .tenant = r->tenant, .charge_id = charge_id,
-		             .deadline_ms = fd_call_deadline_ms(r->call) };
+	s->l = r->l;
+	s->arena = r->arena;
+	s->tenant = r->tenant;
+	s->deadline_ms = fd_call_deadline_ms(r->call);
 	int rc = settle(s, fd_call_err(r->call));
 	if (rc < 0)
 		return rc;
@@ -657,13 +861,14 @@ static int create_common(fd_call_t *call, const ProtobufCMessage *msg, bool tria
 	q->notes = notes;
 	if (!q->username || !q->pw_hash || !q->pw_box || (nbouquets && !q->bouquets) || !q->ips || !q->uas)
 		return OOM(call);
-	/* A concurrent duplicate loses on the idempotency key's index: run
-	 * again, it then finds the first request's charge and joins it. */
-	if ((rc = lreq_run(r, create_prepare_tx, q)) == -FD_EEXISTS)
-		rc = lreq_run(r, create_prepare_tx, q);
-	if (rc < 0)
+	if ((rc = lreq_run(r, create_prepare_tx, q)) < 0)
 		return rc;
-	return settle_for_call(r, q->charge_id, s);
+	*s = (settle_t){ .charge_id = q->charge_id };
+	if (!q->replay)
+		*s = (settle_t){ .charge_id = q->charge_id, .claimed = true, .line_id = q->line_id,
+			             .reseller = q->reseller, .package = q->package, .amount = q->cost, .periods = 1,
+			             .trials_left = q->trials_left };
+	return settle_for_call(r, s);
 }
 
 int linesd_create_line(fd_call_t *call, const ProtobufCMessage *msg, ProtobufCMessage **resp)
@@ -707,7 +912,7 @@ int linesd_create_trial_line(fd_call_t *call, const ProtobufCMessage *msg, Proto
 		return OOM(call);
 	frontdesk__v1__create_trial_line_response__init(m);
 	m->line = s.line;
-	m->trials_left = q.replay ? 0 : q.trials_left;
+	m->trials_left = s.trials_left;
 	m->charge_entry_id = s.entry_id;
 	m->credits_charged = s.entry_id ? s.amount : 0;
 	m->balance_after = s.balance_after;
@@ -722,7 +927,9 @@ typedef struct extend_q {
 	int64_t line, package;
 	int32_t periods;
 	const char *idem, *hash;
-	int64_t charge_id;
+	/* results */
+	int64_t charge_id, reseller, amount;
+	bool replay;
 } extend_q_t;
 
 static const fd_sql_t SQL_LINE_VISIBLE = {
@@ -739,13 +946,15 @@ static int extend_prepare_tx(fd_tx_t *tx, void *arg)
 	fd_err_t *err = fd_tx_err(tx);
 	const char *pk[] = { r->tenant_s, q->idem };
 	PGresult *res;
-	int rc = fd_tx_exec(tx, &SQL_CHARGE_BY_IDEM, pk, 0, &res);
-	if (rc < 0)
+	q->replay = false;
+	int rc = lidem_lock(tx, r, q->idem);     /* see create_prepare_tx */
+	if (rc < 0 || (rc = fd_tx_exec(tx, &SQL_CHARGE_BY_IDEM, pk, 0, &res)) < 0)
 		return rc;
 	if (PQntuples(res) == 1) {
 		if (strcmp(PQgetvalue(res, 0, 1), q->hash) != 0)
 			return fd_err_set(err, FD_EPRECOND, "idempotency_key: already used with a different request");
 		q->charge_id = col_i64(res, 0, 0);
+		q->replay = true;
 		return 0;
 	}
 	const char *pv[] = { r->tenant_s, lreq_i64(r, q->line), lreq_subtree(r) };
@@ -773,9 +982,11 @@ static int extend_prepare_tx(fd_tx_t *tx, void *arg)
 	int64_t cost = col_i64(res, 0, 0);
 	if (cost > INT64_MAX / q->periods)
 		return fd_err_set(err, FD_EINVAL, "periods: the price overflows");
-	const char *pc[] = { r->tenant_s, pv[1], lreq_i64(r, reseller), "extend", "false", pp[1],
-		                 lreq_i64(r, q->periods), lreq_i64(r, cost * q->periods), q->idem, q->hash };
-	if (!pc[2] || !pc[6] || !pc[7])
+	q->reseller = reseller;
+	q->amount = cost * q->periods;
+	const char *pc[19] = { r->tenant_s, pv[1], lreq_i64(r, reseller), "extend", "false", pp[1],
+		                   lreq_i64(r, q->periods), lreq_i64(r, q->amount), q->idem, q->hash, "0" };
+	if (!pc[2] || !pc[6] || !pc[7] || actor_params(r, pc + 11) < 0)
 		return TX_OOM(tx);
 	if ((rc = fd_tx_exec(tx, &SQL_INSERT_CHARGE, pc, FD_TX_LAST, &res)) < 0)
 		return rc;
@@ -802,12 +1013,13 @@ int linesd_extend_line(fd_call_t *call, const ProtobufCMessage *msg, ProtobufCMe
 		return rc;
 	if (!(q.hash = fd_request_hash(r.arena, msg)))
 		return OOM(call);
-	if ((rc = lreq_run(&r, extend_prepare_tx, &q)) == -FD_EEXISTS)   /* see create_common */
-		rc = lreq_run(&r, extend_prepare_tx, &q);
-	if (rc < 0)
+	if ((rc = lreq_run(&r, extend_prepare_tx, &q)) < 0)
 		return rc;
-	settle_t s;
-	if ((rc = settle_for_call(&r, q.charge_id, &s)) < 0)
+	settle_t s = { .charge_id = q.charge_id };
+	if (!q.replay)
+		s = (settle_t){ .charge_id = q.charge_id, .claimed = true, .line_id = q.line, .reseller = q.reseller,
+			            .package = q.package, .amount = q.amount, .periods = q.periods, .extend = true };
+	if ((rc = settle_for_call(&r, &s)) < 0)
 		return rc;
 	Frontdesk__V1__ExtendLineResponse *m = fd_arena_zalloc(r.arena, sizeof(*m));
 	if (!m)
@@ -829,7 +1041,8 @@ static const fd_sql_t SQL_TENANTS = {
 static const fd_sql_t SQL_PENDING = {
 	"linesd_pending",
 	"SELECT id FROM frontdesk.line_charges WHERE tenant_id = $1 AND state = 'pending'"
-	" AND created_at < now() - make_interval(secs => $2) ORDER BY created_at LIMIT 100",
+	" AND created_at < now() - make_interval(secs => $2) AND (claimed_until IS NULL OR claimed_until < now())"
+	" ORDER BY created_at LIMIT 100",
 	2,
 };
 
@@ -893,7 +1106,7 @@ void lines_reconcile(linesd_t *l)
 			continue;
 		for (int i = 0; i < q.n; i++) {
 			settle_t s = { .l = l, .arena = &arena, .tenant = tenants[t], .charge_id = q.ids[i],
-				           .skip_locked = true, .deadline_ms = 0 };
+				           .reconcile = true, .deadline_ms = 0 };
 			int rc = settle(&s, &err);
 			if (rc < 0)
 				fd_warn("tenant %" PRId64 ": charge %" PRId64 " still pending: %s", tenants[t], q.ids[i], err.msg);
@@ -917,7 +1130,19 @@ typedef struct read_q {
 	int limit;
 	Frontdesk__V1__Line **out;
 	size_t n;
+	/* GetLine: the line's status history */
+	Frontdesk__V1__LineStatusChange **history;
+	size_t n_history;
 } read_q_t;
+
+/* Newest first, at most 50 (GetLineResponse.status_history). */
+static const fd_sql_t SQL_STATUS_HISTORY = {
+	"linesd_status_history",
+	"SELECT status, previous_status, reason, actor_account_id, actor, " EPOCH("changed_at")
+	"  FROM frontdesk.line_status_history WHERE tenant_id = $1 AND line_id = $2 ORDER BY id DESC LIMIT 50",
+	2,
+};
+enum { SH_STATUS, SH_PREVIOUS, SH_REASON, SH_ACTOR_ACCOUNT, SH_ACTOR, SH_AT };
 
 static const fd_sql_t SQL_GET_LINE = {
 	"linesd_get_line",
@@ -964,7 +1189,42 @@ static int read_lines_tx(fd_tx_t *tx, void *arg, const fd_sql_t *sql)
 
 static int get_line_tx(fd_tx_t *tx, void *arg)
 {
-	return read_lines_tx(tx, arg, &SQL_GET_LINE);
+	read_q_t *q = arg;
+	fd_arena_t *a = q->r->arena;
+	PGresult *res;
+	int rc = fd_tx_exec(tx, &SQL_GET_LINE, q->params, 0, &res);
+	if (rc < 0)
+		return rc;
+	q->n = (size_t)PQntuples(res);
+	if (q->n == 0)
+		return 0;
+	if (!(q->out = fd_arena_alloc(a, sizeof(*q->out))) ||
+	    !(q->out[0] = line_message(q->r->l, a, q->r->tenant, res, 0, 0)))
+		return TX_OOM(tx);
+	const char *ph[] = { q->r->tenant_s, lreq_i64(q->r, q->out[0]->id) };
+	if (!ph[1])
+		return TX_OOM(tx);
+	if ((rc = fd_tx_exec(tx, &SQL_STATUS_HISTORY, ph, FD_TX_LAST, &res)) < 0)
+		return rc;
+	q->n_history = (size_t)PQntuples(res);
+	if (!(q->history = fd_arena_alloc(a, (q->n_history + 1) * sizeof(*q->history))))
+		return TX_OOM(tx);
+	for (size_t i = 0; i < q->n_history; i++) {
+		Frontdesk__V1__LineStatusChange *h = fd_arena_zalloc(a, sizeof(*h));
+		if (!h)
+			return TX_OOM(tx);
+		frontdesk__v1__line_status_change__init(h);
+		h->status = status_of(PQgetvalue(res, (int)i, SH_STATUS));
+		h->previous_status = status_of(PQgetvalue(res, (int)i, SH_PREVIOUS));
+		h->reason = fd_arena_strdup(a, PQgetvalue(res, (int)i, SH_REASON));
+		h->actor_account_id = col_i64(res, (int)i, SH_ACTOR_ACCOUNT);
+		h->actor = fd_arena_strdup(a, PQgetvalue(res, (int)i, SH_ACTOR));
+		h->changed_at = col_i64(res, (int)i, SH_AT);
+		if (!h->reason || !h->actor)
+			return TX_OOM(tx);
+		q->history[i] = h;
+	}
+	return 0;
 }
 
 static int list_lines_tx(fd_tx_t *tx, void *arg)
@@ -996,6 +1256,8 @@ int linesd_get_line(fd_call_t *call, const ProtobufCMessage *msg, ProtobufCMessa
 		return OOM(call);
 	frontdesk__v1__get_line_response__init(m);
 	m->line = q.out[0];
+	m->status_history = q.history;
+	m->n_status_history = q.n_history;
 	*resp = &m->base;
 	return 0;
 }
@@ -1114,9 +1376,20 @@ static const fd_sql_t SQL_UPDATE_LINE = {
 };
 static const fd_sql_t SQL_SET_STATE = {
 	"linesd_set_state",
-	"UPDATE frontdesk.lines SET state = $3, status_reason = $4, updated_at = now()"
-	" WHERE tenant_id = $1 AND id = $2",
-	4,
+	"UPDATE frontdesk.lines SET state = $3, updated_at = now() WHERE tenant_id = $1 AND id = $2",
+	3,
+};
+/* Every SetLineStatus is kept with its reason (migrations/0008_lines.sql). */
+static const fd_sql_t SQL_STATUS_HISTORY_ADD = {
+	"linesd_status_history_add",
+	"INSERT INTO frontdesk.line_status_history (tenant_id, line_id, status, previous_status, reason, actor,"
+	"   actor_account_id) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+	7,
+};
+static const fd_sql_t SQL_STATUS_HISTORY_DROP = {
+	"linesd_status_history_drop",
+	"DELETE FROM frontdesk.line_status_history WHERE tenant_id = $1 AND line_id = $2",
+	2,
 };
 /* Ends the line's live sessions (LINE_REVOKED = 6), announcing each. */
 static const fd_sql_t SQL_END_LINE_SESSIONS = {
@@ -1212,7 +1485,16 @@ static int update_line_tx(fd_tx_t *tx, void *arg)
 	}
 	const char *p[] = { r->tenant_s, q->line_s, q->max_conn, q->ips, q->uas, q->bouquets, q->notes, q->cap,
 		                q->pw_hash, q->pw_box };
+	/* What changed, by name only (never the password itself). */
+	const char *fields = fd_arena_printf(r->arena, "%s%s%s%s%s%s%s", q->max_conn ? ",max_connections" : "",
+	                                     q->ips ? ",allowed_ips" : "", q->uas ? ",allowed_user_agents" : "",
+	                                     q->bouquets ? ",bouquet_ids" : "", q->notes ? ",notes" : "",
+	                                     q->cap ? ",bandwidth_cap_kbps" : "", q->pw_hash ? ",password" : "");
+	if (!fields)
+		return TX_OOM(tx);
+	const char *detail[] = { "fields", fields[0] ? fields + 1 : "", NULL };
 	if ((rc = fd_tx_exec(tx, &SQL_UPDATE_LINE, p, 0, NULL)) < 0 ||
+	    (rc = lreq_audit(tx, r, "line.update", fd_arena_printf(r->arena, "line:%s", q->line_s), detail, 0)) < 0 ||
 	    (rc = event(tx, q, FRONTDESK__V1__LINE_EVENT_TYPE__LINE_EVENT_TYPE_LINE_UPDATED, reseller, 0)) < 0)
 		return rc;
 	return read_back(tx, q);
@@ -1304,8 +1586,17 @@ static int set_status_tx(fd_tx_t *tx, void *arg)
 		return TX_OOM(tx);
 	if (strcmp(before, "banned") == 0 && strcmp(q->state, "banned") != 0 && !lreq_admin(r))
 		return fd_err_set(fd_tx_err(tx), FD_EPERM, "only the tenant's admins lift a ban");
-	const char *p[] = { r->tenant_s, q->line_s, q->state, q->reason };
-	if ((rc = fd_tx_exec(tx, &SQL_SET_STATE, p, 0, NULL)) < 0)
+	const char *previous_s = PQgetvalue(res, 0, 2);
+	const char *p[] = { r->tenant_s, q->line_s, q->state };
+	const char *ph[] = { r->tenant_s, q->line_s, q->state, previous_s, q->reason,
+		                 fd_audit_actor_label(r->arena, &r->c),
+		                 lreq_i64(r, r->c.kind == FD_CRED_SERVICE_TOKEN ? 0 : r->c.account_id) };
+	const char *detail[] = { "status", q->state, "previous_status", previous_s, "reason", q->reason, NULL };
+	if (!ph[5] || !ph[6])
+		return TX_OOM(tx);
+	if ((rc = fd_tx_exec(tx, &SQL_SET_STATE, p, 0, NULL)) < 0 ||
+	    (rc = fd_tx_exec(tx, &SQL_STATUS_HISTORY_ADD, ph, 0, NULL)) < 0 ||
+	    (rc = lreq_audit(tx, r, "line.set_status", fd_arena_printf(r->arena, "line:%s", q->line_s), detail, 0)) < 0)
 		return rc;
 	if (strcmp(q->state, "active") != 0 && (rc = end_sessions(tx, q, reseller)) < 0)
 		return rc;
@@ -1344,29 +1635,108 @@ int linesd_set_line_status(fd_call_t *call, const ProtobufCMessage *msg, Protobu
 	return 0;
 }
 
-/* DeleteLine with a refund: the line's applied charges, newest first, each
- * refunded at most once (billingd's rule) under the key "lr-<charge id>",
- * inside the transaction that deletes the line. Killed half-way, the
- * transaction rolls back and the line stays; the same request again asks
- * for the same refunds, which billingd answers from its records. */
+/* DeleteLine with a refund, in steps, with no transaction open while
+ * billingd is asked:
+ *   1. plan (delete_plan_tx): the line's applied charges, newest first, and
+ *      what to refund of each; nothing is written;
+ *   2. Refund each under the key "lr-<charge id>" (a charge is refunded at
+ *      most once, billingd's rule), no transaction open;
+ *   3. delete (delete_line_tx): under the line's lock, if the line is still
+ *      there and no charge of the plan was refunded meanwhile, record the
+ *      refunds, end the sessions and delete the line.
+ * Killed after a refund, the line stays: the same request again makes the
+ * same plan and asks for the same refunds, which billingd answers from its
+ * records. Two refunding deletes at once ask for the same refunds (one is
+ * made) and one of them deletes; the other finds the line gone (NOT_FOUND),
+ * or, a duplicate under the same key, answers what the first did. */
 static const fd_sql_t SQL_LINE_CHARGES = {
 	"linesd_line_charges",
-	"SELECT id, charge_entry_id, amount - refunded FROM frontdesk.line_charges"
+	"SELECT id, charge_entry_id, amount - refunded, refunded FROM frontdesk.line_charges"
 	" WHERE tenant_id = $1 AND line_id = $2 AND state = 'applied' AND charge_entry_id IS NOT NULL"
-	"   AND amount > refunded ORDER BY id DESC FOR UPDATE",
+	"   AND amount > refunded ORDER BY id DESC",
 	2,
 };
+/* Only when nothing was refunded of it since the plan ($4: what was then). */
 static const fd_sql_t SQL_CHARGE_REFUNDED = {
 	"linesd_charge_refunded",
-	"UPDATE frontdesk.line_charges SET refunded = refunded + $3, updated_at = now() WHERE tenant_id = $1 AND id = $2",
-	3,
+	"UPDATE frontdesk.line_charges SET refunded = refunded + $3, updated_at = now()"
+	" WHERE tenant_id = $1 AND id = $2 AND refunded = $4",
+	4,
 };
+
+typedef struct refund_step {
+	int64_t charge, entry, amount, before;   /* before: refunded at the plan */
+	int64_t refund_entry;
+} refund_step_t;
 
 typedef struct delete_q {
 	change_q_t c;
 	int64_t refund;
 	const char *idem, *hash;     /* NULL: no idempotency key */
+	refund_step_t *plan;
+	int nplan;
+	bool replay;
 } delete_q_t;
+
+/* A replay of the key: the first answer. 1 found, 0 none, -code. */
+static int delete_replay(fd_tx_t *tx, delete_q_t *d)
+{
+	int64_t first;
+	int rc = d->idem ? lidem_find(tx, d->c.r, d->idem, d->hash, &first) : 0;
+	if (rc == 1) {
+		d->replay = true;
+		d->c.refund_entry = first;
+		d->c.refunded = d->refund;
+	}
+	return rc;
+}
+
+static int delete_plan_tx(fd_tx_t *tx, void *arg)
+{
+	delete_q_t *d = arg;
+	change_q_t *q = &d->c;
+	lreq_t *r = q->r;
+	d->replay = false;
+	d->nplan = 0;
+	int rc = delete_replay(tx, d);
+	if (rc != 0)
+		return rc < 0 ? rc : 0;
+	const char *pv[] = { r->tenant_s, q->line_s, lreq_subtree(r) };
+	PGresult *res;
+	if (!pv[2])
+		return TX_OOM(tx);
+	if ((rc = fd_tx_exec(tx, &SQL_LINE_VISIBLE, pv, 0, &res)) < 0)
+		return rc;
+	/* A refusal may come from a concurrent duplicate that has just
+	 * deleted the line (each statement sees what was committed before it):
+	 * its record is then visible, and answers. */
+	if (PQntuples(res) == 0)
+		return delete_replay(tx, d) == 1 ? 0
+		       : fd_err_set(fd_tx_err(tx), FD_ENOTFOUND, "line %" PRId64 " not found", q->line);
+	const char *p[] = { r->tenant_s, q->line_s };
+	if ((rc = fd_tx_exec(tx, &SQL_LINE_CHARGES, p, 0, &res)) < 0)
+		return rc;
+	int n = PQntuples(res);
+	int64_t refundable = 0;
+	for (int i = 0; i < n; i++)
+		refundable += col_i64(res, i, 2);
+	if (d->refund > refundable)
+		return delete_replay(tx, d) == 1 ? 0
+		       : fd_err_set(fd_tx_err(tx), FD_EPRECOND, "refund_credits: %" PRId64 " is more than the %" PRId64
+		                    " charged for the line and not yet refunded", d->refund, refundable);
+	if (!(d->plan = fd_arena_zalloc(r->arena, (size_t)(n + 1) * sizeof(*d->plan))))
+		return TX_OOM(tx);
+	int64_t left = d->refund;
+	for (int i = 0; i < n && left > 0; i++) {
+		refund_step_t *st = &d->plan[d->nplan++];
+		st->charge = col_i64(res, i, 0);
+		st->entry = col_i64(res, i, 1);
+		st->amount = col_i64(res, i, 2) < left ? col_i64(res, i, 2) : left;
+		st->before = col_i64(res, i, 3);
+		left -= st->amount;
+	}
+	return 0;
+}
 
 static int delete_line_tx(fd_tx_t *tx, void *arg)
 {
@@ -1375,69 +1745,42 @@ static int delete_line_tx(fd_tx_t *tx, void *arg)
 	lreq_t *r = q->r;
 	PGresult *res;
 	q->refund_entry = q->refunded = 0;
-	int64_t first;
-	int rc = d->idem ? lidem_find(tx, r, d->idem, d->hash, &first) : 0;
-	if (rc != 0) {
-		if (rc > 0) {           /* a replay: the first answer */
-			q->refund_entry = first;
-			q->refunded = d->refund;
-		}
+	d->replay = false;
+	int rc = delete_replay(tx, d);
+	if (rc != 0)
 		return rc < 0 ? rc : 0;
-	}
 	if ((rc = lock_line(tx, q, &res)) < 0) {
 		/* A concurrent duplicate deleted it while we waited for its lock:
 		 * its record is visible to this new statement. */
-		if (rc == -FD_ENOTFOUND && d->idem && lidem_find(tx, r, d->idem, d->hash, &first) == 1) {
-			q->refund_entry = first;
-			q->refunded = d->refund;
+		if (rc == -FD_ENOTFOUND && delete_replay(tx, d) == 1)
 			return 0;
-		}
 		return rc;
 	}
 	const char *reseller = fd_arena_strdup(r->arena, PQgetvalue(res, 0, 0));
 	if (!reseller)
 		return TX_OOM(tx);
-	if (d->refund > 0) {
-		const char *p[] = { r->tenant_s, q->line_s };
-		if ((rc = fd_tx_exec(tx, &SQL_LINE_CHARGES, p, 0, &res)) < 0)
-			return rc;
-		int64_t refundable = 0;
-		for (int i = 0; i < PQntuples(res); i++)
-			refundable += col_i64(res, i, 2);
-		if (d->refund > refundable)
-			return fd_err_set(fd_tx_err(tx), FD_EPRECOND, "refund_credits: %" PRId64 " is more than the %" PRId64
-			                  " charged for the line and not yet refunded", d->refund, refundable);
-		int n = PQntuples(res);
-		int64_t *ids = fd_arena_alloc(r->arena, (size_t)(n + 1) * 3 * sizeof(int64_t));
-		if (!ids)
+	for (int i = 0; i < d->nplan; i++) {
+		refund_step_t *st = &d->plan[i];
+		const char *pr[] = { r->tenant_s, lreq_i64(r, st->charge), lreq_i64(r, st->amount), lreq_i64(r, st->before) };
+		if (!pr[1] || !pr[2] || !pr[3])
 			return TX_OOM(tx);
-		for (int i = 0; i < n; i++) {
-			ids[3 * i] = col_i64(res, i, 0);
-			ids[3 * i + 1] = col_i64(res, i, 1);
-			ids[3 * i + 2] = col_i64(res, i, 2);
-		}
-		int64_t left = d->refund;
-		for (int i = 0; i < n && left > 0; i++) {
-			int64_t amount = ids[3 * i + 2] < left ? ids[3 * i + 2] : left, entry;
-			fd_err_t e = { 0 };
-			if ((rc = call_refund(r->l, r->arena, r->tenant, ids[3 * i], ids[3 * i + 1], amount, "DeleteLine",
-			                      &entry, &e)) < 0)
-				return fd_err_set(fd_tx_err(tx), rc == -FD_EPRECOND ? FD_EPRECOND : FD_EUNAVAIL,
-				                  "refund of charge entry %" PRId64 ": %s; the line was not deleted",
-				                  ids[3 * i + 1], e.msg);
-			const char *pr[] = { r->tenant_s, lreq_i64(r, ids[3 * i]), lreq_i64(r, amount) };
-			if (!pr[1] || !pr[2])
-				return TX_OOM(tx);
-			if ((rc = fd_tx_exec(tx, &SQL_CHARGE_REFUNDED, pr, 0, NULL)) < 0)
-				return rc;
-			q->refund_entry = entry;
-			q->refunded += amount;
-			left -= amount;
-		}
+		if ((rc = fd_tx_exec(tx, &SQL_CHARGE_REFUNDED, pr, 0, &res)) < 0)
+			return rc;
+		if (strcmp(PQcmdTuples(res), "1") != 0)
+			return fd_err_set(fd_tx_err(tx), FD_EABORTED, "line %" PRId64 ": its charges changed while being "
+			                  "refunded; the line was not deleted: retry", q->line);
+		q->refund_entry = st->refund_entry;
+		q->refunded += st->amount;
 	}
 	const char *p[] = { r->tenant_s, q->line_s };
+	const char *detail[] = { "reseller_id", reseller, "credits_refunded", lreq_i64(r, q->refunded),
+		                     "refund_entry_id", lreq_i64(r, q->refund_entry), NULL };
+	if (!detail[3] || !detail[5])
+		return TX_OOM(tx);
 	if ((rc = end_sessions(tx, q, reseller)) < 0 || (rc = fd_tx_exec(tx, &SQL_DELETE_LINE, p, 0, NULL)) < 0 ||
-	    (d->idem && (rc = lidem_store(tx, r, d->idem, d->hash, q->refund_entry)) < 0))
+	    (rc = fd_tx_exec(tx, &SQL_STATUS_HISTORY_DROP, p, 0, NULL)) < 0 ||
+	    (d->idem && (rc = lidem_store(tx, r, d->idem, d->hash, q->refund_entry)) < 0) ||
+	    (rc = lreq_audit(tx, r, "line.delete", fd_arena_printf(r->arena, "line:%s", q->line_s), detail, 0)) < 0)
 		return rc;
 	const char *pe[] = { r->tenant_s, "8", q->line_s, reseller, "0", "0" };
 	return fd_tx_exec(tx, &SQL_EVENT, pe, FD_TX_LAST, NULL);
@@ -1463,7 +1806,20 @@ int linesd_delete_line(fd_call_t *call, const ProtobufCMessage *msg, ProtobufCMe
 		             .refund = req->refund_credits, .idem = idem, .hash = idem ? fd_request_hash(r.arena, msg) : NULL };
 	if (!d.c.line_s || (idem && !d.hash))
 		return OOM(call);
-	if ((rc = lreq_run(&r, delete_line_tx, &d)) < 0)
+	if (d.refund > 0) {
+		if ((rc = lreq_run_ro(&r, delete_plan_tx, &d)) < 0)
+			return rc;
+		for (int i = 0; i < d.nplan && !d.replay; i++) {
+			refund_step_t *st = &d.plan[i];
+			fd_err_t e = { 0 };
+			if ((rc = call_refund(r.l, r.arena, r.tenant, st->charge, st->entry, st->amount, "DeleteLine",
+			                      &st->refund_entry, &e)) < 0)
+				return fd_call_fail(call, rc == -FD_EPRECOND ? FD_EPRECOND : FD_EUNAVAIL,
+				                    "refund of charge entry %" PRId64 ": %s; the line was not deleted", st->entry,
+				                    e.msg);
+		}
+	}
+	if (!d.replay && (rc = lreq_run(&r, delete_line_tx, &d)) < 0)
 		return rc;
 	Frontdesk__V1__DeleteLineResponse *m = fd_arena_zalloc(r.arena, sizeof(*m));
 	if (!m)

@@ -114,6 +114,16 @@ int lreq_idem(lreq_t *r, const char *method, const char *key, bool required, con
  * key was used with another request. */
 int lidem_find(fd_tx_t *tx, lreq_t *r, const char *idem, const char *hash, int64_t *id) FD_MUSTCHECK;
 int lidem_store(fd_tx_t *tx, lreq_t *r, const char *idem, const char *hash, int64_t id) FD_MUSTCHECK;
+/* Within a tx, before the key is looked up: waits for a concurrent call
+ * under the same key (a transaction-level advisory lock), so a duplicate
+ * finds what the first one committed instead of executing again. */
+int lidem_lock(fd_tx_t *tx, lreq_t *r, const char *idem) FD_MUSTCHECK;
+
+/* The audit row of r's action (fd/audit.h): the caller as actor, its peer
+ * address as source, outcome ok; target and detail borrowed. Within the
+ * action's own transaction; flags as fd_tx_exec's. */
+int lreq_audit(fd_tx_t *tx, lreq_t *r, const char *action, const char *target, const char *const *detail,
+               unsigned flags) FD_MUSTCHECK;
 
 /* A reseller account of the tenant the caller may act on: its own account
  * or one below it (any of the tenant's accounts for admins). Within a tx: 0

@@ -121,8 +121,11 @@ def state(p, tenant):
         "lines": p.sql(f"SELECT count(*) || ':' || coalesce(md5(string_agg(row(l.id, l.reseller_id, l.username,"
                        f" l.password_hash, l.password_box, l.package_id, l.state, l.expires_at, l.max_connections,"
                        f" l.bouquet_ids, l.allowed_ips, l.allowed_user_agents, l.output_formats,"
-                       f" l.bandwidth_cap_kbps, l.trial, l.notes, l.status_reason, l.updated_at)::text, ','"
+                       f" l.bandwidth_cap_kbps, l.trial, l.notes, l.updated_at)::text, ','"
                        f" ORDER BY id)), '') FROM frontdesk.lines l WHERE tenant_id = {tenant}"),
+        "status_history": p.sql(f"SELECT count(*) || ':' || coalesce(md5(string_agg(h::text, ',' ORDER BY id)), '')"
+                                f" FROM frontdesk.line_status_history h WHERE tenant_id = {tenant}"),
+        "audit": count(p, f"SELECT count(*) FROM frontdesk.audit_events WHERE tenant_id = {tenant}"),
         "charges": p.sql(f"SELECT count(*) || ':' || coalesce(md5(string_agg(c::text, ',' ORDER BY id)), '')"
                          f" FROM frontdesk.line_charges c WHERE tenant_id = {tenant}"),
         "ledger": count(p, f"SELECT count(*) FROM frontdesk.ledger_entries WHERE tenant_id = {tenant}"),
@@ -1066,6 +1069,231 @@ def test_prefix_lengths_with_a_sign_or_space_are_refused_naming_the_field(p, sho
             assert code == "INVALID_ARGUMENT" and "allowed_ips" in what, (method, cidr, code, what)
     assert state(p, shop.tenant) == before
     assert p.balance(r) == 100 - COST
+
+
+# ---------------------------------------------------------------------------
+# 13. The audit trail, the status history, retries at once, text hygiene
+#     (issue 12)
+# ---------------------------------------------------------------------------
+
+def audit(p, tenant, action, target):
+    """The audit rows of action on target: (actor, account, role, outcome, source)."""
+    return p.rows(f"SELECT actor, actor_account_id, actor_role, outcome, source FROM frontdesk.audit_events"
+                  f" WHERE tenant_id = {tenant} AND action = '{action}' AND target = '{target}' ORDER BY id")
+
+
+def as_reseller(r):
+    return [f"reseller:{r.id}", str(r.id), "reseller", "ok", "127.0.0.1"]
+
+
+def as_admin(t):
+    return [f"admin:{t.id}", str(t.id), "tenant_admin", "ok", "127.0.0.1"]
+
+
+def test_each_line_action_is_audited_once_with_its_actor(p, shop):
+    t, tenant = shop.t, shop.tenant
+    r = p.reseller(t, credits=100)
+    req = L.CreateLineRequest(package_id=shop.pkg.id, idempotency_key=ikey())
+    line = r.lines.CreateLine(req).line
+    r.lines.CreateLine(req)                                   # a replay adds nothing
+    target = f"line:{line.id}"
+    assert audit(p, tenant, "line.create", target) == [as_reseller(r)]
+    detail = p.sql(f"SELECT detail->>'credits_charged' || '/' || (detail->>'trial') FROM frontdesk.audit_events"
+                   f" WHERE tenant_id = {tenant} AND action = 'line.create' AND target = '{target}'")
+    assert detail == f"{COST}/false"
+    # The path of the reseller, so its parents read its subtree's events.
+    assert p.sql(f"SELECT actor_path <> '' FROM frontdesk.audit_events WHERE tenant_id = {tenant}"
+                 f" AND action = 'line.create' AND target = '{target}'") == "t"
+
+    tr = trial(r, shop.trial).line
+    assert audit(p, tenant, "line.create", f"line:{tr.id}") == [as_reseller(r)]
+    assert p.sql(f"SELECT detail->>'trial' FROM frontdesk.audit_events WHERE tenant_id = {tenant}"
+                 f" AND target = 'line:{tr.id}'") == "true"
+
+    ext = L.ExtendLineRequest(line_id=line.id, idempotency_key=ikey())
+    t.lines.ExtendLine(ext)
+    t.lines.ExtendLine(ext)
+    assert audit(p, tenant, "line.extend", target) == [as_admin(t)]
+
+    r.lines.SetLineStatus(line_id=line.id, status=DISABLED, reason="unpaid")
+    assert audit(p, tenant, "line.set_status", target) == [as_reseller(r)]
+    assert p.sql(f"SELECT detail->>'status' || '/' || (detail->>'previous_status') || '/' || (detail->>'reason')"
+                 f" FROM frontdesk.audit_events WHERE tenant_id = {tenant} AND action = 'line.set_status'"
+                 f" AND target = '{target}'") == "disabled/active/unpaid"
+    # Refused: no row.
+    t.lines.SetLineStatus(line_id=line.id, status=BANNED, reason="abuse")
+    expect("PERMISSION_DENIED", r.lines.SetLineStatus, line_id=line.id, status=ACTIVE)
+    assert len(audit(p, tenant, "line.set_status", target)) == 2
+
+    t.lines.UpdateLine(line_id=line.id, notes=C.OptionalString(value="vip"), generate_password=True)
+    assert audit(p, tenant, "line.update", target) == [as_admin(t)]
+    fields = p.sql(f"SELECT detail->>'fields' FROM frontdesk.audit_events WHERE tenant_id = {tenant}"
+                   f" AND action = 'line.update' AND target = '{target}'")
+    assert fields == "notes,password"
+    pw = get(r, line.id).password
+    assert p.sql(f"SELECT count(*) FROM frontdesk.audit_events WHERE tenant_id = {tenant}"
+                 f" AND (detail::text LIKE '%{pw}%' OR actor LIKE '%{pw}%')") == "0"
+
+    d = L.DeleteLineRequest(line_id=line.id, refund_credits=COST, idempotency_key=ikey())
+    t.lines.DeleteLine(d)
+    t.lines.DeleteLine(d)
+    assert audit(p, tenant, "line.delete", target) == [as_admin(t)]
+    assert p.sql(f"SELECT detail->>'credits_refunded' FROM frontdesk.audit_events WHERE tenant_id = {tenant}"
+                 f" AND action = 'line.delete' AND target = '{target}'") == str(COST)
+    # A refused create leaves no row.
+    poor = p.reseller(t, credits=COST - 1)
+    expect("FAILED_PRECONDITION", create, poor, shop.pkg)
+    assert p.sql(f"SELECT count(*) FROM frontdesk.audit_events WHERE tenant_id = {tenant}"
+                 f" AND actor = 'reseller:{poor.id}' AND action LIKE 'line.%'") == "0"
+
+
+def test_killed_after_charge_the_reconciled_create_is_audited_once_as_the_caller(p, shop):
+    r = p.reseller(shop.t, credits=100)
+    name = uniq("recaudit")
+    req = L.CreateLineRequest(package_id=shop.pkg.id, username=name, idempotency_key=ikey())
+    try:
+        crash(p, r, "CreateLine", req)
+        p.replace_linesd(0, RECONCILE)
+        settled = wait_for(lambda: p.sql(
+            f"SELECT state FROM frontdesk.line_charges WHERE tenant_id = {shop.tenant}"
+            f" AND reseller_id = {r.id}") == "applied", timeout=15)
+        assert settled
+        line = ready(r.lines, "GetLine", L.GetLineRequest(username=name)).line
+        ready(r.lines, "CreateLine", req)
+    finally:
+        restore_linesd(p)
+    assert audit(p, shop.tenant, "line.create", f"line:{line.id}") == [as_reseller(r)]
+
+
+def test_status_changes_are_kept_as_the_lines_history(p, shop):
+    t = shop.t
+    r = p.reseller(t, credits=100)
+    line = create(r, shop.pkg).line
+    assert list(t.lines.GetLine(line_id=line.id).status_history) == []
+    r.lines.SetLineStatus(line_id=line.id, status=DISABLED, reason="non-payment")
+    r.lines.SetLineStatus(line_id=line.id, status=ACTIVE, reason="paid")
+    t.lines.SetLineStatus(line_id=line.id, status=BANNED, reason="shared the line on a forum")
+    for who in (t, r):
+        h = who.lines.GetLine(line_id=line.id).status_history
+        assert [(x.status, x.previous_status, x.reason, x.actor, x.actor_account_id) for x in h] == [
+            (BANNED, ACTIVE, "shared the line on a forum", f"admin:{t.id}", t.id),
+            (ACTIVE, DISABLED, "paid", f"reseller:{r.id}", r.id),
+            (DISABLED, ACTIVE, "non-payment", f"reseller:{r.id}", r.id),
+        ]
+        assert all(x.changed_at > 0 for x in h)
+        assert h[0].changed_at >= h[2].changed_at
+    # By username too; another line's history is its own.
+    assert len(t.lines.GetLine(username=line.username).status_history) == 3
+    other = create(r, shop.pkg).line
+    assert list(t.lines.GetLine(line_id=other.id).status_history) == []
+    # Deleted with the line.
+    t.lines.DeleteLine(line_id=line.id)
+    assert p.sql(f"SELECT count(*) FROM frontdesk.line_status_history WHERE tenant_id = {shop.tenant}"
+                 f" AND line_id = {line.id}") == "0"
+
+
+def six_at_once(fn, req):
+    barrier = threading.Barrier(6)
+
+    def one(_):
+        barrier.wait()
+        return outcome(fn, req)
+
+    with ThreadPoolExecutor(6) as ex:
+        results = list(ex.map(one, range(6)))
+    assert [c for c, _ in results] == ["OK"] * 6, results
+    return [w for _, w in results]
+
+
+def test_six_identical_creates_with_credits_for_one_answer_the_first(p, shop):
+    r = p.reseller(shop.t, credits=COST)
+    req = L.CreateLineRequest(package_id=shop.pkg.id, username=uniq("six"), idempotency_key=ikey())
+    got = six_at_once(r.lines.CreateLine, req)
+    assert len({(w.line.id, w.line.password, w.charge_entry_id, w.credits_charged, w.balance_after)
+                for w in got}) == 1, got
+    assert got[0].balance_after == 0 and got[0].credits_charged == COST
+    assert charges_of_reseller(p, shop.tenant, r.id) == [got[0].charge_entry_id]
+    assert line_rows(p, shop.tenant, r.id) == 1 and p.balance(r) == 0
+    assert len(audit(p, shop.tenant, "line.create", f"line:{got[0].line.id}")) == 1
+
+
+def test_six_identical_trials_with_a_limit_of_one_answer_the_first(p):
+    t = p.tenant()
+    pkg = p.catalog(t, cost=0, days=1, trial=True).package
+    t.lines.UpdateLinesSettings(trials_per_day=C.OptionalInt32(value=1))
+    r = p.reseller(t)
+    req = L.CreateTrialLineRequest(package_id=pkg.id, username=uniq("trial6"), idempotency_key=ikey())
+    got = six_at_once(r.lines.CreateTrialLine, req)
+    assert len({(w.line.id, w.trials_left, w.charge_entry_id) for w in got}) == 1, got
+    assert got[0].trials_left == 0
+    assert line_rows(p, t.tenant, r.id) == 1
+    assert len(audit(p, t.tenant, "line.create", f"line:{got[0].line.id}")) == 1
+    expect("RESOURCE_EXHAUSTED", trial, r, pkg)
+
+
+def test_six_identical_extends_with_credits_for_one_answer_the_first(p, shop):
+    r = p.reseller(shop.t, credits=2 * COST)
+    line = create(r, shop.pkg).line
+    req = L.ExtendLineRequest(line_id=line.id, idempotency_key=ikey())
+    got = six_at_once(r.lines.ExtendLine, req)
+    assert len({(w.line.expires_at, w.charge_entry_id, w.balance_after) for w in got}) == 1, got
+    assert got[0].line.expires_at == line.expires_at + DAYS * DAY
+    assert charges_of_line(p, shop.tenant, line.id, "line_extended") == [got[0].charge_entry_id]
+    assert p.balance(r) == 0
+    assert len(audit(p, shop.tenant, "line.extend", f"line:{line.id}")) == 1
+
+
+def test_six_identical_deletes_answer_the_first(p, shop):
+    r = p.reseller(shop.t, credits=100)
+    line = create(r, shop.pkg).line
+    got = six_at_once(r.lines.DeleteLine, L.DeleteLineRequest(line_id=line.id, idempotency_key=ikey()))
+    assert {(w.refund_entry_id, w.credits_refunded) for w in got} == {(0, 0)}
+    expect("NOT_FOUND", r.lines.GetLine, line_id=line.id)
+    assert len(audit(p, shop.tenant, "line.delete", f"line:{line.id}")) == 1
+    # With a refund of the whole charge: refunded once.
+    line = create(r, shop.pkg).line
+    got = six_at_once(shop.t.lines.DeleteLine, L.DeleteLineRequest(line_id=line.id, refund_credits=COST,
+                                                                   idempotency_key=ikey()))
+    assert len({(w.refund_entry_id, w.credits_refunded) for w in got}) == 1 and got[0].credits_refunded == COST
+    assert p.balance(r) == 100 - COST
+    assert len(audit(p, shop.tenant, "line.delete", f"line:{line.id}")) == 1
+    assert p.books_balance(shop.tenant)
+
+
+# Each refused class of text: whitespace only, a bidirectional override, a C1 control.
+BAD_TEXT = {"blank": " \u3000 ", "bidi": "admin\u202enimda", "c1": "a\u0085b"}
+
+
+def test_refused_text_in_every_free_text_field_writes_nothing(p, shop):
+    r = p.reseller(shop.t, credits=100)
+    line = create(r, shop.pkg).line
+    before = state(p, shop.tenant)
+    failures = []
+    for cls, bad in BAD_TEXT.items():
+        cases = [
+            ("CreateLine", "notes", dict(package_id=shop.pkg.id, notes=bad, idempotency_key=ikey())),
+            ("CreateLine", "allowed_user_agents",
+             dict(package_id=shop.pkg.id, allowed_user_agents=["ok/1", bad], idempotency_key=ikey())),
+            ("CreateTrialLine", "notes", dict(package_id=shop.trial.id, notes=bad, idempotency_key=ikey())),
+            ("CreateTrialLine", "allowed_user_agents",
+             dict(package_id=shop.trial.id, allowed_user_agents=[bad], idempotency_key=ikey())),
+            ("UpdateLine", "notes", dict(line_id=line.id, notes=C.OptionalString(value=bad))),
+            ("UpdateLine", "allowed_user_agents",
+             dict(line_id=line.id, allowed_user_agents=C.StringList(values=[bad]))),
+            ("SetLineStatus", "reason", dict(line_id=line.id, status=DISABLED, reason=bad)),
+        ]
+        for method, field, kw in cases:
+            code, what = outcome(getattr(r.lines, method), **kw)
+            if code != "INVALID_ARGUMENT" or field not in what:
+                failures.append((cls, method, field, code, what))
+    assert failures == []
+    assert state(p, shop.tenant) == before
+    assert get(r, line.id).status == ACTIVE and p.balance(r) == 100 - COST
+    # What must still pass: text in other scripts, inner spaces.
+    ok = t_ok = "Straße 5 – 東京 – مرحبا"
+    assert r.lines.UpdateLine(line_id=line.id, notes=C.OptionalString(value=ok)).line.notes == t_ok
+    r.lines.SetLineStatus(line_id=line.id, status=DISABLED, reason=ok)
+    assert get(r, line.id).status == DISABLED
 
 
 def test_zz_the_books_hold(p, shop):

@@ -510,6 +510,8 @@ def test_platform_admin_writes_a_named_tenant(p):
 BIG = "x" * 1_000_000
 CONTROL = ["a\x01b", "a\nb", "a\x7fb", "a\x1b[31mred"]
 MANY = list(range(1, 10_001))
+TEXT_CLASSES = [" ", " \u3000\u200b ", "bank\u202egpj.exe", "a\u2066b", "a\u0085b", "a\u009bb"]
+NAME_CLASSES = [" leading", "trailing ", "trailing\u00a0"]
 
 
 def bad_cases(cat):
@@ -586,7 +588,46 @@ def bad_cases(cat):
             ("UpdateStream", "name", dict(stream_id=s[0], name=ctl)),
             ("UpdateStream", "epg_channel", dict(stream_id=s[0], epg_channel=C.OptionalString(value=ctl))),
         ]
+    # Issue 12's classes: whitespace only, bidirectional overrides, C1
+    # controls in every text field; leading or trailing blanks in names.
+    for bad in TEXT_CLASSES:
+        cases += [
+            ("CreatePackage", "name", dict(ok_pkg, name=bad)),
+            ("CreateBouquet", "name", dict(name=bad)),
+            ("CreateStream", "name", dict(name=bad, kind=LIVE)),
+            ("CreateStream", "category", dict(name="s", kind=LIVE, category=bad)),
+            ("CreateStream", "logo_url", dict(name="s", kind=LIVE, logo_url=bad)),
+            ("CreateStream", "epg_channel", dict(name="s", kind=LIVE, epg_channel=bad)),
+            ("UpdatePackage", "name", dict(package_id=pk, name=bad)),
+            ("UpdateBouquet", "name", dict(bouquet_id=bq, name=bad)),
+            ("UpdateStream", "name", dict(stream_id=s[0], name=bad)),
+            ("UpdateStream", "category", dict(stream_id=s[0], category=C.OptionalString(value=bad))),
+            ("UpdateStream", "logo_url", dict(stream_id=s[0], logo_url=C.OptionalString(value=bad))),
+            ("UpdateStream", "epg_channel", dict(stream_id=s[0], epg_channel=C.OptionalString(value=bad))),
+        ]
+    for bad in NAME_CLASSES:
+        cases += [
+            ("CreatePackage", "name", dict(ok_pkg, name=bad)),
+            ("CreateBouquet", "name", dict(name=bad)),
+            ("CreateStream", "name", dict(name=bad, kind=LIVE)),
+            ("CreateStream", "category", dict(name="s", kind=LIVE, category=bad)),
+            ("CreateStream", "epg_channel", dict(name="s", kind=LIVE, epg_channel=bad)),
+            ("UpdatePackage", "name", dict(package_id=pk, name=bad)),
+            ("UpdateBouquet", "name", dict(bouquet_id=bq, name=bad)),
+            ("UpdateStream", "name", dict(stream_id=s[0], name=bad)),
+            ("UpdateStream", "category", dict(stream_id=s[0], category=C.OptionalString(value=bad))),
+            ("UpdateStream", "epg_channel", dict(stream_id=s[0], epg_channel=C.OptionalString(value=bad))),
+        ]
     return cases
+
+
+def test_names_and_text_that_must_still_pass(p):
+    t = p.tenant()
+    name = "Sport 1 – Türkiye 東京"
+    st = stream(t, name=name, category="Sport & News", epg_channel="sport1.tr", logo_url="https://x/logo a.png")
+    assert (st.name, st.category, st.epg_channel) == (name, "Sport & News", "sport1.tr")
+    assert bouquet(t, name=name).name == name
+    assert package(t, name=name).name == name
 
 
 def test_bad_input_is_refused_naming_the_field_and_changes_nothing(p):
