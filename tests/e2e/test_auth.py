@@ -1092,6 +1092,167 @@ def test_update_reseller(main):
     main.login(t.slug, c.username, newpw)
 
 
+def whole_state(main):
+    """Every row of authd's tables and of the audit trail, as one digest: a
+    refused call must leave it as it was."""
+    parts = [f"(SELECT count(*) || ':' || coalesce(md5(string_agg(x::text, '|' ORDER BY x::text)), '')"
+             f" FROM frontdesk.{table} x)"
+             for table in ["tenants", "accounts", "api_keys", "refresh_tokens", "auth_idempotency",
+                           "audit_events"]]
+    return main.psql("SELECT " + " || ' ' || ".join(parts))
+
+
+def password_hash(main, tenant, account):
+    return main.psql(f"SELECT password_hash FROM frontdesk.accounts WHERE tenant_id = {tenant} "
+                     f"AND id = {account}")
+
+
+def test_own_password_change_needs_the_current_one_and_an_access_token(main):
+    t = main.tenant()
+    r = main.reseller(t, t.api, perms=[SUB])
+    c = main.reseller(t, r.api)
+    new = "my-new-pw-" + uuid.uuid4().hex
+    wrong = "not-my-pw-" + uuid.uuid4().hex
+    main.secrets += [new, wrong]
+    key = main.api_key(r.api, scopes=[scope("resellers_write"), scope("resellers_read")])
+    for who, me in [(r, r.id), (t, t.root)]:
+        own = who.api
+        for rid in (0, me):
+            before = whole_state(main)
+            # No current password: refused, naming the field.
+            msg = expect("INVALID_ARGUMENT", own.UpdateReseller, reseller_id=rid, new_password=new)
+            assert "current_password" in msg
+            assert whole_state(main) == before
+            # A wrong one: refused, nothing changed (one audit event of the attempt).
+            h = password_hash(main, t.id, me)
+            msg = expect("PERMISSION_DENIED", own.UpdateReseller, reseller_id=rid, new_password=new,
+                         current_password=wrong, display_name="Must not stick")
+            assert "current_password" in msg
+            assert password_hash(main, t.id, me) == h
+            assert own.GetReseller(reseller_id=me).reseller.display_name != "Must not stick"
+    # An API key cannot change its account's password, even with the right current one.
+    key.api.GetReseller()        # its first use stamps last_used_at: before the snapshot
+    before = whole_state(main)
+    msg = expect("PERMISSION_DENIED", key.api.UpdateReseller, new_password=new, current_password=r.pw)
+    assert "API key" in msg
+    assert whole_state(main) == before
+    # ... but still changes what else its scopes allow.
+    assert key.api.UpdateReseller(display_name="Set by key").reseller.display_name == "Set by key"
+    # current_password belongs to one's own change only.
+    msg = expect("INVALID_ARGUMENT", r.api.UpdateReseller, reseller_id=c.id, new_password=new,
+                 current_password=r.pw)
+    assert "current_password" in msg
+    # The old passwords still work: nothing above changed them.
+    main.login(t.slug, r.username, r.pw)
+    main.login(t.slug, t.username, t.pw)
+    # The right one: changed, the old one refused, the refresh tokens revoked.
+    lr = main.login(t.slug, r.username, r.pw)
+    r.api.UpdateReseller(new_password=new, current_password=r.pw)
+    assert code_of(main.anon.Login, tenant_slug=t.slug, username=r.username,
+                   password=r.pw) == "UNAUTHENTICATED"
+    assert code_of(main.anon.Refresh, refresh_token=lr.refresh_token) == "UNAUTHENTICATED"
+    main.login(t.slug, r.username, new)
+    # An admin's reset of someone else's password needs no current password.
+    t.api.UpdateReseller(reseller_id=c.id, new_password=new)
+    main.login(t.slug, c.username, new)
+
+
+def test_platform_admin_changes_only_its_own_account_in_the_platform(main):
+    pa = main.pa
+    me = main.pa_login.caller.account_id
+    before = whole_state(main)
+    for kw, field in [(dict(new_password="whatever-pw-1"), "current_password"),
+                      (dict(reseller_id=me + 100000, new_password="whatever-pw-1",
+                            current_password=PLATFORM_PW), "tenant_id"),
+                      (dict(status=SUSPENDED), "status")]:
+        got, what = outcome(pa.UpdateReseller, **kw)
+        assert got in ("INVALID_ARGUMENT", "PERMISSION_DENIED") and field in what, (kw, got, what)
+    assert whole_state(main) == before
+    new = "pa-new-pw-" + uuid.uuid4().hex
+    main.secrets.append(new)
+    assert pa.UpdateReseller(new_password=new, current_password=PLATFORM_PW).reseller.id == me
+    try:
+        assert code_of(main.anon.Login, tenant_slug="platform", username=PLATFORM_USER,
+                       password=PLATFORM_PW) == "UNAUTHENTICATED"
+        main.login("platform", PLATFORM_USER, new)
+    finally:
+        pa.UpdateReseller(reseller_id=me, new_password=PLATFORM_PW, current_password=new)
+    main.login("platform", PLATFORM_USER, PLATFORM_PW)
+
+
+# Text that looks like something else in a portal (issue 12, item 5): each
+# class refused for every free-text and name field of authd, nothing written.
+BLANK = ["   ", "\u3000", "\u200b\u200b", "\t"]
+BIDI = ["abc\u202edef", "\u202aabc", "abc\u2066d\u2069"]
+C1 = ["abc\u0085def", "\u009b31m", "abc\u0080"]
+EDGE_BLANK = [" lead", "trail ", "\u00a0nbsp", "zw\u200b"]
+
+
+def hygiene_cases():
+    fields = [  # method, caller, field, kind, wrap
+        ("CreateTenant", "pa", "name", "name"),
+        ("CreateTenant", "pa", "admin_display_name", "name"),
+        ("SuspendTenant", "pa", "reason", "text"),
+        ("CreateReseller", "admin", "display_name", "name"),
+        ("CreateReseller", "admin", "notes", "text"),
+        ("UpdateReseller", "admin", "display_name", "name"),
+        ("UpdateReseller", "admin", "notes", "text"),
+        ("CreateApiKey", "admin", "name", "name"),
+        ("ListResellers", "admin", "query", "text"),
+        ("ListTenants", "pa", "query", "text"),
+        ("ListAuditEvents", "admin", "target", "text"),
+    ]
+    cases = []
+    for method, caller, field, kind in fields:
+        classes = [("blank", BLANK), ("bidi", BIDI), ("c1", C1)]
+        if kind == "name":
+            classes.append(("edge", EDGE_BLANK))
+        for cls, values in classes:
+            for i, v in enumerate(values):
+                cases.append(pytest.param(method, caller, field, v, id=f"{method}.{field}-{cls}{i}"))
+    return cases
+
+
+def hygiene_request(method, w):
+    return {
+        "CreateTenant": dict(slug=uniq("txt"), name="Fine", admin_username="boss",
+                             admin_password="long-enough-pw", admin_display_name="Boss"),
+        "SuspendTenant": dict(tenant_id=w.b.id, reason="fine"),
+        "CreateReseller": dict(username=uniq("txt"), password="long-enough-pw", display_name="Fine",
+                               idempotency_key=uniq("k")),
+        "UpdateReseller": dict(reseller_id=w.r2.id, display_name="Fine"),
+        "CreateApiKey": dict(name="fine", scopes=[scope("lines_read")], idempotency_key=uniq("k")),
+        "ListResellers": {}, "ListTenants": {}, "ListAuditEvents": {},
+    }[method]
+
+
+@pytest.mark.parametrize("method,caller,field,value", hygiene_cases())
+def test_text_hygiene_refused_for_every_field(main, world, method, caller, field, value):
+    api = {"pa": main.pa, "admin": world.a.api}[caller]
+    fields = hygiene_request(method, world)
+    # The same request with a clean value passes (so the refusal is the value's).
+    if method == "UpdateReseller" and field == "notes":
+        fields[field] = C.OptionalString(value=value)
+    else:
+        fields[field] = value
+    before = whole_state(main)
+    got, what = outcome(getattr(api, method), **fields)
+    assert got == "INVALID_ARGUMENT", (got, str(what)[:300])
+    assert field in what, f"the message should name {field}: {what[:300]}"
+    assert whole_state(main) == before
+
+
+def test_clean_text_next_to_the_refused_classes_is_accepted(main, world):
+    w = world
+    for name in ["Ünïcødé ☃ name", "a b", "x", "日本語 名前", "mid\u00a0nbsp"]:
+        r = w.a.api.CreateReseller(username=uniq("ok"), password="long-enough-pw", display_name=name,
+                                   notes="  indented\u00a0text ")
+        assert r.reseller.display_name == name and r.reseller.notes == "  indented\u00a0text "
+    k = w.a.api.CreateApiKey(name="key \u00e9", scopes=[scope("lines_read")])
+    main.secrets.append(k.secret)
+    assert k.api_key.name == "key \u00e9"
+
+
 def test_suspending_a_reseller_suspends_its_subtree(main):
     t = main.tenant()
     p = main.reseller(t, t.api, perms=[SUB])
@@ -1569,6 +1730,62 @@ def test_concurrent_idempotent_creates_return_one_result(main, world):
     assert main.psql(f"SELECT count(*) FROM frontdesk.api_keys WHERE name = '{name}'") == "1"
 
 
+def six_at_once(fn, rounds=3):
+    """Six identical calls released together, `rounds` times (each round its
+    own request); returns the outcomes of each round."""
+    return [parallel(6, lambda i, r=r: fn(r)) for r in range(rounds)]
+
+
+def test_six_identical_idempotent_creates_answer_the_first_result(main, world):
+    """Issue 12, item 2: for each idempotent method of authd, six identical
+    requests at once, arranged so that running one a second time would fail
+    (the slug or the username is then taken) or differ (another key id): all
+    six answer the first result, with one effect (one row, one audit event)."""
+    w = world
+    # CreateTenant: a second run would find the slug taken.
+    reqs = [dict(slug=uniq("six"), name="Six", admin_username="boss", admin_password="six-pw-12345",
+                 idempotency_key=str(uuid.uuid4())) for _ in range(3)]
+    for req, res in zip(reqs, six_at_once(lambda r: main.pa.CreateTenant(**reqs[r]))):
+        assert [c for c, _ in res] == ["OK"] * 6, res
+        assert len({(x.tenant.id, x.admin.id) for _, x in res}) == 1, res
+        assert len({x.SerializeToString() for _, x in res}) == 1
+        tid = res[0][1].tenant.id
+        assert main.psql(f"SELECT count(*) FROM frontdesk.tenants WHERE slug = '{req['slug']}'") == "1"
+        assert main.psql(f"SELECT count(*) FROM frontdesk.accounts WHERE tenant_id = {tid}") == "1"
+        assert main.psql(f"SELECT count(*) FROM frontdesk.audit_events WHERE tenant_id = {tid} "
+                         f"AND action = 'tenant.create'") == "1"
+    # CreateReseller: a second run would find the username taken.
+    reqs = [dict(username=uniq("six"), password="six-pw-12345", display_name="Six",
+                 idempotency_key=str(uuid.uuid4())) for _ in range(3)]
+    for req, res in zip(reqs, six_at_once(lambda r: w.a.api.CreateReseller(**reqs[r]))):
+        assert [c for c, _ in res] == ["OK"] * 6, res
+        assert len({x.SerializeToString() for _, x in res}) == 1, res
+        rid = res[0][1].reseller.id
+        assert main.psql(f"SELECT count(*) FROM frontdesk.accounts WHERE tenant_id = {w.a.id} "
+                         f"AND username = '{req['username']}'") == "1"
+        assert main.psql(f"SELECT count(*) FROM frontdesk.audit_events WHERE tenant_id = {w.a.id} "
+                         f"AND action = 'reseller.create' AND target = 'account:{rid}'") == "1"
+    # CreateApiKey: a second run would make another key (another id and secret).
+    reqs = [dict(name=uniq("six"), scopes=[scope("lines_read")], idempotency_key=str(uuid.uuid4()))
+            for _ in range(3)]
+    for req, res in zip(reqs, six_at_once(lambda r: w.a.api.CreateApiKey(**reqs[r]))):
+        assert [c for c, _ in res] == ["OK"] * 6, res
+        assert len({x.api_key.SerializeToString() for _, x in res}) == 1, res
+        secrets = [x.secret for _, x in res if x.secret]
+        main.secrets += secrets
+        assert len(secrets) == 1, "one execution, so one secret shown"
+        kid = res[0][1].api_key.id
+        assert main.psql(f"SELECT count(*) FROM frontdesk.api_keys WHERE tenant_id = {w.a.id} "
+                         f"AND name = '{req['name']}'") == "1"
+        assert main.psql(f"SELECT count(*) FROM frontdesk.audit_events WHERE tenant_id = {w.a.id} "
+                         f"AND action = 'api_key.create' AND target = 'api_key:{kid}'") == "1"
+    # The same key with another request: FAILED_PRECONDITION, nothing made.
+    before = main.counts()
+    other = dict(reqs[0], name=uniq("other"))
+    assert code_of(w.a.api.CreateApiKey, **other) == "FAILED_PRECONDITION"
+    assert main.counts() == before
+
+
 # ---------------------------------------------------------------------------
 # Failed logins: rate limits
 # ---------------------------------------------------------------------------
@@ -1808,6 +2025,16 @@ def test_secrets_never_reach_the_log(main, world):
     log = main.log()
     assert log, "authd writes a log"
     leaked = [s for s in set(main.secrets) if s and secret_part(s) in log]
+    assert not leaked, leaked
+
+
+def test_secrets_never_reach_the_audit_trail(main, world):
+    """Every column of every event of this file's many calls (logins, resets,
+    keys, refreshes), searched for every password, token and key it used."""
+    rows = main.psql("SELECT e::text FROM frontdesk.audit_events e")
+    assert int(main.psql("SELECT count(*) FROM frontdesk.audit_events")) >= 15
+    leaked = [s[:10] for s in set(main.secrets) if s and len(secret_part(s)) >= 8
+              and secret_part(s) in rows]
     assert not leaked, leaked
 
 
