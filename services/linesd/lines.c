@@ -195,6 +195,7 @@ typedef struct settle {
 	/* steps */
 	bool drop;                   /* finish: billingd refused for good, drop the pending rows */
 	bool give_back;              /* finish found nothing to apply a charge made to: refund it */
+	bool vanished;               /* finish found the line deleted and nothing charged: drop the row */
 	/* results */
 	bool busy;                   /* reconcile: another settler holds or has claimed it */
 	bool gone;                   /* no such charge (refused earlier: nothing was charged) */
@@ -443,7 +444,7 @@ static int audit_charge(fd_tx_t *tx, settle_t *s, PGresult *res, const char *lin
 static int finish_tx(fd_tx_t *tx, void *arg)
 {
 	settle_t *s = arg;
-	s->give_back = s->gone = false;
+	s->give_back = s->gone = s->vanished = false;
 	s->line = NULL;
 	const char *p2[] = { s->tenant_s, s->charge_s };
 	PGresult *res;
@@ -481,8 +482,7 @@ static int finish_tx(fd_tx_t *tx, void *arg)
 		 * charge is given back (after this transaction, which writes
 		 * nothing), then the row dropped. */
 		s->give_back = s->entry_id != 0;
-		if (!s->give_back)
-			s->drop = true;
+		s->vanished = !s->give_back;
 		return 0;
 	}
 	if ((rc = fd_tx_exec(tx, &SQL_CHARGE_APPLIED, pc, 0, NULL)) < 0 ||
@@ -517,7 +517,7 @@ static int settle(settle_t *s, fd_err_t *err)
 		return fd_err_set(err, FD_EEXHAUSTED, "out of memory");
 	fd_tx_opts_t o = { .tenant_id = s->tenant, .deadline_ms = s->deadline_ms };
 	int rc;
-	s->busy = s->gone = s->refused = s->drop = s->give_back = false;
+	s->busy = s->gone = s->refused = s->drop = s->give_back = s->vanished = false;
 	s->entry_id = s->balance_after = 0;
 	if (!s->claimed) {
 		if ((rc = fd_db_run_opts(s->l->db, &o, claim_tx, s, err)) < 0)
@@ -568,8 +568,9 @@ static int settle(settle_t *s, fd_err_t *err)
 			snprintf(s->refusal.msg, sizeof(s->refusal.msg), "line %" PRId64 " not found (deleted, or the "
 			         "request refused meanwhile; its charge was refunded)", s->line_id);
 		}
-	} else if (s->drop && !s->refused && !s->line) {
+	} else if (s->vanished) {
 		/* A free extension of a line deleted meanwhile. */
+		s->drop = true;
 		if ((rc = fd_db_run_opts(s->l->db, &o, finish_tx, s, err)) < 0)
 			return rc;
 		s->refused = true;
