@@ -4,7 +4,10 @@
  * AuthorizePlayback is one statement: frontdesk.authorize_playback (the
  * failure limits, the credentials, every rule of the line, and the session
  * under the connection limit, exact across replicas: see the migration)
- * joined with the line's columns for the answer.
+ * joined with the line's columns for the answer. At the connection limit
+ * the same client opening another stream (a player zapping: the new stream
+ * opens before the old one closes) replaces its own previous session, under
+ * either policy (migrations/0007_zapping.sql).
  *
  * Heartbeats are answered from a cache of live sessions kept in this
  * process and written to the database in batches (heartbeat_flush_ms): one
@@ -24,7 +27,9 @@
 #include <string.h>
 #include <time.h>
 #include "linesd.h"
+#include "fd/audit.h"
 #include "fd/log.h"
+#include "fd/text.h"
 #include "fd/wire.h"
 
 #define SHARDS 64
@@ -746,6 +751,8 @@ int linesd_authorize_playback(fd_call_t *call, const ProtobufCMessage *msg, Prot
 		}
 		if (q.session && q.line)
 			cache_put(l, true, drops, req->tenant_id, q.session, q.line_id, node, q.line->expires_at, now_s());
+		/* The one it names; any other it ended (a line over a lowered
+		 * limit) leaves this cache through its announced end. */
 		if (q.replaced)
 			cache_drop(l, q.replaced);
 	} else {
@@ -994,6 +1001,7 @@ int linesd_session_heartbeat(fd_call_t *call, const ProtobufCMessage *msg, Proto
 
 typedef struct sess_q {
 	lreq_t *r;                   /* portals; NULL for the edge */
+	const char *reason;          /* KickSession's (audited); NULL: EndSession */
 	fd_arena_t *arena;
 	int64_t tenant;
 	const char *params[9];
@@ -1012,7 +1020,7 @@ static const fd_sql_t SQL_CLOSE_SESSION = {
 	"        FROM t WHERE s.tenant_id = $1 AND s.id = t.id AND s.ended_at IS NULL RETURNING s.id, s.line_id),"
 	" n AS (SELECT frontdesk.line_event($1, 6, e.line_id, coalesce(l.reseller_id, 0), e.id, 0) FROM e"
 	"        LEFT JOIN frontdesk.lines l ON l.tenant_id = $1 AND l.id = e.line_id WHERE $5)"
-	" SELECT (SELECT count(*) FROM t), (SELECT count(*) FROM n)",
+	" SELECT (SELECT count(*) FROM t), (SELECT count(*) FROM n), (SELECT count(*) FROM e)",
 	5,
 };
 static const fd_sql_t SQL_SESSION = {
@@ -1020,6 +1028,25 @@ static const fd_sql_t SQL_SESSION = {
 	"SELECT " SESSION_COLUMNS " FROM " SESSION_FROM " WHERE s.tenant_id = $1 AND s.id = $2",
 	2,
 };
+
+/* KickSession's audit row (session.kick), the transaction's last statement. */
+static int audit_kick(fd_tx_t *tx, sess_q_t *q, const Frontdesk__V1__Session *s)
+{
+	fd_arena_t *a = q->arena;
+	const char *line = fd_arena_printf(a, "%" PRId64, s->line_id);
+	const char *detail[] = { "line", line, q->reason[0] ? "reason" : NULL, q->reason, NULL };
+	fd_audit_t ev = {
+		.actor = &q->r->c,
+		.action = "session.kick",
+		.target = fd_arena_printf(a, "session:%" PRId64, s->id),
+		.source = fd_audit_source(a, fd_call_peer(q->r->call)),
+		.outcome = FD_AUDIT_OK,
+		.detail = detail,
+	};
+	if (!line || !ev.target || !ev.source)
+		return TX_OOM(tx);
+	return fd_audit_add(tx, a, &ev, FD_TX_LAST);
+}
 
 static int close_session_tx(fd_tx_t *tx, void *arg)
 {
@@ -1030,13 +1057,16 @@ static int close_session_tx(fd_tx_t *tx, void *arg)
 		return rc;
 	if (col_i64(res, 0, 0) == 0)
 		return fd_err_set(fd_tx_err(tx), FD_ENOTFOUND, "session %s not found", q->params[1]);
-	if ((rc = fd_tx_exec(tx, &SQL_SESSION, q->params, FD_TX_LAST, &res)) < 0)
+	/* Only a kick that ended a live session is audited: kicking an ended
+	 * one again changes nothing (and answers the same). */
+	bool audited = q->reason && col_i64(res, 0, 2) > 0;
+	if ((rc = fd_tx_exec(tx, &SQL_SESSION, q->params, audited ? 0 : FD_TX_LAST, &res)) < 0)
 		return rc;
 	q->n = 1;
 	if (!(q->out = fd_arena_alloc(q->arena, sizeof(*q->out))) ||
 	    !(q->out[0] = session_message(q->arena, q->tenant, res, 0, 0)))
 		return TX_OOM(tx);
-	return 0;
+	return audited ? audit_kick(tx, q, q->out[0]) : 0;
 }
 
 int linesd_end_session(fd_call_t *call, const ProtobufCMessage *msg, ProtobufCMessage **resp)
@@ -1083,7 +1113,7 @@ int linesd_kick_session(fd_call_t *call, const ProtobufCMessage *msg, ProtobufCM
 	if ((rc = fd_check_text("reason", req->reason, 0, 500, fd_call_err(call))) < 0)
 		return rc;
 	/* Always announced: every replica's heartbeat cache must hear of it. */
-	sess_q_t q = { .r = &r, .arena = r.arena, .tenant = r.tenant,
+	sess_q_t q = { .r = &r, .reason = req->reason, .arena = r.arena, .tenant = r.tenant,
 		           .params = { r.tenant_s, lreq_i64(&r, req->session_id), "3", lreq_subtree(&r), "true" } };
 	if (!q.params[1] || !q.params[3])
 		return OOM(call);

@@ -22,10 +22,16 @@ frontdesk.authorize_playback, services/linesd/playback.c):
   lock a line out from elsewhere;
 - heartbeats: batched writes of last_seen_at, the session timeout,
   NOT_FOUND for unknown or another tenant's sessions;
-- EndSession frees the slot; KickSession stops the next heartbeat anywhere;
-  ListSessions shows the caller's subtree only, with filters and paging;
+- EndSession frees the slot; KickSession stops the next heartbeat anywhere
+  and writes one audit row (session.kick, its actor, the line, the reason)
+  in its own transaction; ListSessions shows the caller's subtree only, with
+  filters and paging;
 - tenants never see each other; playback needs the service scope;
-- bad input answers INVALID_ARGUMENT and stores nothing.
+- bad input answers INVALID_ARGUMENT and stores nothing, the text classes
+  fd_check_text refuses included (whitespace only, bidi overrides and
+  isolates, C1 controls) in every free-text field of playback (KickSession's
+  reason, AuthorizePlayback's user_agent and client_session_key: a player's
+  input, refused the same way).
 
 Processes: one Stack (authd, billingd, two linesd) for the whole file, with
 a fast sweep (0.5 s), a 5 s session timeout, heartbeats flushed every
@@ -39,6 +45,7 @@ of "the next heartbeat at the OTHER replica" therefore poll for up to
 PROPAGATION seconds; a cache that is never told keeps answering active (the
 poll refreshes it), so such a bug still fails."""
 import itertools
+import json
 import os
 import subprocess
 import sys
@@ -233,11 +240,11 @@ class Gate:
                 " AND state = 'idle in transaction' AND query NOT ILIKE 'begin%'")
         wait_until(lambda: self.proc.poll() is None and self.p.sql(held) == "1", 5.0, f"gate held: {sql}", 0.02)
 
-    def wait_for(self, n):
-        """Until n authorizations wait behind the gate."""
+    def wait_for(self, n, like="%authorize_playback(%"):
+        """Until n statements (authorizations by default) wait behind the gate."""
         q = ("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
-             " AND wait_event_type = 'Lock' AND query LIKE '%authorize_playback(%'")
-        wait_until(lambda: int(self.p.sql(q)) >= n, 5.0, f"{n} authorizations waiting behind the gate", 0.02)
+             f" AND wait_event_type = 'Lock' AND query LIKE '{like}'")
+        wait_until(lambda: int(self.p.sql(q)) >= n, 5.0, f"{n} of {like} waiting behind the gate", 0.02)
 
     def release(self):
         if self.proc.poll() is None:
@@ -246,11 +253,11 @@ class Gate:
         assert self.proc.wait(10) == 0, self.proc.stderr.read()
 
 
-def race(calls, gate=None):
+def race(calls, gate=None, like="%authorize_playback(%"):
     """Runs the calls at the same moment (threads behind a barrier); with a
     gate = (p, sql), they also all wait behind a Gate until every one of
-    them is there. Returns (code, response or details) of each,
-    in order."""
+    them (a statement LIKE like) is there. Returns (code, response or
+    details) of each, in order."""
     barrier = threading.Barrier(len(calls))
     out = [None] * len(calls)
     g = Gate(*gate) if gate else None
@@ -264,7 +271,7 @@ def race(calls, gate=None):
         for th in threads:
             th.start()
         if g:
-            g.wait_for(len(calls))
+            g.wait_for(len(calls), like)
     finally:
         if g:
             g.release()
@@ -343,9 +350,11 @@ def test_same_connection_reopening_counts_once(p, shop, edges):
         assert a.session_reused and a.session_id == s1.session_id
         a = allowed(e, shop, line, client_ip=ip2)
         assert a.session_reused and a.session_id == s2.session_id
-    # Another user agent, another stream or another address is another connection.
+    # Another user agent or another address is another connection. (The
+    # same client on another stream replaces its own session: test_zapping.py.)
     denied(edges[0], shop, line, D.DENIAL_REASON_MAX_CONNECTIONS, client_ip=ip1, ua="Kodi/20")
-    denied(edges[1], shop, line, D.DENIAL_REASON_MAX_CONNECTIONS, client_ip=ip1, stream=shop.cat.streams[1])
+    denied(edges[1], shop, line, D.DENIAL_REASON_MAX_CONNECTIONS, client_ip=ip2, ua="Kodi/20",
+           stream=shop.cat.streams[1])
     denied(edges[0], shop, line, D.DENIAL_REASON_MAX_CONNECTIONS, client_ip=ip())
     assert live_ids(p, line.id) == {s1.session_id, s2.session_id}
 
@@ -858,6 +867,103 @@ def test_kick_session(p, shop, edges):
     assert session_row(p, a.session_id) == (True, E.SESSION_END_REASON_KICKED)
     expect("NOT_FOUND", shop.r.lines.KickSession, session_id=a.session_id + 1_000_000)
     expect("INVALID_ARGUMENT", shop.r.lines.KickSession, session_id=0)
+
+
+def audit_rows(p, tenant, target):
+    """The audit rows of target in tenant, as dicts, oldest first."""
+    out = p.sql("SELECT coalesce(json_agg(json_build_object('actor', actor, 'account', actor_account_id,"
+                " 'role', actor_role, 'path', actor_path, 'actor_tenant', actor_tenant_id, 'action', action,"
+                " 'target', target, 'source', source, 'outcome', outcome, 'detail', detail) ORDER BY id), '[]')"
+                f" FROM frontdesk.audit_events WHERE tenant_id = {tenant} AND target = '{target}'")
+    return json.loads(out)
+
+
+def account_path(p, tenant, account):
+    return p.sql(f"SELECT path FROM frontdesk.accounts WHERE tenant_id = {tenant} AND id = {account}")
+
+
+def test_kick_is_audited(p, shop, edges):
+    """One row per kick that ended a session, written by the kick's own
+    transaction: the actor (reseller or admin, its path), the target, the
+    line and the reason; none for a kick refused or of an ended session;
+    one for six kicks of one session at once at both replicas."""
+    line = new_line(shop)
+    a = allowed(edges[0], shop, line)
+    target = f"session:{a.session_id}"
+    expect("NOT_FOUND", shop.r3.lines.KickSession, session_id=a.session_id, reason="not mine")
+    assert audit_rows(p, shop.tenant, target) == []
+    shop.r.at(1).KickSession(session_id=a.session_id, reason="sharing the line")
+    rows = audit_rows(p, shop.tenant, target)
+    assert rows == [{
+        "actor": f"reseller:{shop.r.id}", "account": shop.r.id, "role": "reseller",
+        "path": account_path(p, shop.tenant, shop.r.id), "actor_tenant": shop.tenant,
+        "action": "session.kick", "target": target, "source": "127.0.0.1", "outcome": "ok",
+        "detail": {"line": str(line.id), "reason": "sharing the line"},
+    }], rows
+    # Kicking it again answers the ended session and records nothing.
+    again = shop.r.lines.KickSession(session_id=a.session_id, reason="again")
+    assert again.session.end_reason == E.SESSION_END_REASON_KICKED
+    assert len(audit_rows(p, shop.tenant, target)) == 1
+
+    # The tenant admin, no reason: its own actor, no reason in the detail.
+    b = allowed(edges[1], shop, new_line(shop, owner=shop.r2))
+    shop.t.at(0).KickSession(session_id=b.session_id)
+    rows = audit_rows(p, shop.tenant, f"session:{b.session_id}")
+    assert [(r["actor"], r["role"], r["path"], r["detail"]) for r in rows] == \
+        [(f"admin:{shop.t.id}", "tenant_admin", "", {"line": str(b.line.id)})], rows
+
+    # Six kicks of one session at once, at both replicas: one ended it, one row.
+    for n in range(3):
+        c = allowed(edges[n % 2], shop, new_line(shop))
+        out = race([(lambda i=i: shop.r.at(i % 2).KickSession(session_id=c.session_id, reason=f"k{i}"))
+                    for i in range(BURST)], gate=sessions_gate(p) if n == 0 else None,
+                   like="%SET ended_at = now(), end_reason = $3%")
+        assert all(code == "OK" and r.session.end_reason == E.SESSION_END_REASON_KICKED for code, r in out), out
+        rows = audit_rows(p, shop.tenant, f"session:{c.session_id}")
+        assert len(rows) == 1 and rows[0]["action"] == "session.kick", rows
+
+
+# Each refused class of text (fd/text.h): whitespace only (ASCII, NEL,
+# ideographic, zero-width), a bidi override or isolate, a C1 control.
+BAD_TEXT = ["   ", "\u3000", "\u200b\u200b", "a\u202eb", "\u2066x\u2069", "a\u0085b", "\u009bx"]
+
+
+def test_text_hygiene(p, shop, edges):
+    """Every refused text class in every free-text field of playback answers
+    INVALID_ARGUMENT naming the field and writes nothing: no session, no
+    failure counted, no kick, no audit row."""
+    line = new_line(shop)
+    a = allowed(edges[0], shop, line)
+    warm(edges, shop, a.session_id)
+    target = f"session:{a.session_id}"
+    for bad in BAD_TEXT:
+        for who in (shop.r, shop.t):
+            msg = expect("INVALID_ARGUMENT", who.lines.KickSession, session_id=a.session_id, reason=bad)
+            assert msg.startswith("reason:"), msg
+    for e in edges:
+        assert beat(e, shop, a.session_id).active
+    assert session_row(p, a.session_id) == (False, 0) and audit_rows(p, shop.tenant, target) == []
+
+    addr = ip()
+    before = p.sql(f"SELECT count(*) FROM frontdesk.sessions WHERE line_id = {line.id}")
+    for bad in BAD_TEXT:
+        for e in edges:
+            msg = expect("INVALID_ARGUMENT", e.AuthorizePlayback, tenant_id=shop.tenant, username=line.username,
+                         password=line.password, stream_id=shop.cat.streams[1], client_ip=addr, user_agent=bad)
+            assert msg.startswith("user_agent:"), msg
+            msg = expect("INVALID_ARGUMENT", e.AuthorizePlayback, tenant_id=shop.tenant, username=line.username,
+                         password=line.password, stream_id=shop.cat.streams[1], client_ip=addr, user_agent=VLC,
+                         client_session_key=bad)
+            assert msg.startswith("client_session_key:"), msg
+            # A wrong password with bad text is refused before it is counted.
+            expect("INVALID_ARGUMENT", e.AuthorizePlayback, tenant_id=shop.tenant, username=line.username,
+                   password="wrong", stream_id=shop.cat.streams[1], client_ip=addr, user_agent=bad)
+    assert p.sql(f"SELECT count(*) FROM frontdesk.sessions WHERE line_id = {line.id}") == before
+    assert p.sql(f"SELECT count(*) FROM frontdesk.playback_failures WHERE key LIKE '%{addr}'") == "0"
+    # What is still fine: inner spaces, non-Latin text, an empty reason.
+    shop.r.lines.KickSession(session_id=a.session_id, reason="shared \u00e0 Paris \u65e5\u672c")
+    assert audit_rows(p, shop.tenant, target)[0]["detail"]["reason"] == "shared \u00e0 Paris \u65e5\u672c"
+    allowed(edges[1], shop, line, client_ip=addr, ua="Lavf/60 (\u65e5\u672c)")
 
 
 def test_list_sessions_subtree_filters_paging(p, edges):
