@@ -27,7 +27,6 @@
 #include <string.h>
 #include <time.h>
 #include "linesd.h"
-#include "fd/audit.h"
 #include "fd/log.h"
 #include "fd/text.h"
 #include "fd/wire.h"
@@ -1032,20 +1031,12 @@ static const fd_sql_t SQL_SESSION = {
 /* KickSession's audit row (session.kick), the transaction's last statement. */
 static int audit_kick(fd_tx_t *tx, sess_q_t *q, const Frontdesk__V1__Session *s)
 {
-	fd_arena_t *a = q->arena;
-	const char *line = fd_arena_printf(a, "%" PRId64, s->line_id);
+	const char *line = lreq_i64(q->r, s->line_id);
 	const char *detail[] = { "line", line, q->reason[0] ? "reason" : NULL, q->reason, NULL };
-	fd_audit_t ev = {
-		.actor = &q->r->c,
-		.action = "session.kick",
-		.target = fd_arena_printf(a, "session:%" PRId64, s->id),
-		.source = fd_audit_source(a, fd_call_peer(q->r->call)),
-		.outcome = FD_AUDIT_OK,
-		.detail = detail,
-	};
-	if (!line || !ev.target || !ev.source)
+	if (!line)
 		return TX_OOM(tx);
-	return fd_audit_add(tx, a, &ev, FD_TX_LAST);
+	return lreq_audit(tx, q->r, "session.kick", fd_arena_printf(q->arena, "session:%" PRId64, s->id), detail,
+	                  FD_TX_LAST);
 }
 
 static int close_session_tx(fd_tx_t *tx, void *arg)
