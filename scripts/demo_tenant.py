@@ -1,10 +1,17 @@
 #!/usr/bin/python3
-"""demo_tenant.py - what a portal does on first contact, used by up.sh: log in
-as the platform admin and create the demo tenant (idempotent: a rerun finds
-it). Prints how its admin logs in.
-   demo_tenant.py AUTHD_TARGET PLATFORM_PASSWORD DEMO_ADMIN_PASSWORD"""
+"""demo_tenant.py - what a portal does on first contact, used by up.sh: wait
+until every service answers health, log in as the platform admin and create
+the demo tenant. A rerun skips what exists and says what it found (a password
+changed since the first start is reported, never an error). Prints how each
+admin logs in.
+   demo_tenant.py AUTHD_TARGET [OTHER_SERVICE_TARGET...]
+Passwords come from the environment, as up.sh exports them from secrets.env:
+FRONTDESK_BOOTSTRAP_PASSWORD (the platform admin's, FRONTDESK_BOOTSTRAP_USERNAME
+or "admin") and DEMO_ADMIN_PASSWORD. Exit 1 when a service never answers or an
+answer is not one of those expected."""
 import os
 import sys
+import time
 
 import grpc
 
@@ -12,21 +19,122 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 os.environ.setdefault("FD_SOURCE_DIR", os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 import fdapi  # noqa: E402
 
-target, platform_pw, demo_pw = sys.argv[1:4]
-with grpc.insecure_channel(target) as ch:
-    grpc.channel_ready_future(ch).result(timeout=15)
-    auth = fdapi.Auth(ch)
-    login = auth.Login(tenant_slug="platform", username="admin", password=platform_pw)
-    admin = auth.with_token(login.access_token)
+SECRETS = "secrets.env"
+WAIT_S = 30
+
+
+def role_name(role):
+    """ROLE_TENANT_ADMIN -> tenant_admin (the enum's name, not its number)."""
     try:
-        r = admin.CreateTenant(slug="demo", name="Demo operator", admin_username="demo-admin",
-                               admin_password=demo_pw, admin_display_name="Demo admin",
-                               idempotency_key="up.sh-demo-tenant")
-        print(f"demo tenant {r.tenant.id} (slug demo) created")
+        return fdapi.common_pb2.Role.Name(role)[len("ROLE_"):].lower()
+    except ValueError:
+        return f"unknown role {role}"
+
+
+def tenant_status(t):
+    """TENANT_STATUS_SUSPENDED -> suspended."""
+    return fdapi.auth_pb2.TenantStatus.Name(t.status)[len("TENANT_STATUS_"):].lower()
+
+
+def wait_serving(target, deadline):
+    """Waits until grpc.health.v1.Health/Check answers SERVING (field 1 = 1)."""
+    last = "no answer"
+    with grpc.insecure_channel(target) as ch:
+        check = ch.unary_unary("/grpc.health.v1.Health/Check")
+        while time.time() < deadline:
+            try:
+                if check(b"", timeout=1, wait_for_ready=True) == b"\x08\x01":
+                    return
+                last = "NOT_SERVING"
+            except grpc.RpcError as e:
+                last = e.code().name
+            time.sleep(0.1)
+    sys.exit(f"demo_tenant: {target} does not answer health after {WAIT_S} s ({last})")
+
+
+def login(auth, slug, username, password, who, var):
+    """Logs in; None (and says why) when the password from secrets.env is no
+    longer the account's or the account is missing or locked for now."""
+    if not password:
+        print(f"{who}: {var} is not in {SECRETS}: not checked")
+        return None
+    try:
+        return auth.Login(tenant_slug=slug, username=username, password=password)
     except grpc.RpcError as e:
-        if e.code() != grpc.StatusCode.ALREADY_EXISTS:
-            raise
-        print("demo tenant (slug demo) already exists")
-    me = fdapi.Auth(ch).Login(tenant_slug="demo", username="demo-admin", password=demo_pw)
-    print(f"demo admin logs in: tenant_slug=demo username=demo-admin (role {me.caller.role}, "
-          f"{len(me.caller.scopes)} scopes)")
+        if e.code() == grpc.StatusCode.UNAUTHENTICATED:
+            print(f"{who}: the password in {SECRETS} ({var}) does not log in: changed since "
+                  f"(or the account is gone); not printed")
+            return None
+        if e.code() == grpc.StatusCode.RESOURCE_EXHAUSTED:
+            print(f"{who}: logins refused for now (too many failures): {e.details()}")
+            return None
+        raise
+
+
+def logs_in(who, slug, username, var, r):
+    print(f"{who} logs in: tenant_slug={slug} username={username}, password {var} in {SECRETS} "
+          f"(role {role_name(r.caller.role)}, {len(r.caller.scopes)} scopes)")
+
+
+def find_demo(admin):
+    """The tenant whose slug is "demo", or None."""
+    token = ""
+    while True:
+        page = admin.ListTenants(query="demo", page_size=100, page_token=token)
+        for t in page.tenants:
+            if t.slug == "demo":
+                return t
+        token = page.next_page_token
+        if not token:
+            return None
+
+
+def main():
+    if len(sys.argv) < 2:
+        sys.exit(__doc__)
+    targets = sys.argv[1:]
+    deadline = time.time() + WAIT_S
+    for t in targets:
+        wait_serving(t, deadline)
+    platform_user = os.environ.get("FRONTDESK_BOOTSTRAP_USERNAME") or "admin"
+    platform_pw = os.environ.get("FRONTDESK_BOOTSTRAP_PASSWORD", "")
+    demo_pw = os.environ.get("DEMO_ADMIN_PASSWORD", "")
+    with grpc.insecure_channel(targets[0]) as ch:
+        auth = fdapi.Auth(ch)
+        who = f"platform admin {platform_user}"
+        r = login(auth, "platform", platform_user, platform_pw, who, "FRONTDESK_BOOTSTRAP_PASSWORD")
+        demo = None
+        if r:
+            logs_in(who, "platform", platform_user, "FRONTDESK_BOOTSTRAP_PASSWORD", r)
+            admin = auth.with_token(r.access_token)
+            demo = find_demo(admin)
+            if demo:
+                print(f"demo tenant {demo.id} (slug demo) exists ({tenant_status(demo)}): not created again")
+            elif not demo_pw:
+                print(f"demo tenant: none, and DEMO_ADMIN_PASSWORD is not in {SECRETS}: not created")
+            else:
+                # No idempotency key: the lookup above is what makes a rerun
+                # safe, and a key reused with another password (secrets.env
+                # edited) would be refused instead of skipped.
+                try:
+                    c = admin.CreateTenant(slug="demo", name="Demo operator", admin_username="demo-admin",
+                                           admin_password=demo_pw, admin_display_name="Demo admin")
+                    demo = c.tenant
+                    print(f"demo tenant {demo.id} (slug demo) created")
+                except grpc.RpcError as e:
+                    if e.code() != grpc.StatusCode.ALREADY_EXISTS:
+                        raise
+                    print("demo tenant (slug demo) exists (made at the same moment): not created again")
+        else:
+            print("demo tenant: not checked (that needs the platform admin's login)")
+        who = "demo admin demo-admin"
+        r = login(auth, "demo", "demo-admin", demo_pw, who, "DEMO_ADMIN_PASSWORD")
+        if r:
+            logs_in(who, "demo", "demo-admin", "DEMO_ADMIN_PASSWORD", r)
+
+
+if __name__ == "__main__":
+    try:
+        main()
+    except grpc.RpcError as e:
+        sys.exit(f"demo_tenant: unexpected answer {e.code().name}: {e.details()}")
