@@ -1,11 +1,11 @@
-/* beat.c - nodes' heartbeats: node keys, the load reports (unary Heartbeat
- * and StreamHeartbeats), and health (see routerd.h).
+/* beat.c - nodes' heartbeats: the load reports (unary Heartbeat and
+ * StreamHeartbeats) and the node keys that authenticate them (keys.h).
  *
  * A node key is "fdn_<tenant>_<id>_<secret>": the node is found in the
  * table by id, its tenant must match, and the keyed BLAKE2b of the secret
  * is compared in constant time with the stored one. Nothing of it touches
  * the database: a heartbeat costs a table lookup, a hash and some atomics.
- * The replica shares what it received with the others (sync.c). */
+ * The replica shares what it received with the others (sync.h). */
 #include <inttypes.h>
 #include <math.h>
 #include <stdio.h>
@@ -13,30 +13,12 @@
 #include <string.h>
 #include <sodium.h>
 #include "routerd.h"
+#include "keys.h"
+#include "sync.h"
 #include "fd/log.h"
 
 #define MAX_LOAD 10000000.0
 #define MAX_STREAM_VIEWERS 10000
-
-health_t node_health(const routerd_t *rd, const rnode_t *n, int64_t now)
-{
-	int64_t hb = atomic_load(&n->hb_ms);
-	if (hb == 0 || now - hb > rd->miss_ms || atomic_load(&n->closed_ms) >= hb)
-		return HEALTH_DOWN;
-	return atomic_load(&n->overloaded) ? HEALTH_OVERLOADED : HEALTH_UP;
-}
-
-double node_fill(const rnode_t *n, bool pending)
-{
-	double conn = atomic_load_explicit(&n->conn, memory_order_relaxed);
-	double egress = atomic_load_explicit(&n->egress, memory_order_relaxed);
-	if (pending) {
-		conn += atomic_load_explicit(&n->pend_conn, memory_order_relaxed);
-		egress += (double)atomic_load_explicit(&n->pend_kbps, memory_order_relaxed) / 1000.0;
-	}
-	double fc = conn * n->inv_conn, fe = egress * n->inv_egress;
-	return fc > fe ? fc : fe;
-}
 
 /* ---- node keys ---- */
 
@@ -47,14 +29,9 @@ static rnode_t *node_of_key(fd_call_t *call, routerd_t *rd)
 {
 	const char *auth = fd_call_metadata(call, "authorization");
 	const char *key = auth && strncmp(auth, "Bearer ", 7) == 0 ? auth + 7 : NULL;
-	int64_t tenant = -1, id = -1;
-	int used = 0;
-	if (key && strncmp(key, NODE_KEY_PREFIX, 4) == 0 &&
-	    sscanf(key + 4, "%" SCNd64 "_%" SCNd64 "_%n", &tenant, &id, &used) == 2 && used > 0 && tenant >= 0 && id > 0) {
-		const char *secret = key + 4 + used;
-		unsigned char h[32];
-		crypto_generichash(h, sizeof(h), (const unsigned char *)secret, strlen(secret), rd->key_hash_key,
-		                   sizeof(rd->key_hash_key));
+	int64_t tenant, id;
+	unsigned char h[32];
+	if (key_parse(rd->key_hash_key, key, &tenant, &id, h)) {
 		for (int attempt = 0; attempt < 2; attempt++) {
 			pthread_rwlock_rdlock(&rd->tbl.lock);
 			rnode_t *n = table_get(&rd->tbl, id);
@@ -65,7 +42,7 @@ static rnode_t *node_of_key(fd_call_t *call, routerd_t *rd)
 			if (n || attempt)
 				break;
 			fd_err_t e;
-			if (nodes_reload(rd, tenant, id, &e) < 0)
+			if (sync_reload_node(rd, tenant, id, &e) < 0)
 				break;
 		}
 	}
@@ -87,9 +64,9 @@ static int check_measured_at(fd_call_t *call, const routerd_t *rd, int64_t at, i
 		return fd_call_fail(call, FD_EINVAL, "load.measured_at: 0 (unknown) or Unix seconds");
 	if (at == 0)
 		return 0;
-	if ((at + 1) * 1000 < now - rd->miss_ms)
+	if ((at + 1) * 1000 < now - rd->tbl.miss_ms)
 		return fd_call_fail(call, FD_EINVAL, "load.measured_at: %" PRId64 " s ago, older than the miss window "
-		                    "(%" PRId64 " ms)", now / 1000 - at, rd->miss_ms);
+		                    "(%" PRId64 " ms)", now / 1000 - at, rd->tbl.miss_ms);
 	if (at * 1000 > now + rd->cfg->common.clock_skew * 1000)
 		return fd_call_fail(call, FD_EINVAL, "load.measured_at: %" PRId64 " s ahead of routerd's clock "
 		                    "(at most %" PRId64 " s allowed)", at - now / 1000, rd->cfg->common.clock_skew);
@@ -154,7 +131,7 @@ static void apply_report(routerd_t *rd, rnode_t *n, const Frontdesk__V1__NodeLoa
 {
 	const rcfg_t *c = n->cfg;
 	pthread_mutex_lock(&n->mu);
-	health_t before = node_health(rd, n, now);
+	health_t before = node_health(&rd->tbl, n, now);
 	atomic_store(&n->conn, l->active_connections);
 	atomic_store(&n->egress, l->egress_mbps);
 	atomic_store(&n->cpu, l->cpu_percent);
@@ -172,7 +149,7 @@ static void apply_report(routerd_t *rd, rnode_t *n, const Frontdesk__V1__NodeLoa
 	pthread_mutex_unlock(&n->mu);
 	atomic_store(&n->share_dirty, true);
 	atomic_store(&n->persist_dirty, true);
-	health_t after = node_health(rd, n, now);
+	health_t after = node_health(&rd->tbl, n, now);
 	if (after != before)
 		sync_urgent(rd);
 	frontdesk__v1__node_directive__init(d);
@@ -202,11 +179,10 @@ int rd_heartbeat(fd_call_t *call, const ProtobufCMessage *msg, ProtobufCMessage 
 	const Frontdesk__V1__HeartbeatRequest *req = (const void *)msg;
 	routerd_t *rd = routerd_of(call);
 	fd_arena_t *a = fd_call_arena(call);
-	Frontdesk__V1__HeartbeatResponse *out = fd_arena_zalloc(a, sizeof(*out));
+	Frontdesk__V1__HeartbeatResponse *out = fd_reply(call, resp);
 	Frontdesk__V1__NodeDirective *d = fd_arena_zalloc(a, sizeof(*d));
 	if (!out || !d)
 		return OOM(call);
-	frontdesk__v1__heartbeat_response__init(out);
 	rnode_t *n = node_of_key(call, rd);
 	int rc = n ? report(call, rd, n, req->node_id, req->load, d) : -(int)fd_call_err(call)->code;
 	pthread_rwlock_unlock(&rd->tbl.lock);
@@ -214,7 +190,6 @@ int rd_heartbeat(fd_call_t *call, const ProtobufCMessage *msg, ProtobufCMessage 
 		return rc;
 	fd_call_set_log_tenant(call, n->tenant);
 	out->directive = d;
-	*resp = &out->base;
 	return 0;
 }
 

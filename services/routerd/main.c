@@ -1,11 +1,14 @@
-/* main.c - routerd: streaming nodes, heartbeats, routing and failover (see
- * routerd.h for the files). */
+/* main.c - routerd: streaming nodes, heartbeats, routing and failover.
+ * Its settings, start-up and shutdown, and the method table (routerd.h
+ * lists the parts). */
 #include <inttypes.h>
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sodium.h>
 #include "routerd.h"
+#include "sync.h"
+#include "watch.h"
 #include "fd/log.h"
 
 /* Regions and their countries, unless FRONTDESK_ROUTERD_REGIONS says otherwise. */
@@ -63,11 +66,10 @@ static int routerd_start(routerd_t *rd, fd_service_t *svc, fd_err_t *err)
 	rd->cfg = fd_service_config(svc);
 	rd->db = fd_service_db(svc);
 	const routerd_config_t *cfg = rd->cfg;
-	rd->miss_ms = cfg->miss_after_ms ? cfg->miss_after_ms : 2 * cfg->heartbeat_ms;
 	int rc;
 	if (sodium_init() < 0)
 		return fd_err_set(err, FD_EINTERNAL, "libsodium failed to initialise");
-	if ((rc = regions_parse(rd, cfg->regions, err)) < 0)
+	if ((rc = regions_parse(&rd->regions, cfg->regions, err)) < 0)
 		return rc;
 	unsigned char hk[32];
 	if ((rc = fd_hex_key32(cfg->common.secret_hash_key, "FRONTDESK_SECRET_HASH_KEY", hk, err)) < 0)
@@ -76,12 +78,14 @@ static int routerd_start(routerd_t *rd, fd_service_t *svc, fd_err_t *err)
 	 * anything else hashed under the same setting. */
 	crypto_kdf_derive_from_key(rd->key_hash_key, sizeof(rd->key_hash_key), 3, "nodekeys", hk);
 	sodium_memzero(hk, sizeof(hk));
-	if (table_init(&rd->tbl) < 0)
+	if (table_init(&rd->tbl, cfg->miss_after_ms ? cfg->miss_after_ms : 2 * cfg->heartbeat_ms) < 0)
 		return fd_err_set(err, FD_EEXHAUSTED, "out of memory");
+	if ((rc = watch_init(rd, err)) < 0)
+		return rc;
 	fd_err_t lerr;
 	/* Registrations survive restarts: read them before serving. With the
 	 * database down, the listener reads them once it connects. */
-	if (nodes_load_all(rd, &lerr) < 0)
+	if (sync_load_all(rd, &lerr) < 0)
 		fd_warn("routerd: cannot read the nodes yet (%s); they are read when the database answers", lerr.msg);
 	return sync_init(rd, err);
 }
@@ -97,7 +101,7 @@ static int routerd_init(fd_service_t *svc, void **state, fd_err_t *err)
 		return rc;
 	}
 	fd_info("routerd: %zu nodes known; heartbeats every %" PRId64 " ms, DOWN after %" PRId64 " ms", rd->tbl.n,
-	        rd->cfg->heartbeat_ms, rd->miss_ms);
+	        rd->cfg->heartbeat_ms, rd->tbl.miss_ms);
 	*state = rd;
 	return 0;
 }
@@ -109,8 +113,8 @@ static void routerd_fini(fd_service_t *svc, void *state)
 	if (!rd)
 		return;
 	sync_fini(rd);
-	if (rd->tbl.by_id)
-		table_free(&rd->tbl);
+	watch_fini(rd);
+	table_free(&rd->tbl);
 	sodium_memzero(rd->key_hash_key, sizeof(rd->key_hash_key));
 	free(rd);
 }

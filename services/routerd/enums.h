@@ -1,0 +1,20 @@
+/* enums.h - routerd's enums and their names (audit details, logs): one
+ * two-way table per enum, read by enum_name and enum_value. */
+#ifndef ROUTERD_ENUMS_H
+#define ROUTERD_ENUMS_H
+
+typedef struct enum_name {
+	int value;
+	const char *name;             /* NULL ends a table */
+} enum_name_t;
+
+extern const enum_name_t NODE_STATE_NAMES[];        /* NodeState: "active", "draining", "disabled" */
+extern const enum_name_t NODE_HEALTH_NAMES[];       /* NodeHealth: "up", "down", "overloaded" */
+extern const enum_name_t BANDWIDTH_POLICY_NAMES[];  /* BandwidthPolicy: "refuse", "lower_bitrate" */
+
+/* The name of value in t; "unknown" when t does not list it (static). */
+const char *enum_name(const enum_name_t *t, int value);
+/* The value named name in t; -1 when t does not list it. */
+int enum_value(const enum_name_t *t, const char *name);
+
+#endif
