@@ -104,9 +104,12 @@ static int create_tx(fd_tx_t *tx, void *arg)
 	Frontdesk__V1__Reseller *r = q->resp->reseller = reseller_message(q->arena, q->tenant, res, 0);
 	if (!r)
 		return fd_err_set(fd_tx_err(tx), FD_EEXHAUSTED, "out of memory");
-	const char *perms = q->perms[1] == '}' ? "" : q->perms;   /* "{}" */
-	const char *detail[] = { "username", r->username, "parent", id_str(q->arena, r->parent_id),
-		                     "permissions", perms, NULL };
+	/* "{create_subresellers,create_trials}" without its braces */
+	const char *perms = fd_arena_strndup(q->arena, q->perms + 1, strlen(q->perms) - 2);
+	const char *parent = id_str(q->arena, r->parent_id);
+	if (!perms || !parent)
+		return fd_err_set(fd_tx_err(tx), FD_EEXHAUSTED, "out of memory");
+	const char *detail[] = { "username", r->username, "parent", parent, "permissions", perms, NULL };
 	if ((rc = audit_row(tx, q->arena, q->c, NULL, q->source, "reseller.create", "account", r->id, FD_AUDIT_OK,
 	                    detail)) < 0)
 		return rc;

@@ -528,7 +528,12 @@ int authd_login(fd_call_t *call, const ProtobufCMessage *msg, ProtobufCMessage *
 	if ((rc = login_source(call, req->tenant_slug, req->client_address, &src)) < 0)
 		return rc;
 
-	login_q_t q = { .a = a, .arena = arena, .slug = req->tenant_slug, .username = req->username, .source = src };
+	/* The audit trail writes addresses as fd_audit_source does for every
+	 * service ("::1", not "[::1]"); a forwarded one as the portal sent it. */
+	login_q_t q = { .a = a, .arena = arena, .slug = req->tenant_slug, .username = req->username,
+		            .source = src == req->client_address ? src : fd_audit_source(arena, fd_call_peer(call)) };
+	if (!q.source)
+		return OOM(call);
 	q.src_key = fd_arena_printf(arena, "src:%s", src);
 	q.acct_key = fd_arena_printf(arena, "acct:%s:%s:%s", req->tenant_slug, req->username, src);
 	if (!q.src_key || !q.acct_key)

@@ -185,10 +185,16 @@ def test_each_authd_action_is_one_event_with_actor_and_target(w):
     _, rows = w.step(lambda: code_of(w.anon.Login, tenant_slug=nowhere, username=ghost, password=bad))
     row = one(rows, tenant_id=0, action="login.failure", target="", actor=f"login:{ghost}")
     assert row["detail"] == {"tenant_slug": nowhere}
+    # A portal trusted to forward its user's address: that address is the source.
+    portal = w.api_key(admin, scopes=[scope("forward_client_address")])
+    _, rows = w.step(lambda: code_of(portal.api.Login, tenant_slug=slug, username="boss", password=bad,
+                                     client_address="203.0.113.7"))
+    one(rows, action="login.failure", source="203.0.113.7", target=f"account:{root}")
     # reseller.create by the tenant admin, then by a reseller (its path recorded).
     r1, rows = w.step(lambda: w.reseller(ns(slug=slug, id=tid), admin))
     assert [x["action"] for x in rows] == ["reseller.create", "login.success"], rows
-    one(rows[:1], tenant_id=tid, target=f"account:{r1.id}", **actor_of(admin, "tenant_admin", tid))
+    row = one(rows[:1], tenant_id=tid, target=f"account:{r1.id}", **actor_of(admin, "tenant_admin", tid))
+    assert row["detail"] == {"username": r1.username, "parent": str(root), "permissions": "create_subresellers"}
     r2, rows = w.step(lambda: w.reseller(ns(slug=slug, id=tid), r1))
     one(rows[:1], action="reseller.create", target=f"account:{r2.id}", actor=f"reseller:{r1.id}",
         **actor_of(r1, "reseller", tid, path=r1.path))
