@@ -1,4 +1,6 @@
-/* billingd.h - billingd's settings, state and handlers (ledger.c). */
+/* billingd.h - billingd's settings, state and handlers: moves.c (Mint,
+ * Transfer), charges.c (Charge, Refund), balances.c (GetBalance), entries.c
+ * (ListLedger); money.h, store.h and enums.h hold what they share. */
 #ifndef BILLINGD_H
 #define BILLINGD_H
 

@@ -1,4 +1,5 @@
-/* main.c - billingd: reseller credits on a double-entry ledger (ledger.c). */
+/* main.c - billingd: reseller credits on a double-entry ledger (billingd.h
+ * lists its parts): settings, methods, start-up. */
 #include <stddef.h>
 #include <stdlib.h>
 #include "billingd.h"

@@ -1,0 +1,34 @@
+/* enums.c - billingd's enums as the ledger stores them (enums.h). */
+#include <string.h>
+#include "enums.h"
+#include "frontdesk/v1/billing.pb-c.h"
+
+const enum_name_t ENTRY_KIND_NAMES[] = {
+	{ FRONTDESK__V1__LEDGER_ENTRY_KIND__LEDGER_ENTRY_KIND_MINT, "mint" },
+	{ FRONTDESK__V1__LEDGER_ENTRY_KIND__LEDGER_ENTRY_KIND_TRANSFER, "transfer" },
+	{ FRONTDESK__V1__LEDGER_ENTRY_KIND__LEDGER_ENTRY_KIND_CHARGE, "charge" },
+	{ FRONTDESK__V1__LEDGER_ENTRY_KIND__LEDGER_ENTRY_KIND_REFUND, "refund" },
+	{ 0, NULL },
+};
+
+const enum_name_t CHARGE_REASON_NAMES[] = {
+	{ FRONTDESK__V1__CHARGE_REASON__CHARGE_REASON_LINE_CREATED, "line_created" },
+	{ FRONTDESK__V1__CHARGE_REASON__CHARGE_REASON_LINE_EXTENDED, "line_extended" },
+	{ 0, NULL },
+};
+
+const char *enum_text(const enum_name_t *t, int value)
+{
+	for (; t->text; t++)
+		if (t->value == value)
+			return t->text;
+	return NULL;
+}
+
+int enum_value(const enum_name_t *t, const char *text, int otherwise)
+{
+	for (; t->text; t++)
+		if (strcmp(t->text, text) == 0)
+			return t->value;
+	return otherwise;
+}
