@@ -14,6 +14,7 @@
 #include "store.h"
 #include "sync.h"
 #include "view.h"
+#include "fd/idem.h"
 #include "fd/log.h"
 #include "fd/request.h"
 #include "fd/tenant.h"
@@ -81,51 +82,44 @@ static int answer_node(const rreq_t *r, int64_t id, Frontdesk__V1__Node **out)
 
 /* ---- RegisterNode ---- */
 
-/* The idempotency key is claimed first, with the node's id: a concurrent
- * request under the same key waits on the claim until the first commits,
- * then finds it taken and answers the first result (it never runs the
- * registration a second time, which would fail: the name is taken by then).
- * Should the first roll back, the claim goes with it and the waiting one
- * registers. */
+/* The idempotency key is claimed first (fd/idem.h): a concurrent request
+ * under the same key waits on the claim until the first commits, then
+ * answers the first result (it never runs the registration a second time,
+ * which would fail: the name is taken by then). Should the first roll back,
+ * the claim goes with it and the waiting one registers. */
 struct register_q {
 	const rreq_t *r;
 	const node_settings_t *in;
-	const char *idem, *hash;
+	fd_idem_t idem;
 	int64_t id;
 	bool replay;
 	char key[NODE_KEY_MAX];
 };
-
-/* A lost claim: the first request's result, if it was this same request. */
-static int register_replay(fd_tx_t *tx, struct register_q *q)
-{
-	char hash[65];
-	int rc = store_idem_find(tx, q->r->t.tenant, q->idem, hash, &q->id);
-	if (rc < 0)
-		return rc;
-	if (strcmp(hash, q->hash) != 0)
-		return fd_err_set(fd_tx_err(tx), FD_EPRECOND,
-		                  "idempotency_key: already used for another RegisterNode request");
-	q->replay = true;
-	return 0;
-}
 
 static int register_tx(fd_tx_t *tx, void *arg)
 {
 	struct register_q *q = arg;
 	const rreq_t *r = q->r;
 	q->replay = false;
-	int rc = store_idem_claim(tx, r->t.tenant, q->idem, q->hash, &q->id);
+	fd_idem_replay_t first;
+	int rc = fd_idem_claim(tx, &q->idem, &first);
 	if (rc < 0)
 		return rc;
-	if (rc == 0)
-		return register_replay(tx, q);
+	if (rc == 1) {
+		q->id = first.result_id;
+		q->replay = true;
+		return 0;
+	}
+	if ((rc = store_next_node_id(tx, &q->id)) < 0)
+		return rc;
 	key_row_t k;
 	key_new(r->rd->key_hash_key, r->t.tenant, q->id, q->key, k.hash, k.prefix);
 	if ((rc = store_insert_node(tx, r->t.arena, r->t.tenant, q->id, q->in, &k, 0)) < 0)
 		return rc;
 	const char *detail[] = { "name", q->in->name, "region", q->in->region, NULL };
-	return audit_node(tx, r, "node.register", q->id, detail, FD_TX_LAST);
+	if ((rc = audit_node(tx, r, "node.register", q->id, detail, 0)) < 0)
+		return rc;
+	return fd_idem_done(tx, &q->idem, q->id, NULL, FD_TX_LAST);
 }
 
 int rd_register_node(fd_call_t *call, const ProtobufCMessage *msg, ProtobufCMessage **resp)
@@ -145,20 +139,10 @@ int rd_register_node(fd_call_t *call, const ProtobufCMessage *msg, ProtobufCMess
 	};
 	if (req->weight < 0)
 		return fd_call_fail(call, FD_EINVAL, "weight: 0 (the default, %d) .. %d", DEFAULT_WEIGHT, MAX_WEIGHT);
+	struct register_q q = { .r = &r, .in = &in };
 	if ((rc = check_node(call, &r.rd->regions, &in)) < 0 ||
-	    (rc = fd_check_idem_key(req->idempotency_key, fd_call_err(call))) < 0)
+	    (rc = fd_idem_make(&r.t, "routerd", "RegisterNode", req->idempotency_key, true, msg, &q.idem)) < 0)
 		return rc;
-	if (!req->idempotency_key[0])
-		return fd_call_fail(call, FD_EINVAL, "idempotency_key: required for this call");
-	const fd_caller_t *c = &r.t.c;
-	const char *idem = c->kind == FD_CRED_SERVICE_TOKEN
-	                   ? fd_arena_printf(r.t.arena, "RegisterNode/svc:%s/%s", c->service, req->idempotency_key)
-	                   : fd_arena_printf(r.t.arena, "RegisterNode/acct:%" PRId64 "/%s", c->account_id,
-	                                     req->idempotency_key);
-	const char *hash = fd_request_hash(r.t.arena, msg);
-	if (!idem || !hash)
-		return OOM(call);
-	struct register_q q = { .r = &r, .in = &in, .idem = idem, .hash = hash };
 	if ((rc = rreq_run(&r, register_tx, &q)) < 0) {
 		sodium_memzero(q.key, sizeof(q.key));
 		return rc;

@@ -402,56 +402,6 @@ int store_set_routing(fd_tx_t *tx, int64_t tenant, const routing_change_t *c, un
 	return fd_tx_exec(tx, &SQL_SET_ROUTING, p, flags, NULL);
 }
 
-/* ---- RegisterNode's idempotency keys ---- */
-
-/* The claim takes the node's id with it: a concurrent request under the
- * same key waits on the claim until the first commits (READ COMMITTED: the
- * look-up after a lost claim is a new statement, which sees its row). */
-static const fd_sql_t SQL_IDEM_CLAIM = {
-	"routerd_idem_claim",
-	"INSERT INTO frontdesk.routing_idempotency (tenant_id, idem_key, request_hash, result_id)"
-	" VALUES ($1, $2, decode($3, 'hex'), nextval(pg_get_serial_sequence('frontdesk.nodes', 'id')))"
-	" ON CONFLICT (tenant_id, idem_key) DO NOTHING RETURNING result_id",
-	3,
-};
-static const fd_sql_t SQL_IDEM_FIND = {
-	"routerd_idem_find",
-	"SELECT encode(request_hash, 'hex'), result_id FROM frontdesk.routing_idempotency"
-	" WHERE tenant_id = $1 AND idem_key = $2",
-	2,
-};
-
-int store_idem_claim(fd_tx_t *tx, int64_t tenant, const char *key, const char *hash, int64_t *id)
-{
-	char t[24];
-	i64_param(t, tenant);
-	const char *p[] = { t, key, hash };
-	PGresult *res;
-	int rc = fd_tx_exec(tx, &SQL_IDEM_CLAIM, p, 0, &res);
-	if (rc < 0)
-		return rc;
-	if (PQntuples(res) == 0)
-		return 0;
-	*id = col_i64(res, 0, 0);
-	return 1;
-}
-
-int store_idem_find(fd_tx_t *tx, int64_t tenant, const char *key, char hash[65], int64_t *id)
-{
-	char t[24];
-	i64_param(t, tenant);
-	const char *p[] = { t, key };
-	PGresult *res;
-	int rc = fd_tx_exec(tx, &SQL_IDEM_FIND, p, FD_TX_LAST, &res);
-	if (rc < 0)
-		return rc;
-	if (PQntuples(res) != 1)   /* rows are never deleted: cannot happen */
-		return fd_err_set(fd_tx_err(tx), FD_EABORTED, "idempotency_key: claimed meanwhile; try again");
-	snprintf(hash, 65, "%s", col_text(res, 0, 0));
-	*id = col_i64(res, 0, 1);
-	return 0;
-}
-
 /* ---- replicas ---- */
 
 static const fd_sql_t SQL_NOTIFY = { "routerd_notify", "SELECT pg_notify('frontdesk_nodes', $1)", 1 };

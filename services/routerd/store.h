@@ -90,13 +90,6 @@ typedef struct routing_change {
 } routing_change_t;
 int store_set_routing(fd_tx_t *tx, int64_t tenant, const routing_change_t *c, unsigned flags) FD_MUSTCHECK;
 
-/* ---- RegisterNode's idempotency keys ---- */
-
-/* Claims key with a new node id (*id): 1 claimed, 0 already claimed. */
-int store_idem_claim(fd_tx_t *tx, int64_t tenant, const char *key, const char *hash, int64_t *id) FD_MUSTCHECK;
-/* The claim of key: its request hash (hex, 65 bytes) and node id; -FD_EABORTED if none. */
-int store_idem_find(fd_tx_t *tx, int64_t tenant, const char *key, char hash[65], int64_t *id) FD_MUSTCHECK;
-
 /* ---- replicas ---- */
 
 /* A NOTIFY on frontdesk_nodes. */

@@ -1973,7 +1973,7 @@ def written(p, tenant):
     """Everything a refused request must leave as it was: the tenant's nodes,
     idempotency keys and audit rows."""
     return (nodes_in_sql(p, tenant),
-            p.sql(f"SELECT count(*) FROM frontdesk.routing_idempotency WHERE tenant_id = {tenant}"),
+            p.sql(f"SELECT count(*) FROM frontdesk.idempotency WHERE tenant_id = {tenant} AND service = 'routerd'"),
             p.sql(f"SELECT count(*) FROM frontdesk.audit_events WHERE tenant_id = {tenant}"))
 
 
@@ -2108,18 +2108,18 @@ def test_six_identical_registrations_at_once_answer_the_first(p):
     clients = [Routing(ch, t.token) for ch in channels]
     for forced in (True, True, False, False):
         f = node_fields()
-        gate = HeldLock(p, "frontdesk.routing_idempotency").release_when(6) if forced else None
+        gate = HeldLock(p, "frontdesk.idempotency").release_when(6) if forced else None
         got = together([lambda c=c: c.RegisterNode(**f) for c in clients], gate)
         nid, key = assert_one_registration(p, t.tenant, f["name"], got)
-        assert p.sql("SELECT count(*) FROM frontdesk.routing_idempotency"
-                     f" WHERE tenant_id = {t.tenant} AND result_id = {nid}") == "1"
+        assert p.sql("SELECT count(*) FROM frontdesk.idempotency WHERE service = 'routerd'"
+                     f" AND tenant_id = {t.tenant} AND result_id = {nid}") == "1"
         assert p.node_client(key).Heartbeat(load=load()).directive.health == UP
     # Six at once under one key, with another request among them: those
     # that are not the first's request are refused, never registered.
     f = node_fields()
     g = dict(f, name=uniq("other"))
     got = together([lambda c=c, x=x: c.RegisterNode(**x) for c, x in zip(clients, (f, g, f, g, f, g))],
-                   HeldLock(p, "frontdesk.routing_idempotency").release_when(6))
+                   HeldLock(p, "frontdesk.idempotency").release_when(6))
     for ch in channels:
         ch.close()
     codes = sorted(c for c, _ in got)

@@ -341,7 +341,7 @@ def test_six_identical_registrations_over_both_replicas_answer_the_first(p):
         clients = [tr.Routing(ch, t.token) for ch in channels]
         for forced in (True, False):
             f = tr.node_fields()
-            gate = tr.HeldLock(p, "frontdesk.routing_idempotency").release_when(6) if forced else None
+            gate = tr.HeldLock(p, "frontdesk.idempotency").release_when(6) if forced else None
             got = tr.together([lambda c=c: c.RegisterNode(**f) for c in clients], gate)
             nid, key = tr.assert_one_registration(p, t.tenant, f["name"], got)
             for replica in (0, 1):
