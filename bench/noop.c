@@ -1,6 +1,6 @@
 /* noop.c - bench_noop: the frontdesk runtime serving one no-op method, so the
  * benchmark measures the runtime's whole path against a bare gRPC core echo.
- *   bench_noop --listen 127.0.0.1:PORT --threads N */
+ *   bench_noop --listen 127.0.0.1:PORT --threads N [--queues Q] */
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -30,12 +30,14 @@ static const fd_method_impl_t methods[] = {
 int main(int argc, char **argv)
 {
 	const char *listen = "127.0.0.1:0";
-	int threads = 2;
+	int threads = 2, queues = 0;
 	for (int i = 1; i + 1 < argc; i += 2) {
 		if (strcmp(argv[i], "--listen") == 0)
 			listen = argv[i + 1];
 		else if (strcmp(argv[i], "--threads") == 0)
 			threads = atoi(argv[i + 1]);
+		else if (strcmp(argv[i], "--queues") == 0)
+			queues = atoi(argv[i + 1]);
 	}
 	fd_log_init("bench_noop", FD_LOG_WARN);
 	sigset_t sigs;
@@ -45,7 +47,7 @@ int main(int argc, char **argv)
 	pthread_sigmask(SIG_BLOCK, &sigs, NULL);
 	grpc_init();
 	fd_err_t err = { 0 };
-	fd_server_opts_t o = { .listen = listen, .threads = threads, .shutdown_grace_ms = 1000 };
+	fd_server_opts_t o = { .listen = listen, .threads = threads, .queues = queues, .shutdown_grace_ms = 1000 };
 	fd_server_t *srv = fd_server_new(&o, &err);
 	if (!srv || fd_server_add_service(srv, &frontdesk__bench__v1__bench_service__descriptor,
 	                                  methods, NULL, &err) < 0 ||

@@ -864,9 +864,8 @@ int fd_server_start(fd_server_t *srv, fd_err_t *err)
 	grpc_channel_args ca = { sizeof(args) / sizeof(args[0]), args };
 	srv->server = grpc_server_create(&ca, NULL);
 
-	long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
 	srv->nthreads = srv->opts.threads;
-	srv->ncq = srv->nthreads < ncpu ? srv->nthreads : (int)(ncpu > 0 ? ncpu : 1);
+	srv->ncq = srv->opts.queues < 1 ? 1 : srv->opts.queues < srv->nthreads ? srv->opts.queues : srv->nthreads;
 	srv->cqs = calloc(srv->ncq, sizeof(*srv->cqs));
 	srv->threads = calloc(srv->nthreads, sizeof(*srv->threads));
 	if (!srv->cqs || !srv->threads)

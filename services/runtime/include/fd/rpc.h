@@ -8,9 +8,11 @@
  * and sends its reply or error. Health and reflection are served by every
  * server.
  *
- * Threads: `threads` workers poll `min(threads, cores)` completion queues;
- * several workers share a queue, so a handler that blocks (on the database)
- * holds up only its own thread. */
+ * Threads: `threads` workers poll one completion queue (by default), so a
+ * handler that blocks (on the database, on another service) holds up only
+ * its own thread. gRPC core binds each client connection's calls to one
+ * queue: with several queues, a connection whose queue's workers are all
+ * blocked waits even while other queues' workers are idle. */
 #ifndef FD_RPC_H
 #define FD_RPC_H
 
@@ -61,6 +63,7 @@ typedef struct fd_method_impl {
 typedef struct fd_server_opts {
 	const char *listen;            /* host:port */
 	int threads;
+	int queues;                    /* completion queues (at most threads); 0: one, shared by all */
 	size_t max_message_bytes;      /* larger requests: RESOURCE_EXHAUSTED */
 	int64_t shutdown_grace_ms;     /* in-flight calls may finish within this */
 	const char *tls_cert;          /* PEM file names; NULL or "" = plaintext */
