@@ -120,8 +120,8 @@ static int bootstrap_tx(fd_tx_t *tx, void *arg)
 	int rc = fd_tx_exec(tx, &SQL_ADMIN_EXISTS, p1, 0, &res);
 	if (rc < 0)
 		return rc;
-	if ((b->existed = PQntuples(res) > 0))
-		return 0;
+	if ((b->existed = PQntuples(res) > 0) || !b->hash)
+		return 0;        /* exists, or only asked whether it does */
 	const char *p2[] = { b->username, b->hash };
 	if ((rc = fd_tx_exec(tx, &SQL_INSERT_ADMIN, p2, 0, &res)) < 0)
 		return rc;
@@ -148,6 +148,40 @@ static int prompt_password(char *buf, size_t size)
 	return 0;
 }
 
+/* The admin does not exist yet: its password (the setting, or asked on a
+ * terminal), hashed, then the account (bootstrap_tx again: b->hash set, so
+ * it inserts unless another bootstrap made it meanwhile). -2: a bad or
+ * missing password (said on stderr). */
+static int make_admin(const cli_config_t *cfg, fd_db_t *db, struct bootstrap *b, fd_err_t *err)
+{
+	char typed[1025] = "";
+	const char *password = cfg->bootstrap_password;
+	if (!password[0]) {
+		if (prompt_password(typed, sizeof(typed)) < 0) {
+			fprintf(stderr, "frontdesk bootstrap: set FRONTDESK_BOOTSTRAP_PASSWORD (there is no default "
+			        "password), or run it on a terminal to be asked\n");
+			return -2;
+		}
+		password = typed;
+	}
+	if (strlen(password) < 12) {
+		sodium_memzero(typed, sizeof(typed));
+		fprintf(stderr, "frontdesk bootstrap: the password needs at least 12 characters\n");
+		return -2;
+	}
+	char hash[crypto_pwhash_STRBYTES];
+	int bad = sodium_init() < 0 ||
+	          crypto_pwhash_str(hash, password, strlen(password), (unsigned long long)cfg->pwhash_opslimit,
+	                            (size_t)cfg->pwhash_memlimit_kib * 1024) != 0;
+	sodium_memzero(typed, sizeof(typed));
+	if (bad)
+		return fd_err_set(err, FD_EEXHAUSTED, "password hashing failed (out of memory?)");
+	b->hash = hash;
+	int rc = fd_db_run(db, 0, bootstrap_tx, b, err);
+	b->hash = NULL;
+	return rc;
+}
+
 static int cmd_bootstrap(const cli_config_t *cfg, int argc, char **argv)
 {
 	if (argc > 1) {
@@ -160,37 +194,23 @@ static int cmd_bootstrap(const cli_config_t *cfg, int argc, char **argv)
 			fprintf(stderr, "frontdesk bootstrap: FRONTDESK_BOOTSTRAP_USERNAME: only letters, digits and . _ @ -\n");
 			return 2;
 		}
-	char typed[1025] = "";
-	const char *password = cfg->bootstrap_password;
-	if (!password[0]) {
-		if (prompt_password(typed, sizeof(typed)) < 0) {
-			fprintf(stderr, "frontdesk bootstrap: set FRONTDESK_BOOTSTRAP_PASSWORD (there is no default "
-			        "password), or run it on a terminal to be asked\n");
-			return 2;
-		}
-		password = typed;
-	}
-	if (strlen(password) < 12) {
-		sodium_memzero(typed, sizeof(typed));
-		fprintf(stderr, "frontdesk bootstrap: the password needs at least 12 characters\n");
-		return 2;
-	}
-	char hash[crypto_pwhash_STRBYTES];
-	int bad = sodium_init() < 0 ||
-	          crypto_pwhash_str(hash, password, strlen(password), (unsigned long long)cfg->pwhash_opslimit,
-	                            (size_t)cfg->pwhash_memlimit_kib * 1024) != 0;
-	sodium_memzero(typed, sizeof(typed));
-	if (bad) {
-		fprintf(stderr, "frontdesk bootstrap: password hashing failed (out of memory?)\n");
-		return 1;
-	}
 	fd_err_t err = { 0 };
 	fd_db_opts_t o = { .conninfo = cfg->admin_database_url, .application_name = "frontdesk bootstrap",
 		               .pool_size = 1 };
 	fd_db_t *db = fd_db_open(&o, &err);
-	struct bootstrap b = { .username = user, .hash = hash };
-	int rc = db ? fd_db_run(db, 0, bootstrap_tx, &b, &err) : -1;
+	if (!db) {
+		fprintf(stderr, "frontdesk bootstrap: %s\n", err.msg);
+		return 1;
+	}
+	/* An admin that exists is left as it is, before any password is asked
+	 * for or checked: a rerun (up.sh after a restart) needs none. */
+	struct bootstrap b = { .username = user };
+	int rc = fd_db_run(db, 0, bootstrap_tx, &b, &err);
+	if (rc == 0 && !b.existed)
+		rc = make_admin(cfg, db, &b, &err);
 	fd_db_close(db);
+	if (rc == -2)
+		return 2;
 	if (rc < 0) {
 		fprintf(stderr, "frontdesk bootstrap: %s\n", err.msg);
 		return 1;

@@ -224,3 +224,29 @@ def test_idle_client_connection_does_not_hold_shutdown():
         assert took < 2.5, f"stop took {took:.1f} s with an idle connection open"
     finally:
         db.drop()
+
+
+def test_bootstrap_again_needs_no_password_and_changes_nothing():
+    """A rerun of `frontdesk bootstrap` (up.sh after a restart) leaves an
+    existing admin as it is, without asking for or checking a password: a
+    short or missing one no longer stops it. A new admin still needs one."""
+    db = fdtest.Database()
+    try:
+        db.bootstrap("admin", "platform-admin-pw-1")
+        before = fdtest.psql("SELECT password_hash FROM frontdesk.accounts WHERE tenant_id = 0 AND username = 'admin'",
+                             db=db.name, host=db.host, port=db.port)
+        for pw in ("short", ""):
+            r = db.bootstrap("admin", pw)
+            assert "already exists; unchanged" in r.stdout, r.stdout + r.stderr
+        after = fdtest.psql("SELECT password_hash FROM frontdesk.accounts WHERE tenant_id = 0 AND username = 'admin'",
+                            db=db.name, host=db.host, port=db.port)
+        assert before == after
+        with pytest.raises(RuntimeError, match="at least 12 characters"):
+            db.bootstrap("second", "short")
+        e = dict(os.environ, FRONTDESK_ADMIN_DATABASE_URL=db.url + " user=postgres",
+                 FRONTDESK_BOOTSTRAP_USERNAME="second", FRONTDESK_BOOTSTRAP_PASSWORD="")
+        r = subprocess.run([fdtest.binary("frontdesk"), "bootstrap"], env=e, capture_output=True, text=True,
+                           stdin=subprocess.DEVNULL)
+        assert r.returncode == 2 and "FRONTDESK_BOOTSTRAP_PASSWORD" in r.stderr, r.stderr
+    finally:
+        db.drop()
