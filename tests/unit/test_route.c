@@ -4,9 +4,11 @@
  * (region first, weight > 0 before 0, weight x headroom, lowest id, sticky
  * while fit), exclusions (draining, disabled, down, never reported, stream
  * ended, overloaded, format, excluded ids) and backups (another failure
- * domain, then another region, at most 2); then the bandwidth rule. */
+ * domain, then another region, at most 2); then the bandwidth rule and the
+ * enum names. */
 #include <stdlib.h>
 #include <string.h>
+#include "enums.h"
 #include "regions.h"
 #include "route.h"
 #include "table.h"
@@ -253,5 +255,14 @@ int main(void)
 			CHECK(cap == b->want_cap, "bandwidth case %zu: cap %lld want %lld", i, (long long)cap,
 			      (long long)b->want_cap);
 	}
+	/* The enum names routerd writes (audit details): each way round. */
+	const enum_name_t *tables[] = { NODE_STATE_NAMES, NODE_HEALTH_NAMES, BANDWIDTH_POLICY_NAMES };
+	for (size_t i = 0; i < 3; i++)
+		for (const enum_name_t *e = tables[i]; e->name; e++)
+			CHECK(enum_value(tables[i], enum_name(tables[i], e->value)) == e->value, "enum %s", e->name);
+	CHECK(strcmp(enum_name(NODE_STATE_NAMES, STATE_DRAINING), "draining") == 0, "draining");
+	CHECK(strcmp(enum_name(BANDWIDTH_POLICY_NAMES, POLICY_LOWER_BITRATE), "lower_bitrate") == 0, "lower_bitrate");
+	CHECK(strcmp(enum_name(NODE_STATE_NAMES, 9), "unknown") == 0 && enum_value(NODE_HEALTH_NAMES, "sick") == -1,
+	      "unknown values and names");
 	return test_summary();
 }
