@@ -130,7 +130,9 @@ def path_of(w, tenant, account):
 def w():
     world = World()
     yield world
-    world.p.close()
+    codes = world.p.close()
+    # A clean exit (under the sanitizers, none of their reports either).
+    assert all(c == 0 for c in codes.values()), codes
 
 
 def one(rows, **want):
