@@ -41,14 +41,15 @@ CREATE INDEX audit_events_at ON frontdesk.audit_events (tenant_id, at);
 -- Append-only, whoever asks (owner and superusers included, short of a
 -- migration dropping the trigger). The one exception: authd may count one
 -- more repeat of a 'login.rate_limited' row (failed logins past the limit
--- are one row per window, not one each): only repeats may grow, only
--- last_at may move forward, nothing else may change.
+-- are one row per window, not one each): repeats may grow by one, only
+-- last_at may move forward, nothing else may change. The role is compared by
+-- name: authd connects as frontdesk_authd itself (a member role would be refused).
 CREATE FUNCTION frontdesk.refuse_audit_change() RETURNS trigger
 LANGUAGE plpgsql AS $$
 BEGIN
   IF TG_OP = 'UPDATE' AND current_user = 'frontdesk_authd'
      AND OLD.action = 'login.rate_limited'
-     AND NEW.repeats > OLD.repeats AND NEW.last_at >= OLD.last_at
+     AND NEW.repeats = OLD.repeats + 1 AND NEW.last_at >= OLD.last_at
      AND (NEW.tenant_id, NEW.id, NEW.at, NEW.actor, NEW.action, NEW.target, NEW.detail,
           NEW.actor_tenant_id, NEW.actor_account_id, NEW.actor_role, NEW.actor_path,
           NEW.actor_key_id, NEW.source, NEW.outcome)
