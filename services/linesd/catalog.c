@@ -105,9 +105,9 @@ static ProtobufCMessage *stream_row(fd_arena_t *a, int64_t tenant, PGresult *res
 /* ---- parameters ---- */
 
 /* Parameter text of v in r's arena; *oom set when out of memory. */
-static const char *num(lreq_t *r, bool *oom, int64_t v)
+static const char *num(fd_tctx_t *r, bool *oom, int64_t v)
 {
-	const char *s = lreq_i64(r, v);
+	const char *s = lines_i64(r, v);
 	if (!s)
 		*oom = true;
 	return s;
@@ -121,22 +121,22 @@ static const char *boolean(bool v)
 /* ---- the writes' shared pieces ---- */
 
 /* Tenant admins and platform admins acting in the tenant write the catalog. */
-static int write_begin(lreq_t *r, fd_call_t *call, int64_t tenant_id)
+static int write_begin(fd_tctx_t *r, fd_call_t *call, int64_t tenant_id)
 {
-	int rc = lreq_begin(r, call, FRONTDESK__V1__SCOPE__SCOPE_CATALOG_WRITE, tenant_id);
+	int rc = fd_tctx_begin(r, call, FRONTDESK__V1__SCOPE__SCOPE_CATALOG_WRITE, tenant_id, "lines");
 	if (rc < 0)
 		return rc;
-	if (!lreq_admin(r))
+	if (!fd_tctx_admin(r))
 		return fd_call_fail(call, FD_EPERM, "the catalog is written by tenant admins only");
 	return 0;
 }
 
-/* A create's idempotency: the key as lreq_idem stores it (NULL: no key) and
+/* A create's idempotency: the key as lines_idem makes it (NULL: no key) and
  * the request's fingerprint. */
-static int create_idem(lreq_t *r, const char *method, const char *key, const ProtobufCMessage *msg,
+static int create_idem(fd_tctx_t *r, const char *method, const char *key, const ProtobufCMessage *msg,
                        const char **idem, const char **hash)
 {
-	int rc = lreq_idem(r, method, key, false, idem);
+	int rc = lines_idem(r, method, key, false, idem);
 	if (rc < 0)
 		return rc;
 	*hash = NULL;
@@ -154,7 +154,7 @@ static const fd_sql_t SQL_IDEM_LOCK = {
 /* Within a create's transaction, before anything is written: waits for a
  * concurrent call with the same key, then looks the key up. 1 and *id = the
  * row made under it earlier, 0 go on (also without a key), -code. */
-static int idem_begin(fd_tx_t *tx, lreq_t *r, const char *idem, const char *hash, int64_t *id)
+static int idem_begin(fd_tx_t *tx, fd_tctx_t *r, const char *idem, const char *hash, int64_t *id)
 {
 	if (!idem)
 		return 0;
@@ -163,7 +163,7 @@ static int idem_begin(fd_tx_t *tx, lreq_t *r, const char *idem, const char *hash
 	return rc < 0 ? rc : lidem_find(tx, r, idem, hash, id);
 }
 
-static int idem_end(fd_tx_t *tx, lreq_t *r, const char *idem, const char *hash, int64_t id)
+static int idem_end(fd_tx_t *tx, fd_tctx_t *r, const char *idem, const char *hash, int64_t id)
 {
 	return idem ? lidem_store(tx, r, idem, hash, id) : 0;
 }
@@ -187,7 +187,7 @@ static const fd_sql_t SQL_MISSING_STREAMS = {
 
 /* Every id of ids (an int8[] literal; NULL or "{}": nothing to check) exists
  * in the tenant, or -FD_ENOTFOUND naming field and the first missing id. */
-static int must_exist(fd_tx_t *tx, lreq_t *r, const fd_sql_t *sql, const char *ids, const char *field,
+static int must_exist(fd_tx_t *tx, fd_tctx_t *r, const fd_sql_t *sql, const char *ids, const char *field,
                       const char *what)
 {
 	if (!ids || strcmp(ids, "{}") == 0)
@@ -204,7 +204,7 @@ static int must_exist(fd_tx_t *tx, lreq_t *r, const fd_sql_t *sql, const char *i
 
 /* The one row a statement returned, as a message into *out; 0 rows is
  * -FD_ENOTFOUND "<what> <id> not found". */
-static int one_row(fd_tx_t *tx, lreq_t *r, PGresult *res, row_fn build, ProtobufCMessage **out, const char *what,
+static int one_row(fd_tx_t *tx, fd_tctx_t *r, PGresult *res, row_fn build, ProtobufCMessage **out, const char *what,
                    const char *id)
 {
 	if (PQntuples(res) == 0)
@@ -215,7 +215,7 @@ static int one_row(fd_tx_t *tx, lreq_t *r, PGresult *res, row_fn build, Protobuf
 }
 
 /* Fails the call naming field unless s is free text of min..max characters. */
-static int check_text(lreq_t *r, const char *field, const char *s, int min, int max)
+static int check_text(fd_tctx_t *r, const char *field, const char *s, int min, int max)
 {
 	return fd_check_text(field, s, min, max, fd_call_err(r->call));
 }
@@ -223,7 +223,7 @@ static int check_text(lreq_t *r, const char *field, const char *s, int min, int 
 /* The same for a name or label shown in portals and playlists (a package's,
  * bouquet's or stream's name, a stream's category and EPG channel id): no
  * leading or trailing blanks either. */
-static int check_name(lreq_t *r, const char *field, const char *s, int min, int max)
+static int check_name(fd_tctx_t *r, const char *field, const char *s, int min, int max)
 {
 	return fd_check_name(field, s, min, max, fd_call_err(r->call));
 }
@@ -231,7 +231,7 @@ static int check_name(lreq_t *r, const char *field, const char *s, int min, int 
 /* What a create or an update runs: the idempotency record (creates), the ids
  * to check, the statement and the row it returns. */
 typedef struct write_q {
-	lreq_t *r;
+	fd_tctx_t *r;
 	const char *idem, *hash;
 	const char *id;                  /* updates: the row's id */
 	const char *bouquets, *streams;  /* int8[] literals of ids that must exist, or NULL */
@@ -286,7 +286,7 @@ static int package_create_tx(fd_tx_t *tx, void *arg)
 	int rc = idem_begin(tx, q->r, q->idem, q->hash, &id);
 	PGresult *res;
 	if (rc == 1) {
-		const char *params[] = { q->r->tenant_s, lreq_i64(q->r, id) };
+		const char *params[] = { q->r->tenant_s, lines_i64(q->r, id) };
 		if (!params[1])
 			return TX_OOM(tx);
 		if ((rc = fd_tx_exec(tx, &SQL_PKG_GET, params, 0, &res)) < 0)
@@ -300,35 +300,35 @@ static int package_create_tx(fd_tx_t *tx, void *arg)
 	return idem_end(tx, q->r, q->idem, q->hash, ((Frontdesk__V1__Package *)q->out)->id);
 }
 
-static int check_days(lreq_t *r, int64_t v)
+static int check_days(fd_tctx_t *r, int64_t v)
 {
 	if (v < 0 || v > MAX_DURATION_DAYS)
 		return fd_call_fail(r->call, FD_EINVAL, "duration_days: 0 to %d", MAX_DURATION_DAYS);
 	return 0;
 }
 
-static int check_hours(lreq_t *r, int64_t v)
+static int check_hours(fd_tctx_t *r, int64_t v)
 {
 	if (v < 0 || v > 23)
 		return fd_call_fail(r->call, FD_EINVAL, "duration_hours: 0 to 23");
 	return 0;
 }
 
-static int check_cost(lreq_t *r, int64_t v)
+static int check_cost(fd_tctx_t *r, int64_t v)
 {
 	if (v < 0 || v > MAX_CREDIT_COST)
 		return fd_call_fail(r->call, FD_EINVAL, "credit_cost: 0 to %d", MAX_CREDIT_COST);
 	return 0;
 }
 
-static int check_connections(lreq_t *r, int64_t v)
+static int check_connections(fd_tctx_t *r, int64_t v)
 {
 	if (v < 1 || v > MAX_CONNECTIONS)
 		return fd_call_fail(r->call, FD_EINVAL, "max_connections: 1 to %d", MAX_CONNECTIONS);
 	return 0;
 }
 
-static int check_bandwidth(lreq_t *r, int64_t v)
+static int check_bandwidth(fd_tctx_t *r, int64_t v)
 {
 	if (v < 0)
 		return fd_call_fail(r->call, FD_EINVAL, "bandwidth_cap_kbps: must not be negative (0 = none)");
@@ -343,7 +343,7 @@ static int total_duration_error(fd_err_t *err)
 int linesd_create_package(fd_call_t *call, const ProtobufCMessage *msg, ProtobufCMessage **resp)
 {
 	const Frontdesk__V1__CreatePackageRequest *req = (const void *)msg;
-	lreq_t r;
+	fd_tctx_t r;
 	int rc;
 	if ((rc = write_begin(&r, call, req->tenant_id)) < 0 ||
 	    (rc = check_name(&r, "name", req->name, 1, NAME_MAX_CHARS)) < 0 ||
@@ -371,14 +371,12 @@ int linesd_create_package(fd_call_t *call, const ProtobufCMessage *msg, Protobuf
 	if (oom || !params[6] || !params[8])
 		return OOM(call);
 	memcpy(q.params, params, sizeof(params));
-	if ((rc = lreq_run(&r, package_create_tx, &q)) < 0)
+	if ((rc = lines_run(&r, package_create_tx, &q)) < 0)
 		return rc;
-	Frontdesk__V1__CreatePackageResponse *out = fd_arena_zalloc(r.arena, sizeof(*out));
+	Frontdesk__V1__CreatePackageResponse *out = fd_reply(call, resp);
 	if (!out)
-		return OOM(call);
-	frontdesk__v1__create_package_response__init(out);
+		return -FD_EEXHAUSTED;
 	out->package = (Frontdesk__V1__Package *)q.out;
-	*resp = &out->base;
 	return 0;
 }
 
@@ -405,7 +403,7 @@ static int package_update_tx(fd_tx_t *tx, void *arg)
 int linesd_update_package(fd_call_t *call, const ProtobufCMessage *msg, ProtobufCMessage **resp)
 {
 	const Frontdesk__V1__UpdatePackageRequest *req = (const void *)msg;
-	lreq_t r;
+	fd_tctx_t r;
 	int rc;
 	if ((rc = write_begin(&r, call, req->tenant_id)) < 0)
 		return rc;
@@ -446,14 +444,12 @@ int linesd_update_package(fd_call_t *call, const ProtobufCMessage *msg, Protobuf
 	if (oom)
 		return OOM(call);
 	memcpy(q.params, params, sizeof(params));
-	if ((rc = lreq_run(&r, package_update_tx, &q)) < 0)
+	if ((rc = lines_run(&r, package_update_tx, &q)) < 0)
 		return rc;
-	Frontdesk__V1__UpdatePackageResponse *out = fd_arena_zalloc(r.arena, sizeof(*out));
+	Frontdesk__V1__UpdatePackageResponse *out = fd_reply(call, resp);
 	if (!out)
-		return OOM(call);
-	frontdesk__v1__update_package_response__init(out);
+		return -FD_EEXHAUSTED;
 	out->package = (Frontdesk__V1__Package *)q.out;
-	*resp = &out->base;
 	return 0;
 }
 
@@ -491,7 +487,7 @@ static int bouquet_create_tx(fd_tx_t *tx, void *arg)
 	int rc = idem_begin(tx, q->r, q->idem, q->hash, &id);
 	PGresult *res;
 	if (rc == 1) {
-		const char *params[] = { q->r->tenant_s, lreq_i64(q->r, id) };
+		const char *params[] = { q->r->tenant_s, lines_i64(q->r, id) };
 		if (!params[1])
 			return TX_OOM(tx);
 		if ((rc = fd_tx_exec(tx, &SQL_BQ_GET, params, 0, &res)) < 0)
@@ -508,7 +504,7 @@ static int bouquet_create_tx(fd_tx_t *tx, void *arg)
 int linesd_create_bouquet(fd_call_t *call, const ProtobufCMessage *msg, ProtobufCMessage **resp)
 {
 	const Frontdesk__V1__CreateBouquetRequest *req = (const void *)msg;
-	lreq_t r;
+	fd_tctx_t r;
 	int rc;
 	if ((rc = write_begin(&r, call, req->tenant_id)) < 0 ||
 	    (rc = check_name(&r, "name", req->name, 1, NAME_MAX_CHARS)) < 0 ||
@@ -522,14 +518,12 @@ int linesd_create_bouquet(fd_call_t *call, const ProtobufCMessage *msg, Protobuf
 	q.params[0] = r.tenant_s;
 	q.params[1] = req->name;
 	q.params[2] = q.streams;
-	if ((rc = lreq_run(&r, bouquet_create_tx, &q)) < 0)
+	if ((rc = lines_run(&r, bouquet_create_tx, &q)) < 0)
 		return rc;
-	Frontdesk__V1__CreateBouquetResponse *out = fd_arena_zalloc(r.arena, sizeof(*out));
+	Frontdesk__V1__CreateBouquetResponse *out = fd_reply(call, resp);
 	if (!out)
-		return OOM(call);
-	frontdesk__v1__create_bouquet_response__init(out);
+		return -FD_EEXHAUSTED;
 	out->bouquet = (Frontdesk__V1__Bouquet *)q.out;
-	*resp = &out->base;
 	return 0;
 }
 
@@ -556,7 +550,7 @@ static int bouquet_update_tx(fd_tx_t *tx, void *arg)
 int linesd_update_bouquet(fd_call_t *call, const ProtobufCMessage *msg, ProtobufCMessage **resp)
 {
 	const Frontdesk__V1__UpdateBouquetRequest *req = (const void *)msg;
-	lreq_t r;
+	fd_tctx_t r;
 	int rc;
 	if ((rc = write_begin(&r, call, req->tenant_id)) < 0)
 		return rc;
@@ -576,14 +570,12 @@ int linesd_update_bouquet(fd_call_t *call, const ProtobufCMessage *msg, Protobuf
 	q.params[1] = q.id;
 	q.params[2] = req->name[0] ? req->name : NULL;
 	q.params[3] = q.streams;
-	if ((rc = lreq_run(&r, bouquet_update_tx, &q)) < 0)
+	if ((rc = lines_run(&r, bouquet_update_tx, &q)) < 0)
 		return rc;
-	Frontdesk__V1__UpdateBouquetResponse *out = fd_arena_zalloc(r.arena, sizeof(*out));
+	Frontdesk__V1__UpdateBouquetResponse *out = fd_reply(call, resp);
 	if (!out)
-		return OOM(call);
-	frontdesk__v1__update_bouquet_response__init(out);
+		return -FD_EEXHAUSTED;
 	out->bouquet = (Frontdesk__V1__Bouquet *)q.out;
-	*resp = &out->base;
 	return 0;
 }
 
@@ -636,7 +628,7 @@ static int stream_create_tx(fd_tx_t *tx, void *arg)
 	int64_t id;
 	PGresult *res;
 	if ((rc = idem_begin(tx, q->r, q->idem, q->hash, &id)) == 1) {
-		const char *params[] = { q->r->tenant_s, lreq_i64(q->r, id) };
+		const char *params[] = { q->r->tenant_s, lines_i64(q->r, id) };
 		if (!params[1])
 			return TX_OOM(tx);
 		if ((rc = fd_tx_exec(tx, &SQL_STREAM_GET, params, 0, &res)) < 0)
@@ -649,7 +641,7 @@ static int stream_create_tx(fd_tx_t *tx, void *arg)
 		return rc;
 	int64_t sid = ((Frontdesk__V1__Stream *)q->out)->id;
 	if (strcmp(q->bouquets, "{}") != 0) {
-		const char *params[] = { q->r->tenant_s, q->bouquets, lreq_i64(q->r, sid) };
+		const char *params[] = { q->r->tenant_s, q->bouquets, lines_i64(q->r, sid) };
 		if (!params[2])
 			return TX_OOM(tx);
 		if ((rc = fd_tx_exec(tx, &SQL_STREAM_APPEND, params, 0, NULL)) < 0) {
@@ -662,7 +654,7 @@ static int stream_create_tx(fd_tx_t *tx, void *arg)
 	return idem_end(tx, q->r, q->idem, q->hash, sid);
 }
 
-static int check_kind(lreq_t *r, Frontdesk__V1__StreamKind kind, bool required)
+static int check_kind(fd_tctx_t *r, Frontdesk__V1__StreamKind kind, bool required)
 {
 	if ((kind == FRONTDESK__V1__STREAM_KIND__STREAM_KIND_UNSPECIFIED && required) ||
 	    (int)kind < 0 || kind > FRONTDESK__V1__STREAM_KIND__STREAM_KIND_SERIES)
@@ -670,7 +662,7 @@ static int check_kind(lreq_t *r, Frontdesk__V1__StreamKind kind, bool required)
 	return 0;
 }
 
-static int check_number(lreq_t *r, int64_t v)
+static int check_number(fd_tctx_t *r, int64_t v)
 {
 	if (v < 0)
 		return fd_call_fail(r->call, FD_EINVAL, "number: must not be negative (0 = none)");
@@ -680,7 +672,7 @@ static int check_number(lreq_t *r, int64_t v)
 int linesd_create_stream(fd_call_t *call, const ProtobufCMessage *msg, ProtobufCMessage **resp)
 {
 	const Frontdesk__V1__CreateStreamRequest *req = (const void *)msg;
-	lreq_t r;
+	fd_tctx_t r;
 	int rc;
 	if ((rc = write_begin(&r, call, req->tenant_id)) < 0 ||
 	    (rc = check_name(&r, "name", req->name, 1, NAME_MAX_CHARS)) < 0 || (rc = check_kind(&r, req->kind, true)) < 0 ||
@@ -702,14 +694,12 @@ int linesd_create_stream(fd_call_t *call, const ProtobufCMessage *msg, ProtobufC
 	if (oom || !q.bouquets)
 		return OOM(call);
 	memcpy(q.params, params, sizeof(params));
-	if ((rc = lreq_run(&r, stream_create_tx, &q)) < 0)
+	if ((rc = lines_run(&r, stream_create_tx, &q)) < 0)
 		return rc;
-	Frontdesk__V1__CreateStreamResponse *out = fd_arena_zalloc(r.arena, sizeof(*out));
+	Frontdesk__V1__CreateStreamResponse *out = fd_reply(call, resp);
 	if (!out)
-		return OOM(call);
-	frontdesk__v1__create_stream_response__init(out);
+		return -FD_EEXHAUSTED;
 	out->stream = (Frontdesk__V1__Stream *)q.out;
-	*resp = &out->base;
 	return 0;
 }
 
@@ -724,7 +714,7 @@ static int stream_update_tx(fd_tx_t *tx, void *arg)
 int linesd_update_stream(fd_call_t *call, const ProtobufCMessage *msg, ProtobufCMessage **resp)
 {
 	const Frontdesk__V1__UpdateStreamRequest *req = (const void *)msg;
-	lreq_t r;
+	fd_tctx_t r;
 	int rc;
 	if ((rc = write_begin(&r, call, req->tenant_id)) < 0)
 		return rc;
@@ -748,14 +738,12 @@ int linesd_update_stream(fd_call_t *call, const ProtobufCMessage *msg, ProtobufC
 	if (oom)
 		return OOM(call);
 	memcpy(q.params, params, sizeof(params));
-	if ((rc = lreq_run(&r, stream_update_tx, &q)) < 0)
+	if ((rc = lines_run(&r, stream_update_tx, &q)) < 0)
 		return rc;
-	Frontdesk__V1__UpdateStreamResponse *out = fd_arena_zalloc(r.arena, sizeof(*out));
+	Frontdesk__V1__UpdateStreamResponse *out = fd_reply(call, resp);
 	if (!out)
-		return OOM(call);
-	frontdesk__v1__update_stream_response__init(out);
+		return -FD_EEXHAUSTED;
 	out->stream = (Frontdesk__V1__Stream *)q.out;
-	*resp = &out->base;
 	return 0;
 }
 
@@ -811,7 +799,7 @@ static const fd_sql_t SQL_LIST_LINE_STREAMS = {
 	"   CROSS JOIN LATERAL unnest(l.bouquet_ids) WITH ORDINALITY lb(bid, o)"
 	"    JOIN frontdesk.bouquets b ON b.tenant_id = l.tenant_id AND b.id = lb.bid"
 	"   CROSS JOIN LATERAL unnest(b.stream_ids) WITH ORDINALITY x(sid, o)"
-	"   WHERE l.tenant_id = $1 AND l.id = $8 AND l.state <> 'pending' AND l.reseller_path LIKE $9),"
+	"   WHERE l.tenant_id = $1 AND l.id = $8 AND l.state <> 'pending' AND l.reseller_path LIKE $9::text || '%'),"
 	" f AS (SELECT sid, min(pos) AS pos FROM e GROUP BY sid)"
 	" SELECT f.pos, " STREAM_COLS " FROM f JOIN frontdesk.streams s ON s.tenant_id = $1 AND s.id = f.sid"
 	" WHERE f.pos > $2" STREAM_FILTERS
@@ -821,12 +809,12 @@ static const fd_sql_t SQL_LIST_LINE_STREAMS = {
 static const fd_sql_t SQL_LINE_VISIBLE = {
 	"linesd_cat_line_visible",
 	"SELECT 1 FROM frontdesk.lines"
-	" WHERE tenant_id = $1 AND id = $2 AND state <> 'pending' AND reseller_path LIKE $3",
+	" WHERE tenant_id = $1 AND id = $2 AND state <> 'pending' AND reseller_path LIKE $3::text || '%'",
 	3,
 };
 
 typedef struct list_q {
-	lreq_t *r;
+	fd_tctx_t *r;
 	/* When set: a statement ($1 tenant, $2 id, $3 subtree) that must find a
 	 * row, else NOT_FOUND "<what> <id> not found". */
 	const fd_sql_t *must;
@@ -846,7 +834,7 @@ static int list_tx(fd_tx_t *tx, void *arg)
 	PGresult *res;
 	int rc;
 	if (q->must) {
-		const char *params[] = { q->r->tenant_s, q->must_id, lreq_subtree(q->r) };
+		const char *params[] = { q->r->tenant_s, q->must_id, fd_subtree_prefix(&q->r->c) };
 		if (!params[2])
 			return TX_OOM(tx);
 		if ((rc = fd_tx_exec(tx, q->must, params, 0, &res)) < 0)
@@ -869,7 +857,7 @@ static int list_tx(fd_tx_t *tx, void *arg)
 }
 
 /* Paging in q: limit, and $2 and $3 of its statement. */
-static int list_page(lreq_t *r, list_q_t *q, int32_t page_size, const char *page_token)
+static int list_page(fd_tctx_t *r, list_q_t *q, int32_t page_size, const char *page_token)
 {
 	int64_t after;
 	int rc = fd_check_page(page_size, page_token, &q->limit, &after, fd_call_err(r->call));
@@ -886,9 +874,9 @@ static int list_page(lreq_t *r, list_q_t *q, int32_t page_size, const char *page
 /* Runs q; *items and *n get the page (protobuf-c reads a repeated message
  * field as an array of ProtobufCMessage pointers, which is what q->out
  * holds), *token the next page's token (left empty on the last). */
-static int list_run(lreq_t *r, list_q_t *q, ProtobufCMessage ***items, size_t *n, char **token)
+static int list_run(fd_tctx_t *r, list_q_t *q, ProtobufCMessage ***items, size_t *n, char **token)
 {
-	int rc = lreq_run_ro(r, list_tx, q);
+	int rc = lines_run_ro(r, list_tx, q);
 	if (rc < 0)
 		return rc;
 	*n = q->n > (size_t)q->limit ? (size_t)q->limit : q->n;
@@ -901,58 +889,54 @@ static int list_run(lreq_t *r, list_q_t *q, ProtobufCMessage ***items, size_t *n
 int linesd_list_packages(fd_call_t *call, const ProtobufCMessage *msg, ProtobufCMessage **resp)
 {
 	const Frontdesk__V1__ListPackagesRequest *req = (const void *)msg;
-	lreq_t r;
+	fd_tctx_t r;
 	list_q_t q = { .sql = &SQL_LIST_PACKAGES, .build = package_row };
 	int rc;
-	if ((rc = lreq_begin(&r, call, FRONTDESK__V1__SCOPE__SCOPE_CATALOG_READ, req->tenant_id)) < 0 ||
+	if ((rc = fd_tctx_begin(&r, call, FRONTDESK__V1__SCOPE__SCOPE_CATALOG_READ, req->tenant_id, "lines")) < 0 ||
 	    (rc = check_text(&r, "query", req->query, 0, QUERY_MAX_CHARS)) < 0 ||
 	    (rc = list_page(&r, &q, req->page_size, req->page_token)) < 0)
 		return rc;
 	q.params[3] = boolean(req->trial_only);
 	q.params[4] = boolean(req->include_disabled);
 	q.params[5] = req->query;
-	Frontdesk__V1__ListPackagesResponse *out = fd_arena_zalloc(r.arena, sizeof(*out));
+	Frontdesk__V1__ListPackagesResponse *out = fd_reply(call, resp);
 	if (!out)
-		return OOM(call);
-	frontdesk__v1__list_packages_response__init(out);
+		return -FD_EEXHAUSTED;
 	ProtobufCMessage **items;
 	if ((rc = list_run(&r, &q, &items, &out->n_packages, &out->next_page_token)) < 0)
 		return rc;
 	out->packages = (Frontdesk__V1__Package **)items;
-	*resp = &out->base;
 	return 0;
 }
 
 int linesd_list_bouquets(fd_call_t *call, const ProtobufCMessage *msg, ProtobufCMessage **resp)
 {
 	const Frontdesk__V1__ListBouquetsRequest *req = (const void *)msg;
-	lreq_t r;
+	fd_tctx_t r;
 	list_q_t q = { .sql = &SQL_LIST_BOUQUETS, .build = bouquet_row };
 	int rc;
-	if ((rc = lreq_begin(&r, call, FRONTDESK__V1__SCOPE__SCOPE_CATALOG_READ, req->tenant_id)) < 0 ||
+	if ((rc = fd_tctx_begin(&r, call, FRONTDESK__V1__SCOPE__SCOPE_CATALOG_READ, req->tenant_id, "lines")) < 0 ||
 	    (rc = check_text(&r, "query", req->query, 0, QUERY_MAX_CHARS)) < 0 ||
 	    (rc = list_page(&r, &q, req->page_size, req->page_token)) < 0)
 		return rc;
 	q.params[3] = req->query;
-	Frontdesk__V1__ListBouquetsResponse *out = fd_arena_zalloc(r.arena, sizeof(*out));
+	Frontdesk__V1__ListBouquetsResponse *out = fd_reply(call, resp);
 	if (!out)
-		return OOM(call);
-	frontdesk__v1__list_bouquets_response__init(out);
+		return -FD_EEXHAUSTED;
 	ProtobufCMessage **items;
 	if ((rc = list_run(&r, &q, &items, &out->n_bouquets, &out->next_page_token)) < 0)
 		return rc;
 	out->bouquets = (Frontdesk__V1__Bouquet **)items;
-	*resp = &out->base;
 	return 0;
 }
 
 int linesd_list_streams(fd_call_t *call, const ProtobufCMessage *msg, ProtobufCMessage **resp)
 {
 	const Frontdesk__V1__ListStreamsRequest *req = (const void *)msg;
-	lreq_t r;
+	fd_tctx_t r;
 	list_q_t q = { .sql = &SQL_LIST_STREAMS, .build = stream_row };
 	int rc;
-	if ((rc = lreq_begin(&r, call, FRONTDESK__V1__SCOPE__SCOPE_CATALOG_READ, req->tenant_id)) < 0 ||
+	if ((rc = fd_tctx_begin(&r, call, FRONTDESK__V1__SCOPE__SCOPE_CATALOG_READ, req->tenant_id, "lines")) < 0 ||
 	    (rc = check_kind(&r, req->kind, false)) < 0 ||
 	    (rc = check_text(&r, "category", req->category, 0, CATEGORY_MAX_CHARS)) < 0 ||
 	    (rc = check_text(&r, "query", req->query, 0, QUERY_MAX_CHARS)) < 0)
@@ -980,20 +964,18 @@ int linesd_list_streams(fd_call_t *call, const ProtobufCMessage *msg, ProtobufCM
 		q.must = &SQL_LINE_VISIBLE;
 		q.must_what = "line";
 		q.must_id = q.params[7] = num(&r, &oom, req->line_id);
-		q.params[8] = lreq_subtree(&r);
+		q.params[8] = fd_subtree_prefix(&r.c);
 		oom = oom || !q.params[8];
 	}
 	if (oom)
 		return OOM(call);
-	Frontdesk__V1__ListStreamsResponse *out = fd_arena_zalloc(r.arena, sizeof(*out));
+	Frontdesk__V1__ListStreamsResponse *out = fd_reply(call, resp);
 	if (!out)
-		return OOM(call);
-	frontdesk__v1__list_streams_response__init(out);
+		return -FD_EEXHAUSTED;
 	ProtobufCMessage **items;
 	if ((rc = list_run(&r, &q, &items, &out->n_streams, &out->next_page_token)) < 0)
 		return rc;
 	out->streams = (Frontdesk__V1__Stream **)items;
-	*resp = &out->base;
 	return 0;
 }
 
@@ -1021,7 +1003,7 @@ static const fd_sql_t SQL_SETTINGS_UPSERT = {
 };
 
 typedef struct settings_q {
-	lreq_t *r;
+	fd_tctx_t *r;
 	const char *params[3];
 	Frontdesk__V1__LinesSettings *out;
 } settings_q_t;
@@ -1059,26 +1041,24 @@ static int settings_tx(fd_tx_t *tx, void *arg)
 int linesd_get_settings(fd_call_t *call, const ProtobufCMessage *msg, ProtobufCMessage **resp)
 {
 	const Frontdesk__V1__GetLinesSettingsRequest *req = (const void *)msg;
-	lreq_t r;
-	int rc = lreq_begin(&r, call, FRONTDESK__V1__SCOPE__SCOPE_CATALOG_READ, req->tenant_id);
+	fd_tctx_t r;
+	int rc = fd_tctx_begin(&r, call, FRONTDESK__V1__SCOPE__SCOPE_CATALOG_READ, req->tenant_id, "lines");
 	if (rc < 0)
 		return rc;
 	settings_q_t q = { .r = &r, .params = { r.tenant_s } };
-	if ((rc = lreq_run_ro(&r, settings_tx, &q)) < 0)
+	if ((rc = lines_run_ro(&r, settings_tx, &q)) < 0)
 		return rc;
-	Frontdesk__V1__GetLinesSettingsResponse *out = fd_arena_zalloc(r.arena, sizeof(*out));
+	Frontdesk__V1__GetLinesSettingsResponse *out = fd_reply(call, resp);
 	if (!out)
-		return OOM(call);
-	frontdesk__v1__get_lines_settings_response__init(out);
+		return -FD_EEXHAUSTED;
 	out->settings = q.out;
-	*resp = &out->base;
 	return 0;
 }
 
 int linesd_update_settings(fd_call_t *call, const ProtobufCMessage *msg, ProtobufCMessage **resp)
 {
 	const Frontdesk__V1__UpdateLinesSettingsRequest *req = (const void *)msg;
-	lreq_t r;
+	fd_tctx_t r;
 	int rc = write_begin(&r, call, req->tenant_id);
 	if (rc < 0)
 		return rc;
@@ -1104,13 +1084,11 @@ int linesd_update_settings(fd_call_t *call, const ProtobufCMessage *msg, Protobu
 	if (oom)
 		return OOM(call);
 	/* Nothing to change: the settings as they are (no row is written). */
-	if ((rc = (policy || req->trials_per_day) ? lreq_run(&r, settings_tx, &q) : lreq_run_ro(&r, settings_tx, &q)) < 0)
+	if ((rc = (policy || req->trials_per_day) ? lines_run(&r, settings_tx, &q) : lines_run_ro(&r, settings_tx, &q)) < 0)
 		return rc;
-	Frontdesk__V1__UpdateLinesSettingsResponse *out = fd_arena_zalloc(r.arena, sizeof(*out));
+	Frontdesk__V1__UpdateLinesSettingsResponse *out = fd_reply(call, resp);
 	if (!out)
-		return OOM(call);
-	frontdesk__v1__update_lines_settings_response__init(out);
+		return -FD_EEXHAUSTED;
 	out->settings = q.out;
-	*resp = &out->base;
 	return 0;
 }

@@ -11,46 +11,23 @@
 
 /* ---- the prelude ---- */
 
-int lreq_begin(lreq_t *r, fd_call_t *call, fd_scope_t scope, int64_t tenant_id)
+int lines_run(const fd_tctx_t *t, fd_tx_fn fn, void *arg)
 {
-	memset(r, 0, sizeof(*r));
-	r->call = call;
-	r->l = linesd_of(call);
-	r->arena = fd_call_arena(call);
-	int rc = fd_call_caller(call, &r->c);
-	if (rc < 0 || (rc = fd_caller_need(&r->c, scope, fd_call_err(call))) < 0 ||
-	    (rc = fd_call_tenant(call, &r->c, tenant_id, &r->tenant)) < 0)
-		return rc;
-	if (r->tenant == 0)
-		return fd_call_fail(call, FD_EINVAL, "tenant_id: name the tenant (the platform has no lines)");
-	if (!(r->tenant_s = lreq_i64(r, r->tenant)))
-		return OOM(call);
-	return 0;
+	return fd_tctx_run(t, linesd_of(t->call)->db, NULL, fn, arg);
 }
 
-bool lreq_admin(const lreq_t *r)
+int lines_run_ro(const fd_tctx_t *t, fd_tx_fn fn, void *arg)
 {
-	return r->c.role == FD_ROLE_TENANT_ADMIN || r->c.role == FD_ROLE_PLATFORM_ADMIN;
+	static const fd_tx_opts_t ro = { .read_only = true };
+	return fd_tctx_run(t, linesd_of(t->call)->db, &ro, fn, arg);
 }
 
-int lreq_run(lreq_t *r, fd_tx_fn fn, void *arg)
+const char *lines_i64(const fd_tctx_t *t, int64_t v)
 {
-	fd_tx_opts_t o = { .tenant_id = r->tenant, .deadline_ms = fd_call_deadline_ms(r->call) };
-	return fd_db_run_opts(r->l->db, &o, fn, arg, fd_call_err(r->call));
+	return fd_arena_printf(t->arena, "%" PRId64, v);
 }
 
-int lreq_run_ro(lreq_t *r, fd_tx_fn fn, void *arg)
-{
-	fd_tx_opts_t o = { .tenant_id = r->tenant, .deadline_ms = fd_call_deadline_ms(r->call), .read_only = true };
-	return fd_db_run_opts(r->l->db, &o, fn, arg, fd_call_err(r->call));
-}
-
-const char *lreq_i64(lreq_t *r, int64_t v)
-{
-	return fd_arena_printf(r->arena, "%" PRId64, v);
-}
-
-int lreq_idem(lreq_t *r, const char *method, const char *key, bool required, const char **out)
+int lines_idem(const fd_tctx_t *r, const char *method, const char *key, bool required, const char **out)
 {
 	*out = NULL;
 	int rc = fd_check_idem_key(key, fd_call_err(r->call));
@@ -79,7 +56,7 @@ static const fd_sql_t SQL_IDEM_STORE = {
 	4,
 };
 
-int lidem_find(fd_tx_t *tx, lreq_t *r, const char *idem, const char *hash, int64_t *id)
+int lidem_find(fd_tx_t *tx, const fd_tctx_t *r, const char *idem, const char *hash, int64_t *id)
 {
 	const char *params[] = { r->tenant_s, idem };
 	PGresult *res;
@@ -94,9 +71,9 @@ int lidem_find(fd_tx_t *tx, lreq_t *r, const char *idem, const char *hash, int64
 	return 1;
 }
 
-int lidem_store(fd_tx_t *tx, lreq_t *r, const char *idem, const char *hash, int64_t id)
+int lidem_store(fd_tx_t *tx, const fd_tctx_t *r, const char *idem, const char *hash, int64_t id)
 {
-	const char *params[] = { r->tenant_s, idem, hash, lreq_i64(r, id) };
+	const char *params[] = { r->tenant_s, idem, hash, lines_i64(r, id) };
 	if (!params[3])
 		return TX_OOM(tx);
 	return fd_tx_exec(tx, &SQL_IDEM_STORE, params, 0, NULL);
@@ -111,34 +88,22 @@ static const fd_sql_t SQL_RESELLER = {
 	2,
 };
 
-int lreq_reseller(fd_tx_t *tx, lreq_t *r, int64_t id, const char **path, bool *suspended)
+int lines_reseller(fd_tx_t *tx, const fd_tctx_t *r, int64_t id, const char **path, bool *suspended)
 {
-	const char *params[] = { r->tenant_s, lreq_i64(r, id) };
+	const char *params[] = { r->tenant_s, lines_i64(r, id) };
 	if (!params[1])
 		return TX_OOM(tx);
 	PGresult *res;
 	int rc = fd_tx_exec(tx, &SQL_RESELLER, params, 0, &res);
 	if (rc < 0)
 		return rc;
-	bool ok = PQntuples(res) == 1;
-	if (ok && !lreq_admin(r)) {
-		const char *p = PQgetvalue(res, 0, 0);
-		ok = r->c.tenant_id == r->tenant && strncmp(p, r->c.path, strlen(r->c.path)) == 0;
-	}
-	if (!ok)
+	if (PQntuples(res) != 1 || !fd_subtree_contains(&r->c, r->tenant, PQgetvalue(res, 0, 0), false))
 		return fd_err_set(fd_tx_err(tx), FD_ENOTFOUND, "reseller %" PRId64 " not found", id);
 	if (!(*path = fd_arena_strdup(r->arena, PQgetvalue(res, 0, 0))))
 		return TX_OOM(tx);
 	if (suspended)
 		*suspended = col_bool(res, 0, 1);
 	return 0;
-}
-
-const char *lreq_subtree(lreq_t *r)
-{
-	if (lreq_admin(r))
-		return "%";
-	return fd_arena_printf(r->arena, "%s%%", r->c.path);
 }
 
 /* ---- input checks ---- */
@@ -185,7 +150,7 @@ void line_password_hash(const linesd_t *l, int64_t tenant, const char *password,
 	sodium_memzero(h, sizeof(h));
 }
 
-const char *line_password_seal(lreq_t *r, const char *password)
+const char *line_password_seal(const fd_tctx_t *r, const char *password)
 {
 	size_t n = strlen(password), blen = crypto_secretbox_NONCEBYTES + crypto_secretbox_MACBYTES + n;
 	unsigned char *b = fd_arena_alloc(r->arena, blen);
@@ -194,7 +159,7 @@ const char *line_password_seal(lreq_t *r, const char *password)
 		return NULL;
 	randombytes_buf(b, crypto_secretbox_NONCEBYTES);
 	crypto_secretbox_easy(b + crypto_secretbox_NONCEBYTES, (const unsigned char *)password, n, b,
-	                      r->l->pw_box_key);
+	                      linesd_of(r->call)->pw_box_key);
 	sodium_bin2hex(hex, 2 * blen + 1, b, blen);
 	return hex;
 }
@@ -211,7 +176,8 @@ char *line_password_open(const linesd_t *l, fd_arena_t *a, const char *box_hex)
 	if (!b || sodium_hex2bin(b, blen, box_hex, hl, NULL, NULL, NULL) != 0)
 		return NULL;
 	size_t n = blen - crypto_secretbox_NONCEBYTES - crypto_secretbox_MACBYTES;
-	char *pw = fd_arena_alloc(a, n + 1);
+	/* The opened password is wiped when the call's arena is freed. */
+	char *pw = fd_arena_secret(a, n + 1);
 	if (!pw || crypto_secretbox_open_easy((unsigned char *)pw, b + crypto_secretbox_NONCEBYTES,
 	                                      blen - crypto_secretbox_NONCEBYTES, b, l->pw_box_key) != 0)
 		return NULL;
@@ -227,7 +193,7 @@ void random_text(char *out, size_t n)
 	out[n] = '\0';
 }
 
-/* ---- additions for issue 12: key locks and audit rows ---- */
+/* ---- the key lock ---- */
 
 static const fd_sql_t SQL_IDEM_LOCK = {
 	"linesd_idem_lock",
@@ -235,19 +201,8 @@ static const fd_sql_t SQL_IDEM_LOCK = {
 	2,
 };
 
-int lidem_lock(fd_tx_t *tx, lreq_t *r, const char *idem)
+int lidem_lock(fd_tx_t *tx, const fd_tctx_t *r, const char *idem)
 {
 	const char *params[] = { r->tenant_s, idem };
 	return fd_tx_exec(tx, &SQL_IDEM_LOCK, params, 0, NULL);
-}
-
-int lreq_audit(fd_tx_t *tx, lreq_t *r, const char *action, const char *target, const char *const *detail,
-               unsigned flags)
-{
-	fd_audit_t ev = { .actor = &r->c, .action = action, .target = target,
-		              .source = fd_audit_source(r->arena, fd_call_peer(r->call)), .outcome = FD_AUDIT_OK,
-		              .detail = detail };
-	if (!target || !ev.source)
-		return TX_OOM(tx);
-	return fd_audit_add(tx, r->arena, &ev, flags);
 }

@@ -92,16 +92,11 @@ struct linesd_events {
 	cache_slot_t cache[CACHE_SLOTS];
 };
 
-static int64_t wall_us(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
-}
-
+/* The deadline of the thread's own transactions (a gRPC-style deadline:
+ * the system's wall clock). */
 static int64_t deadline_ms(void)
 {
-	return wall_us() / 1000 + TX_BUDGET_MS;
+	return fd_real_ms() + TX_BUDGET_MS;
 }
 
 /* ---- statements ---- */
@@ -296,7 +291,7 @@ bool events_watched(linesd_t *l, int64_t tenant)
 	struct linesd_events *ev = l->events;
 	if (!ev)
 		return true;   /* unknown: announcing costs a NOTIFY, a missed event more */
-	int64_t now = mono_ms();
+	int64_t now = fd_mono_ms();
 	pthread_mutex_lock(&ev->cache_mu);
 	cache_slot_t *s = cache_slot(ev, tenant);
 	if (s->checked_ms && now - s->checked_ms < WATCHED_TTL_MS) {
@@ -327,7 +322,7 @@ bool events_watched(linesd_t *l, int64_t tenant)
 	s = cache_slot(ev, tenant);
 	if (s->gen == gen) {   /* not written since (a watcher registered, a newer answer) */
 		s->watched = q.watched;
-		s->checked_ms = mono_ms();
+		s->checked_ms = fd_mono_ms();
 	}
 	pthread_mutex_unlock(&ev->cache_mu);
 	return q.watched;
@@ -336,7 +331,7 @@ bool events_watched(linesd_t *l, int64_t tenant)
 /* ---- WatchLineEvents ---- */
 
 struct watch_check {
-	lreq_t *r;
+	fd_tctx_t *r;
 	int64_t reseller_id, line_id;
 	watcher_t *w;
 };
@@ -345,14 +340,14 @@ struct watch_check {
 static int watch_check_tx(fd_tx_t *tx, void *arg)
 {
 	struct watch_check *wc = arg;
-	lreq_t *r = wc->r;
-	const char *visible = lreq_admin(r) ? "" : r->c.path;
+	fd_tctx_t *r = wc->r;
+	const char *visible = fd_subtree_prefix(&r->c);
 	const char *prefix = visible;
 	int rc;
-	if (wc->reseller_id && (rc = lreq_reseller(tx, r, wc->reseller_id, &prefix, NULL)) < 0)
+	if (wc->reseller_id && (rc = lines_reseller(tx, r, wc->reseller_id, &prefix, NULL)) < 0)
 		return rc;
 	if (wc->line_id) {
-		const char *params[] = { r->tenant_s, lreq_i64(r, wc->line_id) };
+		const char *params[] = { r->tenant_s, lines_i64(r, wc->line_id) };
 		if (!params[1])
 			return TX_OOM(tx);
 		PGresult *res;
@@ -372,11 +367,11 @@ static int watch_check_tx(fd_tx_t *tx, void *arg)
 static int watch_start(fd_call_t *call, const ProtobufCMessage *req_)
 {
 	const Frontdesk__V1__WatchLineEventsRequest *req = (const void *)req_;
-	lreq_t r;
-	int rc = lreq_begin(&r, call, FRONTDESK__V1__SCOPE__SCOPE_LINES_READ, req->tenant_id);
+	fd_tctx_t r;
+	int rc = fd_tctx_begin(&r, call, FRONTDESK__V1__SCOPE__SCOPE_LINES_READ, req->tenant_id, "lines");
 	if (rc < 0)
 		return rc;
-	struct linesd_events *ev = r.l->events;
+	struct linesd_events *ev = linesd_of(r.call)->events;
 	if (!ev)
 		return fd_call_fail(call, FD_EUNAVAIL, "line events are not available; try again");
 	if (req->n_types > MAX_TYPES)
@@ -400,7 +395,7 @@ static int watch_start(fd_call_t *call, const ProtobufCMessage *req_)
 	w->line_id = req->line_id;
 	w->types = types;
 	struct watch_check wc = { .r = &r, .reseller_id = req->reseller_id, .line_id = req->line_id, .w = w };
-	if ((rc = lreq_run_ro(&r, watch_check_tx, &wc)) < 0)
+	if ((rc = lines_run_ro(&r, watch_check_tx, &wc)) < 0)
 		goto fail;
 
 	/* The row first, so that no replica skips announcing a session to a
@@ -432,7 +427,7 @@ static int watch_start(fd_call_t *call, const ProtobufCMessage *req_)
 	pthread_mutex_unlock(&ev->rows_mu);
 	if (rc < 0)
 		goto fail;
-	cache_put(ev, r.tenant, true, mono_ms());
+	cache_put(ev, r.tenant, true, fd_mono_ms());
 	fd_debug("watching line events (reseller %" PRId64 ", line %" PRId64 ", types 0x%x)",
 	         req->reseller_id, req->line_id, types);
 	return 0;
@@ -585,13 +580,14 @@ static int event_read_tx(fd_tx_t *tx, void *arg)
 /* The thread's event ids. The payload has no id of its own, and every
  * replica hears each notification, in commit order, at its own time: an id
  * that all replicas agree on would need one in the payload. So an id is
- * the time the notification was read, in microseconds, made strictly
+ * the time the notification was read (fd_now_ms, as microseconds: a
+ * thousand ids to a millisecond), made strictly
  * increasing within the process: increasing on every stream (events arrive
  * in commit order, so within a tenant too), and, across a reconnection to
  * another replica, increasing as far as the clocks agree. */
 static int64_t next_event_id(struct linesd_events *ev)
 {
-	int64_t now = wall_us();
+	int64_t now = fd_now_ms() * 1000;
 	ev->last_id = now > ev->last_id ? now : ev->last_id + 1;
 	return ev->last_id;
 }
@@ -707,9 +703,9 @@ static void listen_notify(void *arg, const char *payload)
 static void listen_tick(void *arg)
 {
 	struct linesd_events *ev = arg;
-	if (mono_ms() >= ev->next_refresh) {
+	if (fd_mono_ms() >= ev->next_refresh) {
 		rows_refresh(ev);
-		ev->next_refresh = mono_ms() + REFRESH_MS;
+		ev->next_refresh = fd_mono_ms() + REFRESH_MS;
 	}
 }
 
@@ -727,7 +723,7 @@ int events_init(linesd_t *l, fd_err_t *err)
 	randombytes_buf(rnd, sizeof(rnd));
 	sodium_bin2hex(ev->replica, sizeof(ev->replica), rnd, sizeof(rnd));
 	atomic_init(&ev->listening, false);
-	ev->next_refresh = mono_ms() + REFRESH_MS;
+	ev->next_refresh = fd_mono_ms() + REFRESH_MS;
 	pthread_mutex_init(&ev->rows_mu, NULL);
 	pthread_mutex_init(&ev->mu, NULL);
 	pthread_mutex_init(&ev->cache_mu, NULL);

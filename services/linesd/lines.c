@@ -304,9 +304,7 @@ static int call_charge(settle_t *s, Frontdesk__V1__ChargeResponse **out, fd_err_
 	char key[40];
 	snprintf(key, sizeof(key), "lc-%" PRId64, s->charge_id);
 	req.idempotency_key = key;
-	struct timespec ts;
-	clock_gettime(CLOCK_REALTIME, &ts);
-	int64_t now_ms = (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000, left = s->deadline_ms - now_ms;
+	int64_t left = s->deadline_ms - fd_real_ms();
 	fd_call_opts_t o = { .timeout_ms = left > 0 && left < 5000 ? left : 5000, .idempotent = true,
 		                 .authorization = auth };
 	ProtobufCMessage *resp = NULL;
@@ -583,7 +581,7 @@ static int settle(settle_t *s, fd_err_t *err)
 /* ---- CreateLine, CreateTrialLine ---- */
 
 typedef struct create_q {
-	lreq_t *r;
+	fd_tctx_t *r;
 	bool trial;
 	int64_t reseller, package;
 	const char *username, *password, *idem, *hash, *pw_hash, *pw_box;
@@ -657,14 +655,14 @@ static const fd_sql_t SQL_INSERT_CHARGE = {
 };
 
 /* The caller's columns of SQL_INSERT_CHARGE ($12..$19) into p[0..7]. */
-static int actor_params(lreq_t *r, const char **p)
+static int actor_params(fd_tctx_t *r, const char **p)
 {
 	const fd_caller_t *c = &r->c;
-	p[0] = lreq_i64(r, c->kind);
-	p[1] = lreq_i64(r, c->role);
-	p[2] = lreq_i64(r, c->tenant_id);
-	p[3] = lreq_i64(r, c->account_id);
-	p[4] = lreq_i64(r, c->api_key_id);
+	p[0] = lines_i64(r, c->kind);
+	p[1] = lines_i64(r, c->role);
+	p[2] = lines_i64(r, c->tenant_id);
+	p[3] = lines_i64(r, c->account_id);
+	p[4] = lines_i64(r, c->api_key_id);
 	p[5] = c->service;
 	p[6] = c->path;
 	p[7] = fd_audit_source(r->arena, fd_call_peer(r->call));
@@ -677,7 +675,7 @@ static int actor_params(lreq_t *r, const char **p)
 static int create_prepare_tx(fd_tx_t *tx, void *arg)
 {
 	create_q_t *q = arg;
-	lreq_t *r = q->r;
+	fd_tctx_t *r = q->r;
 	fd_err_t *err = fd_tx_err(tx);
 	q->replay = false;
 	const char *pk[] = { r->tenant_s, q->idem };
@@ -697,11 +695,11 @@ static int create_prepare_tx(fd_tx_t *tx, void *arg)
 	}
 	const char *path;
 	bool suspended;
-	if ((rc = lreq_reseller(tx, r, q->reseller, &path, &suspended)) < 0)
+	if ((rc = lines_reseller(tx, r, q->reseller, &path, &suspended)) < 0)
 		return rc;
 	if (suspended)
 		return fd_err_set(err, FD_EPRECOND, "reseller %" PRId64 " is suspended (or one above it is)", q->reseller);
-	const char *pp[] = { r->tenant_s, lreq_i64(r, q->package) };
+	const char *pp[] = { r->tenant_s, lines_i64(r, q->package) };
 	if (!pp[1])
 		return TX_OOM(tx);
 	if ((rc = fd_tx_exec(tx, &SQL_PACKAGE, pp, 0, &res)) < 0)
@@ -716,7 +714,7 @@ static int create_prepare_tx(fd_tx_t *tx, void *arg)
 		return fd_err_set(err, FD_EINVAL, q->trial ? "package_id: %" PRId64 " is not a trial package"
 		                                           : "package_id: %" PRId64 " is a trial package (CreateTrialLine)",
 		                  q->package);
-	if (q->max_connections > pkg_max && !lreq_admin(r))
+	if (q->max_connections > pkg_max && !fd_tctx_admin(r))
 		return fd_err_set(err, FD_EINVAL, "max_connections: at most the package's %" PRId64, pkg_max);
 	if (q->bouquets) {
 		int64_t *want, *allowed;
@@ -724,7 +722,7 @@ static int create_prepare_tx(fd_tx_t *tx, void *arg)
 		if (pg_parse_ints(r->arena, q->bouquets, &want, &nw) < 0 ||
 		    pg_parse_ints(r->arena, PQgetvalue(res, 0, 2), &allowed, &na) < 0)
 			return TX_OOM(tx);
-		if (!lreq_admin(r))
+		if (!fd_tctx_admin(r))
 			for (size_t i = 0; i < nw; i++) {
 				bool in = false;
 				for (size_t j = 0; j < na && !in; j++)
@@ -739,7 +737,7 @@ static int create_prepare_tx(fd_tx_t *tx, void *arg)
 			return fd_err_set(err, FD_ENOTFOUND, "bouquet_ids: a bouquet was not found");
 	}
 	if (q->trial) {
-		const char *pt[] = { r->tenant_s, lreq_i64(r, q->reseller) };
+		const char *pt[] = { r->tenant_s, lines_i64(r, q->reseller) };
 		if (!pt[1])
 			return TX_OOM(tx);
 		if ((rc = fd_tx_exec(tx, &SQL_TRIAL_LOCK, pt, 0, NULL)) < 0 ||
@@ -757,8 +755,8 @@ static int create_prepare_tx(fd_tx_t *tx, void *arg)
 		return rc;
 	if (PQntuples(res) > 0)
 		return fd_err_set(err, FD_EEXISTS, "username: %s is taken in this tenant", q->username);
-	const char *pl[] = { r->tenant_s, lreq_i64(r, q->reseller), path, q->username, q->pw_hash, q->pw_box, pp[1],
-		                 lreq_i64(r, q->max_connections), q->bouquets, q->ips, q->uas, q->notes };
+	const char *pl[] = { r->tenant_s, lines_i64(r, q->reseller), path, q->username, q->pw_hash, q->pw_box, pp[1],
+		                 lines_i64(r, q->max_connections), q->bouquets, q->ips, q->uas, q->notes };
 	if (!pl[1] || !pl[7])
 		return TX_OOM(tx);
 	if ((rc = fd_tx_exec(tx, &SQL_INSERT_PENDING_LINE, pl, 0, &res)) < 0)
@@ -767,7 +765,7 @@ static int create_prepare_tx(fd_tx_t *tx, void *arg)
 	q->cost = cost;
 	const char *line_s = fd_arena_strdup(r->arena, PQgetvalue(res, 0, 0));
 	const char *pc[19] = { r->tenant_s, line_s, pl[1], "create", q->trial ? "true" : "false", pp[1], "1",
-		                   lreq_i64(r, cost), q->idem, q->hash, lreq_i64(r, q->trials_left) };
+		                   lines_i64(r, cost), q->idem, q->hash, lines_i64(r, q->trials_left) };
 	if (!line_s || !pc[7] || !pc[10] || actor_params(r, pc + 11) < 0)
 		return TX_OOM(tx);
 	if ((rc = fd_tx_exec(tx, &SQL_INSERT_CHARGE, pc, FD_TX_LAST, &res)) < 0)
@@ -779,9 +777,9 @@ static int create_prepare_tx(fd_tx_t *tx, void *arg)
 /* Settles the call's charge; 0 with s filled, or -code (the call's error
  * set). s: charge_id, and when the call's prepare has just committed the row
  * (claimed) its fields. */
-static int settle_for_call(lreq_t *r, settle_t *s)
+static int settle_for_call(fd_tctx_t *r, settle_t *s)
 {
-	s->l = r->l;
+	s->l = linesd_of(r->call);
 	s->arena = r->arena;
 	s->tenant = r->tenant;
 	s->deadline_ms = fd_call_deadline_ms(r->call);
@@ -805,14 +803,14 @@ static int create_common(fd_call_t *call, const ProtobufCMessage *msg, bool tria
                          size_t nips, char **uas, size_t nuas, const char *notes, const char *key,
                          create_q_t *q, settle_t *s)
 {
-	lreq_t *r = q->r;
-	int rc = lreq_begin(r, call, trial ? FRONTDESK__V1__SCOPE__SCOPE_LINES_TRIAL : FRONTDESK__V1__SCOPE__SCOPE_LINES_WRITE,
-	                    tenant_id);
+	fd_tctx_t *r = q->r;
+	int rc = fd_tctx_begin(r, call, trial ? FRONTDESK__V1__SCOPE__SCOPE_LINES_TRIAL : FRONTDESK__V1__SCOPE__SCOPE_LINES_WRITE,
+	                       tenant_id, "lines");
 	if (rc < 0)
 		return rc;
-	if (trial && !lreq_admin(r) && !(r->c.permissions & FD_PERM_CREATE_TRIALS))
+	if (trial && !fd_tctx_admin(r) && !(r->c.permissions & FD_PERM_CREATE_TRIALS))
 		return fd_call_fail(call, FD_EPERM, "creating trial lines needs the CREATE_TRIALS permission");
-	if ((rc = lreq_idem(r, trial ? "CreateTrialLine" : "CreateLine", key, true, &q->idem)) < 0)
+	if ((rc = lines_idem(r, trial ? "CreateTrialLine" : "CreateLine", key, true, &q->idem)) < 0)
 		return rc;
 	if (reseller_id < 0)
 		return fd_call_fail(call, FD_EINVAL, "reseller_id: must not be negative");
@@ -851,7 +849,7 @@ static int create_common(fd_call_t *call, const ProtobufCMessage *msg, bool tria
 		password = gen_pw;
 	}
 	char pwh[65];
-	line_password_hash(r->l, r->tenant, password, pwh);
+	line_password_hash(linesd_of(r->call), r->tenant, password, pwh);
 	q->trial = trial;
 	q->username = fd_arena_strdup(r->arena, username);
 	q->pw_hash = fd_arena_strdup(r->arena, pwh);
@@ -862,7 +860,7 @@ static int create_common(fd_call_t *call, const ProtobufCMessage *msg, bool tria
 	q->notes = notes;
 	if (!q->username || !q->pw_hash || !q->pw_box || (nbouquets && !q->bouquets) || !q->ips || !q->uas)
 		return OOM(call);
-	if ((rc = lreq_run(r, create_prepare_tx, q)) < 0)
+	if ((rc = lines_run(r, create_prepare_tx, q)) < 0)
 		return rc;
 	*s = (settle_t){ .charge_id = q->charge_id };
 	if (!q->replay)
@@ -875,7 +873,7 @@ static int create_common(fd_call_t *call, const ProtobufCMessage *msg, bool tria
 int linesd_create_line(fd_call_t *call, const ProtobufCMessage *msg, ProtobufCMessage **resp)
 {
 	const Frontdesk__V1__CreateLineRequest *req = (const void *)msg;
-	lreq_t r;
+	fd_tctx_t r;
 	create_q_t q = { .r = &r };
 	settle_t s;
 	int rc = create_common(call, msg, false, req->tenant_id, req->reseller_id, req->username, req->password,
@@ -884,22 +882,20 @@ int linesd_create_line(fd_call_t *call, const ProtobufCMessage *msg, ProtobufCMe
 	                       req->n_allowed_user_agents, req->notes, req->idempotency_key, &q, &s);
 	if (rc < 0)
 		return rc;
-	Frontdesk__V1__CreateLineResponse *m = fd_arena_zalloc(r.arena, sizeof(*m));
+	Frontdesk__V1__CreateLineResponse *m = fd_reply(call, resp);
 	if (!m)
-		return OOM(call);
-	frontdesk__v1__create_line_response__init(m);
+		return -FD_EEXHAUSTED;
 	m->line = s.line;
 	m->charge_entry_id = s.entry_id;
 	m->credits_charged = s.entry_id ? s.amount : 0;
 	m->balance_after = s.balance_after;
-	*resp = &m->base;
 	return 0;
 }
 
 int linesd_create_trial_line(fd_call_t *call, const ProtobufCMessage *msg, ProtobufCMessage **resp)
 {
 	const Frontdesk__V1__CreateTrialLineRequest *req = (const void *)msg;
-	lreq_t r;
+	fd_tctx_t r;
 	create_q_t q = { .r = &r };
 	settle_t s;
 	int rc = create_common(call, msg, true, req->tenant_id, req->reseller_id, req->username, req->password,
@@ -908,23 +904,21 @@ int linesd_create_trial_line(fd_call_t *call, const ProtobufCMessage *msg, Proto
 	                       req->idempotency_key, &q, &s);
 	if (rc < 0)
 		return rc;
-	Frontdesk__V1__CreateTrialLineResponse *m = fd_arena_zalloc(r.arena, sizeof(*m));
+	Frontdesk__V1__CreateTrialLineResponse *m = fd_reply(call, resp);
 	if (!m)
-		return OOM(call);
-	frontdesk__v1__create_trial_line_response__init(m);
+		return -FD_EEXHAUSTED;
 	m->line = s.line;
 	m->trials_left = s.trials_left;
 	m->charge_entry_id = s.entry_id;
 	m->credits_charged = s.entry_id ? s.amount : 0;
 	m->balance_after = s.balance_after;
-	*resp = &m->base;
 	return 0;
 }
 
 /* ---- ExtendLine ---- */
 
 typedef struct extend_q {
-	lreq_t *r;
+	fd_tctx_t *r;
 	int64_t line, package;
 	int32_t periods;
 	const char *idem, *hash;
@@ -936,14 +930,14 @@ typedef struct extend_q {
 static const fd_sql_t SQL_LINE_VISIBLE = {
 	"linesd_line_visible",
 	"SELECT l.reseller_id, l.package_id, l.state FROM frontdesk.lines l"
-	" WHERE l.tenant_id = $1 AND l.id = $2 AND l.state <> 'pending' AND l.reseller_path LIKE $3",
+	" WHERE l.tenant_id = $1 AND l.id = $2 AND l.state <> 'pending' AND l.reseller_path LIKE $3::text || '%'",
 	3,
 };
 
 static int extend_prepare_tx(fd_tx_t *tx, void *arg)
 {
 	extend_q_t *q = arg;
-	lreq_t *r = q->r;
+	fd_tctx_t *r = q->r;
 	fd_err_t *err = fd_tx_err(tx);
 	const char *pk[] = { r->tenant_s, q->idem };
 	PGresult *res;
@@ -958,7 +952,7 @@ static int extend_prepare_tx(fd_tx_t *tx, void *arg)
 		q->replay = true;
 		return 0;
 	}
-	const char *pv[] = { r->tenant_s, lreq_i64(r, q->line), lreq_subtree(r) };
+	const char *pv[] = { r->tenant_s, lines_i64(r, q->line), fd_subtree_prefix(&r->c) };
 	if (!pv[1] || !pv[2])
 		return TX_OOM(tx);
 	if ((rc = fd_tx_exec(tx, &SQL_LINE_VISIBLE, pv, 0, &res)) < 0)
@@ -968,7 +962,7 @@ static int extend_prepare_tx(fd_tx_t *tx, void *arg)
 	int64_t reseller = col_i64(res, 0, 0);
 	if (!q->package)
 		q->package = col_i64(res, 0, 1);
-	const char *pp[] = { r->tenant_s, lreq_i64(r, q->package) };
+	const char *pp[] = { r->tenant_s, lines_i64(r, q->package) };
 	if (!pp[1])
 		return TX_OOM(tx);
 	if ((rc = fd_tx_exec(tx, &SQL_PACKAGE, pp, 0, &res)) < 0)
@@ -985,8 +979,8 @@ static int extend_prepare_tx(fd_tx_t *tx, void *arg)
 		return fd_err_set(err, FD_EINVAL, "periods: the price overflows");
 	q->reseller = reseller;
 	q->amount = cost * q->periods;
-	const char *pc[19] = { r->tenant_s, pv[1], lreq_i64(r, reseller), "extend", "false", pp[1],
-		                   lreq_i64(r, q->periods), lreq_i64(r, q->amount), q->idem, q->hash, "0" };
+	const char *pc[19] = { r->tenant_s, pv[1], lines_i64(r, reseller), "extend", "false", pp[1],
+		                   lines_i64(r, q->periods), lines_i64(r, q->amount), q->idem, q->hash, "0" };
 	if (!pc[2] || !pc[6] || !pc[7] || actor_params(r, pc + 11) < 0)
 		return TX_OOM(tx);
 	if ((rc = fd_tx_exec(tx, &SQL_INSERT_CHARGE, pc, FD_TX_LAST, &res)) < 0)
@@ -998,8 +992,8 @@ static int extend_prepare_tx(fd_tx_t *tx, void *arg)
 int linesd_extend_line(fd_call_t *call, const ProtobufCMessage *msg, ProtobufCMessage **resp)
 {
 	const Frontdesk__V1__ExtendLineRequest *req = (const void *)msg;
-	lreq_t r;
-	int rc = lreq_begin(&r, call, FRONTDESK__V1__SCOPE__SCOPE_LINES_WRITE, req->tenant_id);
+	fd_tctx_t r;
+	int rc = fd_tctx_begin(&r, call, FRONTDESK__V1__SCOPE__SCOPE_LINES_WRITE, req->tenant_id, "lines");
 	if (rc < 0)
 		return rc;
 	extend_q_t q = { .r = &r, .line = req->line_id, .package = req->package_id,
@@ -1010,11 +1004,11 @@ int linesd_extend_line(fd_call_t *call, const ProtobufCMessage *msg, ProtobufCMe
 		return fd_call_fail(call, FD_EINVAL, "package_id: must not be negative");
 	if (req->periods < 0 || req->periods > 120)
 		return fd_call_fail(call, FD_EINVAL, "periods: 0 (one) to 120");
-	if ((rc = lreq_idem(&r, "ExtendLine", req->idempotency_key, true, &q.idem)) < 0)
+	if ((rc = lines_idem(&r, "ExtendLine", req->idempotency_key, true, &q.idem)) < 0)
 		return rc;
 	if (!(q.hash = fd_request_hash(r.arena, msg)))
 		return OOM(call);
-	if ((rc = lreq_run(&r, extend_prepare_tx, &q)) < 0)
+	if ((rc = lines_run(&r, extend_prepare_tx, &q)) < 0)
 		return rc;
 	settle_t s = { .charge_id = q.charge_id };
 	if (!q.replay)
@@ -1022,15 +1016,13 @@ int linesd_extend_line(fd_call_t *call, const ProtobufCMessage *msg, ProtobufCMe
 			            .package = q.package, .amount = q.amount, .periods = q.periods, .extend = true };
 	if ((rc = settle_for_call(&r, &s)) < 0)
 		return rc;
-	Frontdesk__V1__ExtendLineResponse *m = fd_arena_zalloc(r.arena, sizeof(*m));
+	Frontdesk__V1__ExtendLineResponse *m = fd_reply(call, resp);
 	if (!m)
-		return OOM(call);
-	frontdesk__v1__extend_line_response__init(m);
+		return -FD_EEXHAUSTED;
 	m->line = s.line;
 	m->charge_entry_id = s.entry_id;
 	m->credits_charged = s.entry_id ? s.amount : 0;
 	m->balance_after = s.balance_after;
-	*resp = &m->base;
 	return 0;
 }
 
@@ -1126,7 +1118,7 @@ out:
 /* ---- GetLine, ListLines ---- */
 
 typedef struct read_q {
-	lreq_t *r;
+	fd_tctx_t *r;
 	const char *params[12];
 	int limit;
 	Frontdesk__V1__Line **out;
@@ -1149,7 +1141,7 @@ static const fd_sql_t SQL_GET_LINE = {
 	"linesd_get_line",
 	"SELECT " LINE_COLUMNS " FROM frontdesk.lines l"
 	" WHERE l.tenant_id = $1 AND (l.id = $2 OR ($2 = 0 AND l.username = $3)) AND l.state <> 'pending'"
-	"   AND l.reseller_path LIKE $4",
+	"   AND l.reseller_path LIKE $4::text || '%'",
 	4,
 };
 /* Filters: NULL = any. $5 status ('active', 'expired', 'disabled', 'banned'),
@@ -1158,7 +1150,7 @@ static const fd_sql_t SQL_GET_LINE = {
 static const fd_sql_t SQL_LIST_LINES = {
 	"linesd_list_lines",
 	"SELECT " LINE_COLUMNS " FROM frontdesk.lines l"
-	" WHERE l.tenant_id = $1 AND l.id > $2 AND l.state <> 'pending' AND l.reseller_path LIKE $4"
+	" WHERE l.tenant_id = $1 AND l.id > $2 AND l.state <> 'pending' AND l.reseller_path LIKE $4::text || '%'"
 	"   AND ($5::text IS NULL OR CASE WHEN l.state IN ('banned', 'disabled') THEN l.state"
 	"        WHEN l.expires_at <= now() THEN 'expired' ELSE l.state END = $5)"
 	"   AND ($6::text IS NULL OR l.reseller_path LIKE $6)"
@@ -1183,7 +1175,7 @@ static int read_lines_tx(fd_tx_t *tx, void *arg, const fd_sql_t *sql)
 	if (!(q->out = fd_arena_alloc(q->r->arena, (q->n + 1) * sizeof(*q->out))))
 		return TX_OOM(tx);
 	for (size_t i = 0; i < q->n; i++)
-		if (!(q->out[i] = line_message(q->r->l, q->r->arena, q->r->tenant, res, (int)i, 0)))
+		if (!(q->out[i] = line_message(linesd_of(q->r->call), q->r->arena, q->r->tenant, res, (int)i, 0)))
 			return TX_OOM(tx);
 	return 0;
 }
@@ -1200,9 +1192,9 @@ static int get_line_tx(fd_tx_t *tx, void *arg)
 	if (q->n == 0)
 		return 0;
 	if (!(q->out = fd_arena_alloc(a, sizeof(*q->out))) ||
-	    !(q->out[0] = line_message(q->r->l, a, q->r->tenant, res, 0, 0)))
+	    !(q->out[0] = line_message(linesd_of(q->r->call), a, q->r->tenant, res, 0, 0)))
 		return TX_OOM(tx);
-	const char *ph[] = { q->r->tenant_s, lreq_i64(q->r, q->out[0]->id) };
+	const char *ph[] = { q->r->tenant_s, lines_i64(q->r, q->out[0]->id) };
 	if (!ph[1])
 		return TX_OOM(tx);
 	if ((rc = fd_tx_exec(tx, &SQL_STATUS_HISTORY, ph, FD_TX_LAST, &res)) < 0)
@@ -1236,30 +1228,28 @@ static int list_lines_tx(fd_tx_t *tx, void *arg)
 int linesd_get_line(fd_call_t *call, const ProtobufCMessage *msg, ProtobufCMessage **resp)
 {
 	const Frontdesk__V1__GetLineRequest *req = (const void *)msg;
-	lreq_t r;
-	int rc = lreq_begin(&r, call, FRONTDESK__V1__SCOPE__SCOPE_LINES_READ, req->tenant_id);
+	fd_tctx_t r;
+	int rc = fd_tctx_begin(&r, call, FRONTDESK__V1__SCOPE__SCOPE_LINES_READ, req->tenant_id, "lines");
 	if (rc < 0)
 		return rc;
 	if (req->line_id < 0 || (req->line_id == 0 && !req->username[0]))
 		return fd_call_fail(call, FD_EINVAL, "line_id: required (or a username)");
 	if (strlen(req->username) > 64)
 		return fd_call_fail(call, FD_EINVAL, "username: at most 64 characters");
-	read_q_t q = { .r = &r, .params = { r.tenant_s, lreq_i64(&r, req->line_id), req->username, lreq_subtree(&r) } };
+	read_q_t q = { .r = &r, .params = { r.tenant_s, lines_i64(&r, req->line_id), req->username, fd_subtree_prefix(&r.c) } };
 	if (!q.params[1] || !q.params[3])
 		return OOM(call);
-	if ((rc = lreq_run_ro(&r, get_line_tx, &q)) < 0)
+	if ((rc = lines_run_ro(&r, get_line_tx, &q)) < 0)
 		return rc;
 	if (q.n == 0)
 		return req->line_id ? fd_call_fail(call, FD_ENOTFOUND, "line %" PRId64 " not found", req->line_id)
 		                    : fd_call_fail(call, FD_ENOTFOUND, "line %s not found", req->username);
-	Frontdesk__V1__GetLineResponse *m = fd_arena_zalloc(r.arena, sizeof(*m));
+	Frontdesk__V1__GetLineResponse *m = fd_reply(call, resp);
 	if (!m)
-		return OOM(call);
-	frontdesk__v1__get_line_response__init(m);
+		return -FD_EEXHAUSTED;
 	m->line = q.out[0];
 	m->status_history = q.history;
 	m->n_status_history = q.n_history;
-	*resp = &m->base;
 	return 0;
 }
 
@@ -1268,7 +1258,7 @@ static int subtree_tx(fd_tx_t *tx, void *arg)
 	read_q_t *q = arg;
 	const char *path;
 	int64_t id = strtoll(q->params[6] ? q->params[6] : q->params[5], NULL, 10);
-	int rc = lreq_reseller(tx, q->r, id, &path, NULL);
+	int rc = lines_reseller(tx, q->r, id, &path, NULL);
 	if (rc < 0)
 		return rc;
 	if (!q->params[6] && !(q->params[5] = fd_arena_printf(q->r->arena, "%s%%", path)))
@@ -1279,8 +1269,8 @@ static int subtree_tx(fd_tx_t *tx, void *arg)
 int linesd_list_lines(fd_call_t *call, const ProtobufCMessage *msg, ProtobufCMessage **resp)
 {
 	const Frontdesk__V1__ListLinesRequest *req = (const void *)msg;
-	lreq_t r;
-	int rc = lreq_begin(&r, call, FRONTDESK__V1__SCOPE__SCOPE_LINES_READ, req->tenant_id);
+	fd_tctx_t r;
+	int rc = fd_tctx_begin(&r, call, FRONTDESK__V1__SCOPE__SCOPE_LINES_READ, req->tenant_id, "lines");
 	if (rc < 0)
 		return rc;
 	int limit;
@@ -1306,14 +1296,14 @@ int linesd_list_lines(fd_call_t *call, const ProtobufCMessage *msg, ProtobufCMes
 	if (tr && (tr->start_at < 0 || tr->end_at < 0 || (tr->end_at && tr->start_at > tr->end_at)))
 		return fd_call_fail(call, FD_EINVAL, "expires_within: start_at <= end_at, both >= 0");
 	read_q_t q = { .r = &r, .limit = limit,
-		           .params = { r.tenant_s, lreq_i64(&r, after), lreq_i64(&r, limit + 1), lreq_subtree(&r), status,
+		           .params = { r.tenant_s, lines_i64(&r, after), lines_i64(&r, limit + 1), fd_subtree_prefix(&r.c), status,
 		                       NULL, NULL, req->username_query[0] ? req->username_query : NULL,
-		                       tr && tr->start_at ? lreq_i64(&r, tr->start_at) : NULL,
-		                       tr && tr->end_at ? lreq_i64(&r, tr->end_at) : NULL,
-		                       req->package_id ? lreq_i64(&r, req->package_id) : NULL,
+		                       tr && tr->start_at ? lines_i64(&r, tr->start_at) : NULL,
+		                       tr && tr->end_at ? lines_i64(&r, tr->end_at) : NULL,
+		                       req->package_id ? lines_i64(&r, req->package_id) : NULL,
 		                       req->trial_only ? "true" : "false" } };
 	if (req->reseller_id) {
-		const char *id = lreq_i64(&r, req->reseller_id);
+		const char *id = lines_i64(&r, req->reseller_id);
 		if (req->direct_only)
 			q.params[6] = id;
 		else
@@ -1321,24 +1311,22 @@ int linesd_list_lines(fd_call_t *call, const ProtobufCMessage *msg, ProtobufCMes
 	}
 	if (!q.params[1] || !q.params[2] || !q.params[3])
 		return OOM(call);
-	if ((rc = lreq_run_ro(&r, req->reseller_id ? subtree_tx : list_lines_tx, &q)) < 0)
+	if ((rc = lines_run_ro(&r, req->reseller_id ? subtree_tx : list_lines_tx, &q)) < 0)
 		return rc;
-	Frontdesk__V1__ListLinesResponse *m = fd_arena_zalloc(r.arena, sizeof(*m));
+	Frontdesk__V1__ListLinesResponse *m = fd_reply(call, resp);
 	if (!m)
-		return OOM(call);
-	frontdesk__v1__list_lines_response__init(m);
+		return -FD_EEXHAUSTED;
 	m->lines = q.out;
 	m->n_lines = q.n > (size_t)limit ? (size_t)limit : q.n;
 	if (q.n > (size_t)limit && !(m->next_page_token = fd_page_token(r.arena, q.out[limit - 1]->id)))
 		return OOM(call);
-	*resp = &m->base;
 	return 0;
 }
 
 /* ---- UpdateLine, SetLineStatus, DeleteLine ---- */
 
 typedef struct change_q {
-	lreq_t *r;
+	fd_tctx_t *r;
 	int64_t line;
 	const char *line_s;
 	/* UpdateLine: NULL = unchanged */
@@ -1357,7 +1345,7 @@ static const fd_sql_t SQL_LOCK_LINE = {
 	"SELECT l.reseller_id, l.state, CASE WHEN l.state IN ('banned', 'disabled') THEN l.state"
 	"       WHEN l.expires_at <= now() THEN 'expired' ELSE l.state END, p.max_connections, p.bouquet_ids"
 	"  FROM frontdesk.lines l LEFT JOIN frontdesk.packages p ON p.tenant_id = l.tenant_id AND p.id = l.package_id"
-	" WHERE l.tenant_id = $1 AND l.id = $2 AND l.state <> 'pending' AND l.reseller_path LIKE $3"
+	" WHERE l.tenant_id = $1 AND l.id = $2 AND l.state <> 'pending' AND l.reseller_path LIKE $3::text || '%'"
 	"   FOR NO KEY UPDATE OF l",
 	3,
 };
@@ -1410,10 +1398,21 @@ static const char *status_name(Frontdesk__V1__LineStatus s)
 	       : s == ALL_STATUS(BANNED) ? "banned" : "expired";
 }
 
+/* The audit row of an action on line line_s (fd_tctx_audit), not the
+ * transaction's last statement. */
+static int audit_line(fd_tx_t *tx, const fd_tctx_t *r, const char *action, const char *line_s,
+                      const char *const *detail)
+{
+	const char *target = fd_arena_printf(r->arena, "line:%s", line_s);
+	if (!target)
+		return TX_OOM(tx);
+	return fd_tctx_audit(tx, r, action, target, detail, 0);
+}
+
 /* Locks the line (visible to the caller) and returns its lock row in *res. */
 static int lock_line(fd_tx_t *tx, change_q_t *q, PGresult **res)
 {
-	const char *p[] = { q->r->tenant_s, q->line_s, lreq_subtree(q->r) };
+	const char *p[] = { q->r->tenant_s, q->line_s, fd_subtree_prefix(&q->r->c) };
 	if (!p[2])
 		return TX_OOM(tx);
 	int rc = fd_tx_exec(tx, &SQL_LOCK_LINE, p, 0, res);
@@ -1426,7 +1425,7 @@ static int lock_line(fd_tx_t *tx, change_q_t *q, PGresult **res)
 
 static int event(fd_tx_t *tx, change_q_t *q, int type, const char *reseller, int previous)
 {
-	const char *p[] = { q->r->tenant_s, lreq_i64(q->r, type), q->line_s, reseller, "0", lreq_i64(q->r, previous) };
+	const char *p[] = { q->r->tenant_s, lines_i64(q->r, type), q->line_s, reseller, "0", lines_i64(q->r, previous) };
 	if (!p[1] || !p[5])
 		return TX_OOM(tx);
 	return fd_tx_exec(tx, &SQL_EVENT, p, 0, NULL);
@@ -1445,7 +1444,7 @@ static int read_back(fd_tx_t *tx, change_q_t *q)
 	int rc = fd_tx_exec(tx, &SQL_LINE_BY_ID, p, FD_TX_LAST, &res);
 	if (rc < 0)
 		return rc;
-	if (PQntuples(res) != 1 || !(q->out = line_message(q->r->l, q->r->arena, q->r->tenant, res, 0, 0)))
+	if (PQntuples(res) != 1 || !(q->out = line_message(linesd_of(q->r->call), q->r->arena, q->r->tenant, res, 0, 0)))
 		return TX_OOM(tx);
 	return 0;
 }
@@ -1453,7 +1452,7 @@ static int read_back(fd_tx_t *tx, change_q_t *q)
 static int update_line_tx(fd_tx_t *tx, void *arg)
 {
 	change_q_t *q = arg;
-	lreq_t *r = q->r;
+	fd_tctx_t *r = q->r;
 	PGresult *res;
 	int rc = lock_line(tx, q, &res);
 	if (rc < 0)
@@ -1461,7 +1460,7 @@ static int update_line_tx(fd_tx_t *tx, void *arg)
 	const char *reseller = fd_arena_strdup(r->arena, PQgetvalue(res, 0, 0));
 	if (!reseller)
 		return TX_OOM(tx);
-	if (q->max_conn && !lreq_admin(r) && !PQgetisnull(res, 0, 3) &&
+	if (q->max_conn && !fd_tctx_admin(r) && !PQgetisnull(res, 0, 3) &&
 	    strtoll(q->max_conn, NULL, 10) > col_i64(res, 0, 3))
 		return fd_err_set(fd_tx_err(tx), FD_EINVAL, "max_connections: at most the package's %s",
 		                  PQgetvalue(res, 0, 3));
@@ -1470,7 +1469,7 @@ static int update_line_tx(fd_tx_t *tx, void *arg)
 		size_t na;
 		if (pg_parse_ints(r->arena, PQgetisnull(res, 0, 4) ? "{}" : PQgetvalue(res, 0, 4), &allowed, &na) < 0)
 			return TX_OOM(tx);
-		for (size_t i = 0; i < q->n_bouquets && !lreq_admin(r); i++) {
+		for (size_t i = 0; i < q->n_bouquets && !fd_tctx_admin(r); i++) {
 			bool in = false;
 			for (size_t j = 0; j < na && !in; j++)
 				in = allowed[j] == q->bouquet_v[i];
@@ -1495,7 +1494,7 @@ static int update_line_tx(fd_tx_t *tx, void *arg)
 		return TX_OOM(tx);
 	const char *detail[] = { "fields", fields[0] ? fields + 1 : "", NULL };
 	if ((rc = fd_tx_exec(tx, &SQL_UPDATE_LINE, p, 0, NULL)) < 0 ||
-	    (rc = lreq_audit(tx, r, "line.update", fd_arena_printf(r->arena, "line:%s", q->line_s), detail, 0)) < 0 ||
+	    (rc = audit_line(tx, r, "line.update", q->line_s, detail)) < 0 ||
 	    (rc = event(tx, q, FRONTDESK__V1__LINE_EVENT_TYPE__LINE_EVENT_TYPE_LINE_UPDATED, reseller, 0)) < 0)
 		return rc;
 	return read_back(tx, q);
@@ -1504,17 +1503,17 @@ static int update_line_tx(fd_tx_t *tx, void *arg)
 int linesd_update_line(fd_call_t *call, const ProtobufCMessage *msg, ProtobufCMessage **resp)
 {
 	const Frontdesk__V1__UpdateLineRequest *req = (const void *)msg;
-	lreq_t r;
-	int rc = lreq_begin(&r, call, FRONTDESK__V1__SCOPE__SCOPE_LINES_WRITE, req->tenant_id);
+	fd_tctx_t r;
+	int rc = fd_tctx_begin(&r, call, FRONTDESK__V1__SCOPE__SCOPE_LINES_WRITE, req->tenant_id, "lines");
 	if (rc < 0)
 		return rc;
 	if (req->line_id <= 0)
 		return fd_call_fail(call, FD_EINVAL, "line_id: required");
-	change_q_t q = { .r = &r, .line = req->line_id, .line_s = lreq_i64(&r, req->line_id) };
+	change_q_t q = { .r = &r, .line = req->line_id, .line_s = lines_i64(&r, req->line_id) };
 	if (req->max_connections) {
 		if (req->max_connections->value < 1 || req->max_connections->value > 1000)
 			return fd_call_fail(call, FD_EINVAL, "max_connections: 1 to 1000");
-		q.max_conn = lreq_i64(&r, req->max_connections->value);
+		q.max_conn = lines_i64(&r, req->max_connections->value);
 	}
 	const Frontdesk__V1__StringList *ips = req->allowed_ips, *uas = req->allowed_user_agents;
 	if ((rc = check_locks(call, ips ? ips->values : NULL, ips ? ips->n_values : 0, uas ? uas->values : NULL,
@@ -1540,7 +1539,7 @@ int linesd_update_line(fd_call_t *call, const ProtobufCMessage *msg, ProtobufCMe
 	if (req->bandwidth_cap_kbps) {
 		if (req->bandwidth_cap_kbps->value < 0)
 			return fd_call_fail(call, FD_EINVAL, "bandwidth_cap_kbps: must not be negative");
-		q.cap = lreq_i64(&r, req->bandwidth_cap_kbps->value);
+		q.cap = lines_i64(&r, req->bandwidth_cap_kbps->value);
 	}
 	if (req->new_password[0] && req->generate_password)
 		return fd_call_fail(call, FD_EINVAL, "new_password: not with generate_password");
@@ -1553,7 +1552,7 @@ int linesd_update_line(fd_call_t *call, const ProtobufCMessage *msg, ProtobufCMe
 			random_text(gen, 12);
 			pw = gen;
 		}
-		line_password_hash(r.l, r.tenant, pw, hash);
+		line_password_hash(linesd_of(r.call), r.tenant, pw, hash);
 		q.pw_hash = fd_arena_strdup(r.arena, hash);
 		q.pw_box = line_password_seal(&r, pw);
 		if (!q.pw_hash || !q.pw_box)
@@ -1561,21 +1560,19 @@ int linesd_update_line(fd_call_t *call, const ProtobufCMessage *msg, ProtobufCMe
 	}
 	if (!q.line_s || (req->max_connections && !q.max_conn) || (req->bandwidth_cap_kbps && !q.cap))
 		return OOM(call);
-	if ((rc = lreq_run(&r, update_line_tx, &q)) < 0)
+	if ((rc = lines_run(&r, update_line_tx, &q)) < 0)
 		return rc;
-	Frontdesk__V1__UpdateLineResponse *m = fd_arena_zalloc(r.arena, sizeof(*m));
+	Frontdesk__V1__UpdateLineResponse *m = fd_reply(call, resp);
 	if (!m)
-		return OOM(call);
-	frontdesk__v1__update_line_response__init(m);
+		return -FD_EEXHAUSTED;
 	m->line = q.out;
-	*resp = &m->base;
 	return 0;
 }
 
 static int set_status_tx(fd_tx_t *tx, void *arg)
 {
 	change_q_t *q = arg;
-	lreq_t *r = q->r;
+	fd_tctx_t *r = q->r;
 	PGresult *res;
 	int rc = lock_line(tx, q, &res);
 	if (rc < 0)
@@ -1585,19 +1582,19 @@ static int set_status_tx(fd_tx_t *tx, void *arg)
 	Frontdesk__V1__LineStatus previous = status_of(PQgetvalue(res, 0, 2));
 	if (!reseller || !before)
 		return TX_OOM(tx);
-	if (strcmp(before, "banned") == 0 && strcmp(q->state, "banned") != 0 && !lreq_admin(r))
+	if (strcmp(before, "banned") == 0 && strcmp(q->state, "banned") != 0 && !fd_tctx_admin(r))
 		return fd_err_set(fd_tx_err(tx), FD_EPERM, "only the tenant's admins lift a ban");
 	const char *previous_s = PQgetvalue(res, 0, 2);
 	const char *p[] = { r->tenant_s, q->line_s, q->state };
 	const char *ph[] = { r->tenant_s, q->line_s, q->state, previous_s, q->reason,
 		                 fd_audit_actor_label(r->arena, &r->c),
-		                 lreq_i64(r, r->c.kind == FD_CRED_SERVICE_TOKEN ? 0 : r->c.account_id) };
+		                 lines_i64(r, r->c.kind == FD_CRED_SERVICE_TOKEN ? 0 : r->c.account_id) };
 	const char *detail[] = { "status", q->state, "previous_status", previous_s, "reason", q->reason, NULL };
 	if (!ph[5] || !ph[6])
 		return TX_OOM(tx);
 	if ((rc = fd_tx_exec(tx, &SQL_SET_STATE, p, 0, NULL)) < 0 ||
 	    (rc = fd_tx_exec(tx, &SQL_STATUS_HISTORY_ADD, ph, 0, NULL)) < 0 ||
-	    (rc = lreq_audit(tx, r, "line.set_status", fd_arena_printf(r->arena, "line:%s", q->line_s), detail, 0)) < 0)
+	    (rc = audit_line(tx, r, "line.set_status", q->line_s, detail)) < 0)
 		return rc;
 	if (strcmp(q->state, "active") != 0 && (rc = end_sessions(tx, q, reseller)) < 0)
 		return rc;
@@ -1611,8 +1608,8 @@ static int set_status_tx(fd_tx_t *tx, void *arg)
 int linesd_set_line_status(fd_call_t *call, const ProtobufCMessage *msg, ProtobufCMessage **resp)
 {
 	const Frontdesk__V1__SetLineStatusRequest *req = (const void *)msg;
-	lreq_t r;
-	int rc = lreq_begin(&r, call, FRONTDESK__V1__SCOPE__SCOPE_LINES_WRITE, req->tenant_id);
+	fd_tctx_t r;
+	int rc = fd_tctx_begin(&r, call, FRONTDESK__V1__SCOPE__SCOPE_LINES_WRITE, req->tenant_id, "lines");
 	if (rc < 0)
 		return rc;
 	if (req->line_id <= 0)
@@ -1621,18 +1618,16 @@ int linesd_set_line_status(fd_call_t *call, const ProtobufCMessage *msg, Protobu
 		return fd_call_fail(call, FD_EINVAL, "status: ACTIVE, DISABLED or BANNED (EXPIRED follows from expires_at)");
 	if ((rc = fd_check_text("reason", req->reason, 0, 500, fd_call_err(call))) < 0)
 		return rc;
-	change_q_t q = { .r = &r, .line = req->line_id, .line_s = lreq_i64(&r, req->line_id),
+	change_q_t q = { .r = &r, .line = req->line_id, .line_s = lines_i64(&r, req->line_id),
 		             .state = status_name(req->status), .reason = req->reason };
 	if (!q.line_s)
 		return OOM(call);
-	if ((rc = lreq_run(&r, set_status_tx, &q)) < 0)
+	if ((rc = lines_run(&r, set_status_tx, &q)) < 0)
 		return rc;
-	Frontdesk__V1__SetLineStatusResponse *m = fd_arena_zalloc(r.arena, sizeof(*m));
+	Frontdesk__V1__SetLineStatusResponse *m = fd_reply(call, resp);
 	if (!m)
-		return OOM(call);
-	frontdesk__v1__set_line_status_response__init(m);
+		return -FD_EEXHAUSTED;
 	m->line = q.out;
-	*resp = &m->base;
 	return 0;
 }
 
@@ -1696,13 +1691,13 @@ static int delete_plan_tx(fd_tx_t *tx, void *arg)
 {
 	delete_q_t *d = arg;
 	change_q_t *q = &d->c;
-	lreq_t *r = q->r;
+	fd_tctx_t *r = q->r;
 	d->replay = false;
 	d->nplan = 0;
 	int rc = delete_replay(tx, d);
 	if (rc != 0)
 		return rc < 0 ? rc : 0;
-	const char *pv[] = { r->tenant_s, q->line_s, lreq_subtree(r) };
+	const char *pv[] = { r->tenant_s, q->line_s, fd_subtree_prefix(&r->c) };
 	PGresult *res;
 	if (!pv[2])
 		return TX_OOM(tx);
@@ -1743,7 +1738,7 @@ static int delete_line_tx(fd_tx_t *tx, void *arg)
 {
 	delete_q_t *d = arg;
 	change_q_t *q = &d->c;
-	lreq_t *r = q->r;
+	fd_tctx_t *r = q->r;
 	PGresult *res;
 	q->refund_entry = q->refunded = 0;
 	d->replay = false;
@@ -1762,7 +1757,7 @@ static int delete_line_tx(fd_tx_t *tx, void *arg)
 		return TX_OOM(tx);
 	for (int i = 0; i < d->nplan; i++) {
 		refund_step_t *st = &d->plan[i];
-		const char *pr[] = { r->tenant_s, lreq_i64(r, st->charge), lreq_i64(r, st->amount), lreq_i64(r, st->before) };
+		const char *pr[] = { r->tenant_s, lines_i64(r, st->charge), lines_i64(r, st->amount), lines_i64(r, st->before) };
 		if (!pr[1] || !pr[2] || !pr[3])
 			return TX_OOM(tx);
 		if ((rc = fd_tx_exec(tx, &SQL_CHARGE_REFUNDED, pr, 0, &res)) < 0)
@@ -1774,14 +1769,14 @@ static int delete_line_tx(fd_tx_t *tx, void *arg)
 		q->refunded += st->amount;
 	}
 	const char *p[] = { r->tenant_s, q->line_s };
-	const char *detail[] = { "reseller_id", reseller, "credits_refunded", lreq_i64(r, q->refunded),
-		                     "refund_entry_id", lreq_i64(r, q->refund_entry), NULL };
+	const char *detail[] = { "reseller_id", reseller, "credits_refunded", lines_i64(r, q->refunded),
+		                     "refund_entry_id", lines_i64(r, q->refund_entry), NULL };
 	if (!detail[3] || !detail[5])
 		return TX_OOM(tx);
 	if ((rc = end_sessions(tx, q, reseller)) < 0 || (rc = fd_tx_exec(tx, &SQL_DELETE_LINE, p, 0, NULL)) < 0 ||
 	    (rc = fd_tx_exec(tx, &SQL_STATUS_HISTORY_DROP, p, 0, NULL)) < 0 ||
 	    (d->idem && (rc = lidem_store(tx, r, d->idem, d->hash, q->refund_entry)) < 0) ||
-	    (rc = lreq_audit(tx, r, "line.delete", fd_arena_printf(r->arena, "line:%s", q->line_s), detail, 0)) < 0)
+	    (rc = audit_line(tx, r, "line.delete", q->line_s, detail)) < 0)
 		return rc;
 	const char *pe[] = { r->tenant_s, "8", q->line_s, reseller, "0", "0" };
 	return fd_tx_exec(tx, &SQL_EVENT, pe, FD_TX_LAST, NULL);
@@ -1790,44 +1785,42 @@ static int delete_line_tx(fd_tx_t *tx, void *arg)
 int linesd_delete_line(fd_call_t *call, const ProtobufCMessage *msg, ProtobufCMessage **resp)
 {
 	const Frontdesk__V1__DeleteLineRequest *req = (const void *)msg;
-	lreq_t r;
-	int rc = lreq_begin(&r, call, FRONTDESK__V1__SCOPE__SCOPE_LINES_WRITE, req->tenant_id);
+	fd_tctx_t r;
+	int rc = fd_tctx_begin(&r, call, FRONTDESK__V1__SCOPE__SCOPE_LINES_WRITE, req->tenant_id, "lines");
 	if (rc < 0)
 		return rc;
 	if (req->line_id <= 0)
 		return fd_call_fail(call, FD_EINVAL, "line_id: required");
 	if (req->refund_credits < 0)
 		return fd_call_fail(call, FD_EINVAL, "refund_credits: must not be negative");
-	if (req->refund_credits > 0 && !lreq_admin(&r))
+	if (req->refund_credits > 0 && !fd_tctx_admin(&r))
 		return fd_call_fail(call, FD_EPERM, "refund_credits: only the tenant's admins refund");
 	const char *idem;
-	if ((rc = lreq_idem(&r, "DeleteLine", req->idempotency_key, req->refund_credits > 0, &idem)) < 0)
+	if ((rc = lines_idem(&r, "DeleteLine", req->idempotency_key, req->refund_credits > 0, &idem)) < 0)
 		return rc;
-	delete_q_t d = { .c = { .r = &r, .line = req->line_id, .line_s = lreq_i64(&r, req->line_id) },
+	delete_q_t d = { .c = { .r = &r, .line = req->line_id, .line_s = lines_i64(&r, req->line_id) },
 		             .refund = req->refund_credits, .idem = idem, .hash = idem ? fd_request_hash(r.arena, msg) : NULL };
 	if (!d.c.line_s || (idem && !d.hash))
 		return OOM(call);
 	if (d.refund > 0) {
-		if ((rc = lreq_run_ro(&r, delete_plan_tx, &d)) < 0)
+		if ((rc = lines_run_ro(&r, delete_plan_tx, &d)) < 0)
 			return rc;
 		for (int i = 0; i < d.nplan && !d.replay; i++) {
 			refund_step_t *st = &d.plan[i];
 			fd_err_t e = { 0 };
-			if ((rc = call_refund(r.l, r.arena, r.tenant, st->charge, st->entry, st->amount, "DeleteLine",
+			if ((rc = call_refund(linesd_of(r.call), r.arena, r.tenant, st->charge, st->entry, st->amount, "DeleteLine",
 			                      &st->refund_entry, &e)) < 0)
 				return fd_call_fail(call, rc == -FD_EPRECOND ? FD_EPRECOND : FD_EUNAVAIL,
 				                    "refund of charge entry %" PRId64 ": %s; the line was not deleted", st->entry,
 				                    e.msg);
 		}
 	}
-	if (!d.replay && (rc = lreq_run(&r, delete_line_tx, &d)) < 0)
+	if (!d.replay && (rc = lines_run(&r, delete_line_tx, &d)) < 0)
 		return rc;
-	Frontdesk__V1__DeleteLineResponse *m = fd_arena_zalloc(r.arena, sizeof(*m));
+	Frontdesk__V1__DeleteLineResponse *m = fd_reply(call, resp);
 	if (!m)
-		return OOM(call);
-	frontdesk__v1__delete_line_response__init(m);
+		return -FD_EEXHAUSTED;
 	m->refund_entry_id = d.c.refund_entry;
 	m->credits_refunded = d.c.refunded;
-	*resp = &m->base;
 	return 0;
 }

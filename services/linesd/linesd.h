@@ -22,11 +22,13 @@
 #include <stdlib.h>
 #include <time.h>
 #include "fd/auth.h"
+#include "fd/clock.h"
 #include "fd/db.h"
 #include "fd/pgarray.h"
 #include "fd/request.h"
 #include "fd/rpc_client.h"
 #include "fd/service.h"
+#include "fd/tctx.h"
 #include "fd/token_source.h"
 #include "frontdesk/v1/lines.pb-c.h"
 #include "frontdesk/v1/routing.pb-c.h"
@@ -80,58 +82,34 @@ static inline linesd_t *linesd_of(fd_call_t *call)
 
 /* ---- common.c ---- */
 
-/* What every handler starts with. */
-typedef struct lreq {
-	fd_call_t *call;
-	linesd_t *l;
-	fd_arena_t *arena;
-	fd_caller_t c;
-	int64_t tenant;
-	const char *tenant_s;     /* tenant as text, for statement parameters */
-} lreq_t;
+/* Handlers start with fd_tctx_begin (fd/tctx.h: the verified caller, its
+ * scope, the tenant; no_platform "lines"); these run in its tenant. */
+int lines_run(const fd_tctx_t *t, fd_tx_fn fn, void *arg) FD_MUSTCHECK;
+int lines_run_ro(const fd_tctx_t *t, fd_tx_fn fn, void *arg) FD_MUSTCHECK;   /* read only */
 
-/* Verifies the caller, requires scope, resolves the tenant (tenant_id 0:
- * the caller's own; a platform admin must name one: the platform has no
- * lines). Returns 0 or -code with the call's error set. */
-int lreq_begin(lreq_t *r, fd_call_t *call, fd_scope_t scope, int64_t tenant_id) FD_MUSTCHECK;
-/* Tenant admin, or platform admin acting in the tenant. */
-bool lreq_admin(const lreq_t *r);
-/* Runs fn in a transaction of r's tenant, bounded by the call's deadline. */
-int lreq_run(lreq_t *r, fd_tx_fn fn, void *arg) FD_MUSTCHECK;
-int lreq_run_ro(lreq_t *r, fd_tx_fn fn, void *arg) FD_MUSTCHECK;   /* read only */
-
-/* "%lld" into the arena (NULL on OOM). */
-const char *lreq_i64(lreq_t *r, int64_t v);
+/* "%lld" into t's arena (NULL on OOM). */
+const char *lines_i64(const fd_tctx_t *t, int64_t v);
 
 /* An idempotency key as "<method>/<actor>/<key>" in *out: key must be 1..128
  * printable ASCII characters (required: an empty key is refused when
  * required, else *out = NULL). Actor: acct:<id> or svc:<name>. */
-int lreq_idem(lreq_t *r, const char *method, const char *key, bool required, const char **out) FD_MUSTCHECK;
+int lines_idem(const fd_tctx_t *r, const char *method, const char *key, bool required, const char **out) FD_MUSTCHECK;
 /* A request's fingerprint: fd_request_hash(r->arena, msg) (fd/request.h). */
 
 /* frontdesk.lines_idempotency, for the catalog's creates. Within a tx:
  * 1 and *id = the row made earlier under idem, 0 none, -FD_EPRECOND when the
  * key was used with another request. */
-int lidem_find(fd_tx_t *tx, lreq_t *r, const char *idem, const char *hash, int64_t *id) FD_MUSTCHECK;
-int lidem_store(fd_tx_t *tx, lreq_t *r, const char *idem, const char *hash, int64_t id) FD_MUSTCHECK;
+int lidem_find(fd_tx_t *tx, const fd_tctx_t *r, const char *idem, const char *hash, int64_t *id) FD_MUSTCHECK;
+int lidem_store(fd_tx_t *tx, const fd_tctx_t *r, const char *idem, const char *hash, int64_t id) FD_MUSTCHECK;
 /* Within a tx, before the key is looked up: waits for a concurrent call
  * under the same key (a transaction-level advisory lock), so a duplicate
  * finds what the first one committed instead of executing again. */
-int lidem_lock(fd_tx_t *tx, lreq_t *r, const char *idem) FD_MUSTCHECK;
-
-/* The audit row of r's action (fd/audit.h): the caller as actor, its peer
- * address as source, outcome ok; target and detail borrowed. Within the
- * action's own transaction; flags as fd_tx_exec's. */
-int lreq_audit(fd_tx_t *tx, lreq_t *r, const char *action, const char *target, const char *const *detail,
-               unsigned flags) FD_MUSTCHECK;
+int lidem_lock(fd_tx_t *tx, const fd_tctx_t *r, const char *idem) FD_MUSTCHECK;
 
 /* A reseller account of the tenant the caller may act on: its own account
  * or one below it (any of the tenant's accounts for admins). Within a tx: 0
  * with *path (arena) and *suspended filled, or -FD_ENOTFOUND naming id. */
-int lreq_reseller(fd_tx_t *tx, lreq_t *r, int64_t id, const char **path, bool *suspended) FD_MUSTCHECK;
-/* The caller's subtree as a LIKE prefix pattern ("1.5.%"), or "%" for admins. */
-const char *lreq_subtree(lreq_t *r);
-
+int lines_reseller(fd_tx_t *tx, const fd_tctx_t *r, int64_t id, const char **path, bool *suspended) FD_MUSTCHECK;
 /* Input checks: -FD_EINVAL naming field, through the call's error. */
 int check_ids(fd_call_t *call, const char *field, const int64_t *v, size_t n, size_t max) FD_MUSTCHECK;
 int check_formats(fd_call_t *call, const char *field, const Frontdesk__V1__OutputFormat *v, size_t n) FD_MUSTCHECK;
@@ -140,19 +118,12 @@ int check_formats(fd_call_t *call, const char *field, const Frontdesk__V1__Outpu
 /* Line passwords. */
 void line_password_hash(const linesd_t *l, int64_t tenant, const char *password, char hex[65]);
 /* crypto_secretbox(nonce || box) as hex into the arena. */
-const char *line_password_seal(lreq_t *r, const char *password);
-/* The password back from the hex of password_box (NULL if it does not open). */
+const char *line_password_seal(const fd_tctx_t *r, const char *password);
+/* The password back from the hex of password_box (NULL if it does not
+ * open), in a's memory wiped when a is freed (fd_arena_secret). */
 char *line_password_open(const linesd_t *l, fd_arena_t *a, const char *box_hex);
 /* n random characters from an unambiguous alphabet. */
 void random_text(char *out, size_t n);
-
-/* Monotonic milliseconds, for caches' ages and timeouts. */
-static inline int64_t mono_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 /* Times: Unix seconds from "floor(extract(epoch ...))" columns. */
 static inline int64_t col_i64(PGresult *res, int row, int col)

@@ -86,14 +86,7 @@ static void *jobs_main(void *arg)
 		sessions_sweep(l);
 		lines_reconcile(l);
 		pthread_mutex_lock(&l->jobs_mu);
-		struct timespec until;
-		clock_gettime(CLOCK_REALTIME, &until);
-		until.tv_sec += l->cfg->sweep_ms / 1000;
-		until.tv_nsec += (l->cfg->sweep_ms % 1000) * 1000000;
-		if (until.tv_nsec >= 1000000000) {
-			until.tv_sec++;
-			until.tv_nsec -= 1000000000;
-		}
+		struct timespec until = fd_real_after(l->cfg->sweep_ms);
 		while (!l->stopping && pthread_cond_timedwait(&l->jobs_cv, &l->jobs_mu, &until) != ETIMEDOUT)
 			;
 	}

@@ -88,13 +88,6 @@ struct linesd_sessions {
 	suspended_slot_t suspended[SUSPENDED_SLOTS];
 };
 
-static int64_t now_s(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return ts.tv_sec;
-}
-
 static shard_t *shard_of(struct linesd_sessions *c, int64_t id)
 {
 	return &c->shards[(uint64_t)id % SHARDS];
@@ -365,11 +358,7 @@ static void *flusher_main(void *arg)
 	struct linesd_sessions *c = l->sessions;
 	pthread_mutex_lock(&c->mu);
 	while (!c->stop) {
-		struct timespec until;
-		clock_gettime(CLOCK_REALTIME, &until);
-		int64_t ns = until.tv_nsec + (l->cfg->heartbeat_flush_ms % 1000) * 1000000;
-		until.tv_sec += l->cfg->heartbeat_flush_ms / 1000 + ns / 1000000000;
-		until.tv_nsec = ns % 1000000000;
+		struct timespec until = fd_real_after(l->cfg->heartbeat_flush_ms);
 		while (!c->stop && pthread_cond_timedwait(&c->cv, &c->mu, &until) != ETIMEDOUT)
 			;
 		pthread_mutex_unlock(&c->mu);
@@ -377,7 +366,7 @@ static void *flusher_main(void *arg)
 		/* Forget, one shard per flush, sessions nobody heartbeats any more. */
 		shard_t *sh = &c->shards[c->sweep_shard++ % SHARDS];
 		pthread_mutex_lock(&sh->mu);
-		shard_clear(c, sh, now_s() - l->cfg->session_timeout - 10);
+		shard_clear(c, sh, fd_now_s() - l->cfg->session_timeout - 10);
 		pthread_mutex_unlock(&sh->mu);
 		pthread_mutex_lock(&c->mu);
 	}
@@ -534,7 +523,7 @@ static const char *suspended_paths(linesd_t *l, fd_arena_t *a, int64_t tenant, i
 {
 	struct linesd_sessions *c = l->sessions;
 	suspended_slot_t *slot = &c->suspended[(uint64_t)tenant % SUSPENDED_SLOTS];
-	int64_t now = mono_ms();
+	int64_t now = fd_mono_ms();
 	const char *out = NULL;
 	pthread_mutex_lock(&c->suspended_mu);
 	if (slot->paths && slot->tenant == tenant && now - slot->read_ms < SUSPENDED_TTL_MS)
@@ -607,12 +596,17 @@ static int check_ip(fd_call_t *call, const char *field, const char *s)
 	return 0;
 }
 
-/* The edge's (service) caller and the tenant it names; a suspended tenant
- * is an answer (TENANT_SUSPENDED), not an error. */
-static int playback_caller(fd_call_t *call, int64_t tenant_id, fd_caller_t *c, bool *active)
+/* The edge's tenant context: fd_tctx_begin's (the verified caller, its
+ * scope, the tenant it names), except that a suspended tenant is an answer
+ * (TENANT_SUSPENDED, *active false), not the error fd_call_tenant makes of
+ * it for a service. The edge always names the tenant (of the host name). */
+static int playback_begin(fd_tctx_t *t, fd_call_t *call, int64_t tenant_id, bool *active)
 {
-	int rc = fd_call_caller(call, c);
-	if (rc < 0 || (rc = fd_caller_need(c, FRONTDESK__V1__SCOPE__SCOPE_PLAYBACK_AUTHORIZE, fd_call_err(call))) < 0)
+	memset(t, 0, sizeof(*t));
+	t->call = call;
+	t->arena = fd_call_arena(call);
+	int rc = fd_call_caller(call, &t->c);
+	if (rc < 0 || (rc = fd_caller_need(&t->c, FRONTDESK__V1__SCOPE__SCOPE_PLAYBACK_AUTHORIZE, fd_call_err(call))) < 0)
 		return rc;
 	if (tenant_id <= 0)
 		return fd_call_fail(call, FD_EINVAL, "tenant_id: required (the tenant of the host name the player used)");
@@ -620,6 +614,8 @@ static int playback_caller(fd_call_t *call, int64_t tenant_id, fd_caller_t *c, b
 	if ((rc = fd_verifier_tenant(l->verifier, tenant_id, fd_call_deadline_ms(call), active, fd_call_err(call))) < 0)
 		return rc;
 	fd_call_set_log_tenant(call, tenant_id);
+	t->tenant = tenant_id;
+	snprintf(t->tenant_s, sizeof(t->tenant_s), "%" PRId64, tenant_id);
 	return 0;
 }
 
@@ -634,17 +630,15 @@ static int64_t lower_cap(int64_t a, int64_t b)
  * cap), or routerd could not be asked. Nothing is written. */
 static int no_node(fd_call_t *call, ProtobufCMessage **resp, int rc, const char *why)
 {
-	Frontdesk__V1__AuthorizePlaybackResponse *m = fd_arena_zalloc(fd_call_arena(call), sizeof(*m));
+	Frontdesk__V1__AuthorizePlaybackResponse *m = fd_reply(call, resp);
 	if (!m)
-		return OOM(call);
-	frontdesk__v1__authorize_playback_response__init(m);
+		return -FD_EEXHAUSTED;
 	m->allowed = false;
 	m->denial_reason = DENY(NO_NODE_AVAILABLE);
 	m->message = rc == -FD_EEXHAUSTED ? fd_arena_strdup(fd_call_arena(call), why)
 	                                  : fd_arena_printf(fd_call_arena(call), "routing is unavailable: %s", why);
 	if (!m->message)
 		return OOM(call);
-	*resp = &m->base;
 	return 0;
 }
 
@@ -653,9 +647,9 @@ int linesd_authorize_playback(fd_call_t *call, const ProtobufCMessage *msg, Prot
 	const Frontdesk__V1__AuthorizePlaybackRequest *req = (const void *)msg;
 	linesd_t *l = linesd_of(call);
 	fd_arena_t *a = fd_call_arena(call);
-	fd_caller_t c;
+	fd_tctx_t t;
 	bool active;
-	int rc = playback_caller(call, req->tenant_id, &c, &active);
+	int rc = playback_begin(&t, call, req->tenant_id, &active);
 	if (rc < 0)
 		return rc;
 	size_t un = strlen(req->username);
@@ -705,7 +699,7 @@ int linesd_authorize_playback(fd_call_t *call, const ProtobufCMessage *msg, Prot
 	if (!paths)
 		return -(int)fd_call_err(call)->code;
 	const char *params[16] = {
-		fd_arena_printf(a, "%" PRId64, req->tenant_id), req->username, pwh,
+		t.tenant_s, req->username, pwh,
 		fd_arena_printf(a, "%" PRId64, stream), req->client_ip, req->user_agent,
 		fd_arena_printf(a, "%d", (int)req->output_format), fd_arena_printf(a, "%" PRId64, node),
 		req->client_session_key, active ? "true" : "false",
@@ -719,16 +713,15 @@ int linesd_authorize_playback(fd_call_t *call, const ProtobufCMessage *msg, Prot
 			return OOM(call);
 	/* The session's id (and so its shard) is known only after: every drop counts. */
 	uint64_t drops = atomic_load(&l->sessions->drops);
-	fd_tx_opts_t o = { .tenant_id = req->tenant_id, .deadline_ms = fd_call_deadline_ms(call), .generic_plans = true };
-	if ((rc = fd_db_run_opts(l->db, &o, authorize_tx, &q, fd_call_err(call))) < 0)
+	fd_tx_opts_t o = { .generic_plans = true };
+	if ((rc = fd_tctx_run(&t, l->db, &o, authorize_tx, &q)) < 0)
 		return rc;
 	if (route_rc < 0 && strcmp(q.outcome, "allowed") == 0)
 		return no_node(call, resp, route_rc, rerr.msg);
 
-	Frontdesk__V1__AuthorizePlaybackResponse *m = fd_arena_zalloc(a, sizeof(*m));
+	Frontdesk__V1__AuthorizePlaybackResponse *m = fd_reply(call, resp);
 	if (!m)
-		return OOM(call);
-	frontdesk__v1__authorize_playback_response__init(m);
+		return -FD_EEXHAUSTED;
 	m->line = q.line;
 	if (m->line)
 		m->line->password = req->password;   /* the player's own; not opened again */
@@ -749,7 +742,7 @@ int linesd_authorize_playback(fd_call_t *call, const ProtobufCMessage *msg, Prot
 			m->note = "routing is not configured (FRONTDESK_ROUTERD_TARGET): no node is named";
 		}
 		if (q.session && q.line)
-			cache_put(l, true, drops, req->tenant_id, q.session, q.line_id, node, q.line->expires_at, now_s());
+			cache_put(l, true, drops, req->tenant_id, q.session, q.line_id, node, q.line->expires_at, fd_now_s());
 		/* The one it names; any other it ended (a line over a lowered
 		 * limit) leaves this cache through its announced end. */
 		if (q.replaced)
@@ -766,7 +759,6 @@ int linesd_authorize_playback(fd_call_t *call, const ProtobufCMessage *msg, Prot
 			m->line = NULL;
 		m->retry_after_seconds = q.retry_after;
 	}
-	*resp = &m->base;
 	return 0;
 }
 
@@ -916,19 +908,18 @@ int linesd_session_heartbeat(fd_call_t *call, const ProtobufCMessage *msg, Proto
 	const Frontdesk__V1__SessionHeartbeatRequest *req = (const void *)msg;
 	linesd_t *l = linesd_of(call);
 	fd_arena_t *a = fd_call_arena(call);
-	fd_caller_t c;
+	fd_tctx_t t;
 	bool active;
-	int rc = playback_caller(call, req->tenant_id, &c, &active);
+	int rc = playback_begin(&t, call, req->tenant_id, &active);
 	if (rc < 0)
 		return rc;
 	if (req->session_id <= 0)
 		return fd_call_fail(call, FD_EINVAL, "session_id: required");
-	Frontdesk__V1__SessionHeartbeatResponse *m = fd_arena_zalloc(a, sizeof(*m));
+	Frontdesk__V1__SessionHeartbeatResponse *m = fd_reply(call, resp);
 	if (!m)
-		return OOM(call);
-	frontdesk__v1__session_heartbeat_response__init(m);
+		return -FD_EEXHAUSTED;
 	m->next_heartbeat_seconds = (int32_t)l->cfg->heartbeat_interval;
-	int64_t now = now_s(), timeout = l->cfg->session_timeout;
+	int64_t now = fd_now_s(), timeout = l->cfg->session_timeout;
 
 	/* The cache: a live session of this tenant, its line unchanged since cached. */
 	shard_t *sh = shard_of(l->sessions, req->session_id);
@@ -948,12 +939,12 @@ int linesd_session_heartbeat(fd_call_t *call, const ProtobufCMessage *msg, Proto
 	}
 	if (!hit) {
 		uint64_t gen = cache_gen(l, req->session_id);
-		beat_q_t q = { .params = { fd_arena_printf(a, "%" PRId64, req->tenant_id),
+		beat_q_t q = { .params = { t.tenant_s,
 			                       fd_arena_printf(a, "%" PRId64, req->session_id), NULL } };
 		if (!q.params[0] || !q.params[1])
 			return OOM(call);
-		fd_tx_opts_t o = { .tenant_id = req->tenant_id, .deadline_ms = fd_call_deadline_ms(call), .read_only = true };
-		if ((rc = fd_db_run_opts(l->db, &o, session_state_tx, &q, fd_call_err(call))) < 0)
+		fd_tx_opts_t o = { .read_only = true };
+		if ((rc = fd_tctx_run(&t, l->db, &o, session_state_tx, &q)) < 0)
 			return rc;
 		if (!q.found)
 			return fd_call_fail(call, FD_ENOTFOUND, "session %" PRId64 " not found", req->session_id);
@@ -973,12 +964,11 @@ int linesd_session_heartbeat(fd_call_t *call, const ProtobufCMessage *msg, Proto
 				o.read_only = false;
 				if (!q.params[2])
 					return OOM(call);
-				if ((rc = fd_db_run_opts(l->db, &o, end_session_tx, &q, fd_call_err(call))) < 0)
+				if ((rc = fd_tctx_run(&t, l->db, &o, end_session_tx, &q)) < 0)
 					return rc;
 			}
 			m->active = false;
 			m->end_reason = (Frontdesk__V1__SessionEndReason)end;
-			*resp = &m->base;
 			return 0;
 		}
 		node = q.node;
@@ -992,14 +982,13 @@ int linesd_session_heartbeat(fd_call_t *call, const ProtobufCMessage *msg, Proto
 	m->node = node_message(a, node);
 	if (node && routing_node_unfit(l, node))
 		failover(l, call, req->tenant_id, req->session_id, line, node, m);
-	*resp = &m->base;
 	return 0;
 }
 
 /* ---- EndSession, KickSession, ListSessions ---- */
 
 typedef struct sess_q {
-	lreq_t *r;                   /* portals; NULL for the edge */
+	fd_tctx_t *r;                   /* portals; NULL for the edge */
 	const char *reason;          /* KickSession's (audited); NULL: EndSession */
 	fd_arena_t *arena;
 	int64_t tenant;
@@ -1014,7 +1003,7 @@ static const fd_sql_t SQL_CLOSE_SESSION = {
 	"linesd_close_session",
 	"WITH t AS (SELECT s.id FROM frontdesk.sessions s JOIN frontdesk.lines l"
 	"             ON l.tenant_id = s.tenant_id AND l.id = s.line_id"
-	"           WHERE s.tenant_id = $1 AND s.id = $2 AND l.reseller_path LIKE $4),"
+	"           WHERE s.tenant_id = $1 AND s.id = $2 AND l.reseller_path LIKE $4::text || '%'),"
 	" e AS (UPDATE frontdesk.sessions s SET ended_at = now(), end_reason = $3"
 	"        FROM t WHERE s.tenant_id = $1 AND s.id = t.id AND s.ended_at IS NULL RETURNING s.id, s.line_id),"
 	" n AS (SELECT frontdesk.line_event($1, 6, e.line_id, coalesce(l.reseller_id, 0), e.id, 0) FROM e"
@@ -1031,12 +1020,12 @@ static const fd_sql_t SQL_SESSION = {
 /* KickSession's audit row (session.kick), the transaction's last statement. */
 static int audit_kick(fd_tx_t *tx, sess_q_t *q, const Frontdesk__V1__Session *s)
 {
-	const char *line = lreq_i64(q->r, s->line_id);
+	const char *line = lines_i64(q->r, s->line_id);
+	const char *target = fd_arena_printf(q->arena, "session:%" PRId64, s->id);
 	const char *detail[] = { "line", line, q->reason[0] ? "reason" : NULL, q->reason, NULL };
-	if (!line)
+	if (!line || !target)
 		return TX_OOM(tx);
-	return lreq_audit(tx, q->r, "session.kick", fd_arena_printf(q->arena, "session:%" PRId64, s->id), detail,
-	                  FD_TX_LAST);
+	return fd_tctx_audit(tx, q->r, "session.kick", target, detail, FD_TX_LAST);
 }
 
 static int close_session_tx(fd_tx_t *tx, void *arg)
@@ -1065,9 +1054,9 @@ int linesd_end_session(fd_call_t *call, const ProtobufCMessage *msg, ProtobufCMe
 	const Frontdesk__V1__EndSessionRequest *req = (const void *)msg;
 	linesd_t *l = linesd_of(call);
 	fd_arena_t *a = fd_call_arena(call);
-	fd_caller_t c;
+	fd_tctx_t t;
 	bool active;
-	int rc = playback_caller(call, req->tenant_id, &c, &active);
+	int rc = playback_begin(&t, call, req->tenant_id, &active);
 	if (rc < 0)
 		return rc;
 	if (req->session_id <= 0)
@@ -1075,28 +1064,26 @@ int linesd_end_session(fd_call_t *call, const ProtobufCMessage *msg, ProtobufCMe
 	/* Always announced: another replica's cache may hold it (and would keep
 	 * answering its heartbeats). */
 	sess_q_t q = { .arena = a, .tenant = req->tenant_id,
-		           .params = { fd_arena_printf(a, "%" PRId64, req->tenant_id),
-		                       fd_arena_printf(a, "%" PRId64, req->session_id), "1", "%", "true" } };
+		           .params = { t.tenant_s,
+		                       fd_arena_printf(a, "%" PRId64, req->session_id), "1", "", "true" } };
 	if (!q.params[0] || !q.params[1])
 		return OOM(call);
-	fd_tx_opts_t o = { .tenant_id = req->tenant_id, .deadline_ms = fd_call_deadline_ms(call) };
-	if ((rc = fd_db_run_opts(l->db, &o, close_session_tx, &q, fd_call_err(call))) < 0)
+	fd_tx_opts_t o = { 0 };
+	if ((rc = fd_tctx_run(&t, l->db, &o, close_session_tx, &q)) < 0)
 		return rc;
 	cache_drop(l, req->session_id);
-	Frontdesk__V1__EndSessionResponse *m = fd_arena_zalloc(a, sizeof(*m));
+	Frontdesk__V1__EndSessionResponse *m = fd_reply(call, resp);
 	if (!m)
-		return OOM(call);
-	frontdesk__v1__end_session_response__init(m);
+		return -FD_EEXHAUSTED;
 	m->session = q.out[0];
-	*resp = &m->base;
 	return 0;
 }
 
 int linesd_kick_session(fd_call_t *call, const ProtobufCMessage *msg, ProtobufCMessage **resp)
 {
 	const Frontdesk__V1__KickSessionRequest *req = (const void *)msg;
-	lreq_t r;
-	int rc = lreq_begin(&r, call, FRONTDESK__V1__SCOPE__SCOPE_SESSIONS_WRITE, req->tenant_id);
+	fd_tctx_t r;
+	int rc = fd_tctx_begin(&r, call, FRONTDESK__V1__SCOPE__SCOPE_SESSIONS_WRITE, req->tenant_id, "lines");
 	if (rc < 0)
 		return rc;
 	if (req->session_id <= 0)
@@ -1105,18 +1092,16 @@ int linesd_kick_session(fd_call_t *call, const ProtobufCMessage *msg, ProtobufCM
 		return rc;
 	/* Always announced: every replica's heartbeat cache must hear of it. */
 	sess_q_t q = { .r = &r, .reason = req->reason, .arena = r.arena, .tenant = r.tenant,
-		           .params = { r.tenant_s, lreq_i64(&r, req->session_id), "3", lreq_subtree(&r), "true" } };
+		           .params = { r.tenant_s, lines_i64(&r, req->session_id), "3", fd_subtree_prefix(&r.c), "true" } };
 	if (!q.params[1] || !q.params[3])
 		return OOM(call);
-	if ((rc = lreq_run(&r, close_session_tx, &q)) < 0)
+	if ((rc = lines_run(&r, close_session_tx, &q)) < 0)
 		return rc;
-	cache_drop(r.l, req->session_id);
-	Frontdesk__V1__KickSessionResponse *m = fd_arena_zalloc(r.arena, sizeof(*m));
+	cache_drop(linesd_of(r.call), req->session_id);
+	Frontdesk__V1__KickSessionResponse *m = fd_reply(call, resp);
 	if (!m)
-		return OOM(call);
-	frontdesk__v1__kick_session_response__init(m);
+		return -FD_EEXHAUSTED;
 	m->session = q.out[0];
-	*resp = &m->base;
 	return 0;
 }
 
@@ -1126,7 +1111,7 @@ static const fd_sql_t SQL_LIST_SESSIONS = {
 	"linesd_list_sessions",
 	"SELECT " SESSION_COLUMNS " FROM " SESSION_FROM
 	" WHERE s.tenant_id = $1 AND s.id > $2 AND s.ended_at IS NULL"
-	"   AND s.last_seen_at > now() - make_interval(secs => $9) AND l.reseller_path LIKE $4"
+	"   AND s.last_seen_at > now() - make_interval(secs => $9) AND l.reseller_path LIKE $4::text || '%'"
 	"   AND ($5::bigint IS NULL OR s.line_id = $5) AND ($6::text IS NULL OR l.reseller_path LIKE $6)"
 	"   AND ($7::bigint IS NULL OR s.stream_id = $7) AND ($8::bigint IS NULL OR s.node_id = $8)"
 	" ORDER BY s.id LIMIT $3",
@@ -1139,7 +1124,7 @@ static int list_sessions_tx(fd_tx_t *tx, void *arg)
 	int rc;
 	if (q->params[5]) {     /* a reseller id: its subtree, if the caller may see it */
 		const char *path;
-		if ((rc = lreq_reseller(tx, q->r, strtoll(q->params[5], NULL, 10), &path, NULL)) < 0)
+		if ((rc = lines_reseller(tx, q->r, strtoll(q->params[5], NULL, 10), &path, NULL)) < 0)
 			return rc;
 		if (!(q->params[5] = fd_arena_printf(q->arena, "%s%%", path)))
 			return TX_OOM(tx);
@@ -1159,8 +1144,8 @@ static int list_sessions_tx(fd_tx_t *tx, void *arg)
 int linesd_list_sessions(fd_call_t *call, const ProtobufCMessage *msg, ProtobufCMessage **resp)
 {
 	const Frontdesk__V1__ListSessionsRequest *req = (const void *)msg;
-	lreq_t r;
-	int rc = lreq_begin(&r, call, FRONTDESK__V1__SCOPE__SCOPE_SESSIONS_READ, req->tenant_id);
+	fd_tctx_t r;
+	int rc = fd_tctx_begin(&r, call, FRONTDESK__V1__SCOPE__SCOPE_SESSIONS_READ, req->tenant_id, "lines");
 	if (rc < 0)
 		return rc;
 	int limit;
@@ -1170,25 +1155,23 @@ int linesd_list_sessions(fd_call_t *call, const ProtobufCMessage *msg, ProtobufC
 	if (req->line_id < 0 || req->reseller_id < 0 || req->stream_id < 0 || req->node_id < 0)
 		return fd_call_fail(call, FD_EINVAL, "line_id, reseller_id, stream_id, node_id: must not be negative");
 	sess_q_t q = { .r = &r, .arena = r.arena, .tenant = r.tenant, .limit = limit,
-		           .params = { r.tenant_s, lreq_i64(&r, after), lreq_i64(&r, limit + 1), lreq_subtree(&r),
-		                       req->line_id ? lreq_i64(&r, req->line_id) : NULL,
-		                       req->reseller_id ? lreq_i64(&r, req->reseller_id) : NULL,
-		                       req->stream_id ? lreq_i64(&r, req->stream_id) : NULL,
-		                       req->node_id ? lreq_i64(&r, req->node_id) : NULL,
-		                       lreq_i64(&r, r.l->cfg->session_timeout) } };
+		           .params = { r.tenant_s, lines_i64(&r, after), lines_i64(&r, limit + 1), fd_subtree_prefix(&r.c),
+		                       req->line_id ? lines_i64(&r, req->line_id) : NULL,
+		                       req->reseller_id ? lines_i64(&r, req->reseller_id) : NULL,
+		                       req->stream_id ? lines_i64(&r, req->stream_id) : NULL,
+		                       req->node_id ? lines_i64(&r, req->node_id) : NULL,
+		                       lines_i64(&r, linesd_of(r.call)->cfg->session_timeout) } };
 	if (!q.params[1] || !q.params[2] || !q.params[3] || !q.params[8])
 		return OOM(call);
-	if ((rc = lreq_run_ro(&r, list_sessions_tx, &q)) < 0)
+	if ((rc = lines_run_ro(&r, list_sessions_tx, &q)) < 0)
 		return rc;
-	Frontdesk__V1__ListSessionsResponse *m = fd_arena_zalloc(r.arena, sizeof(*m));
+	Frontdesk__V1__ListSessionsResponse *m = fd_reply(call, resp);
 	if (!m)
-		return OOM(call);
-	frontdesk__v1__list_sessions_response__init(m);
+		return -FD_EEXHAUSTED;
 	m->sessions = q.out;
 	m->n_sessions = q.n > (size_t)limit ? (size_t)limit : q.n;
 	if (q.n > (size_t)limit && !(m->next_page_token = fd_page_token(r.arena, q.out[limit - 1]->id)))
 		return OOM(call);
-	*resp = &m->base;
 	return 0;
 }
 
