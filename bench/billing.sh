@@ -2,7 +2,7 @@
 # billing.sh - the issue-4 benchmark: Charge per second over gRPC against
 # billingd, beside a raw-SQL baseline from the same run: pgbench running what
 # billingd runs for one Charge (BEGIN, the tenant, SQL_CHARGE read from
-# services/billingd/ledger.c, COMMIT, in one pipeline, as frontdesk_billingd
+# services/billingd/store.c, COMMIT, in one pipeline, as frontdesk_billingd
 # so that RLS applies). Two patterns: one hot reseller, and charges spread
 # over 1,000 resellers; 1, 8 and 32 in flight; cases interleaved round by
 # round, each run followed by a `cpu` line (billingd, PostgreSQL, the load

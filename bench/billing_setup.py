@@ -22,7 +22,7 @@ is in billing.sh). Each command prints shell assignments or writes files:
   pgbench FILE [nopipeline]         the pgbench script of one Charge: what
                                     billingd sends (services/runtime/db.c) in one
                                     pipeline: BEGIN, the tenant, SQL_CHARGE as
-                                    services/billingd/ledger.c spells it (read
+                                    services/billingd/store.c spells it (read
                                     from there, with its 9 parameters as pgbench
                                     variables), COMMIT
 """
@@ -70,21 +70,21 @@ def c_literals(text):
 
 
 def sql_charge():
-    """SQL_CHARGE as billingd sends it, from services/billingd/ledger.c."""
-    src = open(os.path.join(ROOT, "services", "billingd", "ledger.c")).read()
+    """SQL_CHARGE as billingd sends it, from services/billingd/store.c."""
+    src = open(os.path.join(ROOT, "services", "billingd", "store.c")).read()
     m = re.search(r"#define ENTRY_COLS\(REFUNDED\)((?:[^\n]*\\\n)*[^\n]*)", src)
-    assert m and m.group(1).rstrip().endswith("REFUNDED"), "ledger.c: ENTRY_COLS changed shape"
+    assert m and m.group(1).rstrip().endswith("REFUNDED"), "store.c: ENTRY_COLS changed shape"
     entry_cols = c_literals(m.group(1))
     m = re.search(r"static const fd_sql_t SQL_CHARGE = \{(.*?)\n\};", src, re.S)
-    assert m, "ledger.c: SQL_CHARGE not found"
+    assert m, "store.c: SQL_CHARGE not found"
     body = m.group(1)
     body = body.replace('ENTRY_COLS("0")', '"' + entry_cols + '0"')
     name, rest = body.split(",", 1)
-    assert c_literals(name) == "billingd_charge", "ledger.c: SQL_CHARGE changed shape"
+    assert c_literals(name) == "billingd_charge", "store.c: SQL_CHARGE changed shape"
     nparams = int(rest.rstrip().rstrip(",").rsplit(",", 1)[1])
     sql = c_literals(rest)
     assert nparams == len(CHARGE_VARS) and f"${nparams}" in sql and f"${nparams + 1}" not in sql, \
-        "ledger.c: SQL_CHARGE's parameters changed"
+        "store.c: SQL_CHARGE's parameters changed"
     # $9 before $1, so that $1 does not eat the 1 of another.
     for i in range(nparams, 0, -1):
         sql = sql.replace(f"${i}", CHARGE_VARS[i - 1])
