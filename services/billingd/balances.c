@@ -28,7 +28,7 @@ int billingd_get_balance(fd_call_t *call, const ProtobufCMessage *msg, ProtobufC
 	int rc = fd_tctx_begin(&t, call, FRONTDESK__V1__SCOPE__SCOPE_CREDITS_READ, req->tenant_id, "credits");
 	if (rc < 0)
 		return rc;
-	if (req->reseller_id < 0 || req->kind > FRONTDESK__V1__ACCOUNT_KIND__ACCOUNT_KIND_CONSUMPTION)
+	if (req->reseller_id < 0 || (int)req->kind < 0 || req->kind > FRONTDESK__V1__ACCOUNT_KIND__ACCOUNT_KIND_CONSUMPTION)
 		return fd_call_fail(call, FD_EINVAL, "kind or reseller_id: out of range");
 	balance_q_t q = { .t = &t };
 	if (req->kind == FRONTDESK__V1__ACCOUNT_KIND__ACCOUNT_KIND_ISSUANCE ||

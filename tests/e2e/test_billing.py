@@ -387,6 +387,8 @@ def test_accounts_entries_and_balances_as_documented(plat):
     assert got == want and sum(got.values()) == 0
     assert t.bill.GetBalance(kind=RESELLER, reseller_id=c.id).account.balance == 80
     assert t.bill.GetBalance(kind=CONSUMPTION).account.updated_at > 0
+    for bad in (-1, 4, 99):   # an enum value the contract does not have
+        expect("INVALID_ARGUMENT", t.bill.GetBalance, kind=bad)
     assert plat.balances(t.tenant) == {0: -1000, t.root: 700, p.id: 200, c.id: 80}
     # Resellers read their own subtree's balances only, never the tenant's accounts.
     assert p.bill.GetBalance().account.balance == 200
