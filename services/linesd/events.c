@@ -8,7 +8,7 @@
  * for it.
  *
  * A notification carries ids only. For each one the thread tells the
- * heartbeat cache (sessions_on_event), then, when a watcher of this replica
+ * observer it was started with (sessions.c's: the heartbeat cache), then, when a watcher of this replica
  * may want it, reads the line or session once in the tenant's transaction
  * and sends the event to every watcher whose filters match.
  *
@@ -29,11 +29,11 @@
 #include <time.h>
 #include <sodium.h>
 #include "linesd.h"
+#include "store.h"
 #include "fd/listen.h"
 #include "fd/log.h"
 
-#define REFRESH_MS 10000           /* line_watchers rows are renewed this often */
-#define WATCHER_TTL "30 seconds"   /* ... and expire this long after the last renewal */
+#define REFRESH_MS 10000           /* line_watchers rows are renewed this often (store.h: WATCHER_TTL) */
 #define WATCHED_TTL_MS 1000        /* events_watched answers are reused this long */
 #define TX_BUDGET_MS 5000          /* deadline of the thread's own transactions */
 #define MAX_TYPES 16
@@ -76,6 +76,7 @@ typedef struct cache_slot {
 
 struct linesd_events {
 	linesd_t *l;
+	events_observer_t obs;            /* told of every event, and of losing them */
 	char replica[33];                 /* this process's line_watchers.replica, random */
 	fd_listener_t *listener;
 	int64_t next_refresh;             /* monotonic ms: line_watchers renewal (listener thread) */
@@ -100,50 +101,6 @@ static int64_t deadline_ms(void)
 }
 
 /* ---- statements ---- */
-
-static const fd_sql_t SQL_WATCHER_UPSERT = {
-	"linesd_ev_watcher_upsert",
-	"WITH gone AS (DELETE FROM frontdesk.line_watchers"
-	"               WHERE tenant_id = $1 AND replica <> $2 AND expires_at < now())"
-	" INSERT INTO frontdesk.line_watchers (tenant_id, replica, expires_at)"
-	" VALUES ($1, $2, now() + interval '" WATCHER_TTL "')"
-	" ON CONFLICT (tenant_id, replica) DO UPDATE SET expires_at = EXCLUDED.expires_at",
-	2,
-};
-static const fd_sql_t SQL_WATCHER_DELETE = {
-	"linesd_ev_watcher_delete",
-	"DELETE FROM frontdesk.line_watchers WHERE tenant_id = $1 AND replica = $2",
-	2,
-};
-static const fd_sql_t SQL_WATCHED = {
-	"linesd_ev_watched",
-	"SELECT EXISTS (SELECT 1 FROM frontdesk.line_watchers WHERE tenant_id = $1 AND expires_at > now())",
-	1,
-};
-static const fd_sql_t SQL_WATCH_LINE = {
-	"linesd_ev_watch_line",
-	"SELECT reseller_path FROM frontdesk.lines WHERE tenant_id = $1 AND id = $2 AND state <> 'pending'",
-	2,
-};
-/* The owner's path is read after the message's columns, at LINE_NCOLS. */
-static const fd_sql_t SQL_EVENT_LINE = {
-	"linesd_ev_line",
-	"SELECT " LINE_COLUMNS ", l.reseller_path FROM frontdesk.lines l"
-	" WHERE l.tenant_id = $1 AND l.id = $2 AND l.state <> 'pending'",
-	2,
-};
-/* ... and at SESSION_NCOLS (NULL once the line is deleted). */
-static const fd_sql_t SQL_EVENT_SESSION = {
-	"linesd_ev_session",
-	"SELECT " SESSION_COLUMNS ", l.reseller_path FROM " SESSION_FROM
-	" WHERE s.tenant_id = $1 AND s.id = $2",
-	2,
-};
-static const fd_sql_t SQL_ACCOUNT_PATH = {
-	"linesd_ev_account_path",
-	"SELECT path FROM frontdesk.account_refs WHERE tenant_id = $1 AND id = $2",
-	2,
-};
 
 /* ---- this replica's line_watchers rows ---- */
 
@@ -259,7 +216,7 @@ static cache_slot_t *cache_slot(struct linesd_events *ev, int64_t tenant)
 	return victim;
 }
 
-static void cache_put(struct linesd_events *ev, int64_t tenant, bool watched, int64_t checked_ms)
+static void watched_put(struct linesd_events *ev, int64_t tenant, bool watched, int64_t checked_ms)
 {
 	pthread_mutex_lock(&ev->cache_mu);
 	cache_slot_t *s = cache_slot(ev, tenant);
@@ -427,7 +384,7 @@ static int watch_start(fd_call_t *call, const ProtobufCMessage *req_)
 	pthread_mutex_unlock(&ev->rows_mu);
 	if (rc < 0)
 		goto fail;
-	cache_put(ev, r.tenant, true, fd_mono_ms());
+	watched_put(ev, r.tenant, true, fd_mono_ms());
 	fd_debug("watching line events (reseller %" PRId64 ", line %" PRId64 ", types 0x%x)",
 	         req->reseller_id, req->line_id, types);
 	return 0;
@@ -472,7 +429,7 @@ static void watch_closed(fd_call_t *call, bool cancelled)
 		if (row_write(ev, &SQL_WATCHER_DELETE, w->tenant, &err) < 0)
 			fd_warn("line watchers of tenant %" PRId64 ": cannot remove their row (it expires): %s",
 			        w->tenant, err.msg);
-		cache_put(ev, w->tenant, false, 0);   /* ask again: other replicas may watch */
+		watched_put(ev, w->tenant, false, 0);   /* ask again: other replicas may watch */
 	}
 	pthread_mutex_unlock(&ev->rows_mu);
 	fd_debug("line events watch ended (%s)", cancelled ? "cancelled by the client" : "finished");
@@ -637,7 +594,8 @@ static void on_notify(struct linesd_events *ev, const char *payload)
 		fd_warn("line events: ignoring a malformed notification");
 		return;
 	}
-	sessions_on_event(l, e.tenant, e.type, e.line_id, e.session_id);
+	if (ev->obs.on_event)
+		ev->obs.on_event(ev->obs.arg, e.tenant, e.type, e.line_id, e.session_id);
 	if (e.type < EV(LINE_CREATED) || e.type > EV(LINE_DELETED))
 		return;
 	int64_t id = next_event_id(ev);
@@ -679,7 +637,8 @@ static void listen_up(void *arg)
 	atomic_store(&ev->listening, true);
 	pthread_mutex_unlock(&ev->mu);
 	/* What was cached while not listening may be stale. */
-	sessions_forget_all(ev->l);
+	if (ev->obs.on_lost)
+		ev->obs.on_lost(ev->obs.arg);
 }
 
 static void listen_lost(void *arg, const char *why)
@@ -690,9 +649,10 @@ static void listen_lost(void *arg, const char *why)
 	atomic_store(&ev->listening, false);
 	end_streams_locked(ev, 0, 0, 0, "line events were interrupted (database connection lost); watch again");
 	pthread_mutex_unlock(&ev->mu);
-	/* Events may be missed until LISTEN is back: the heartbeat cache can no
-	 * longer be trusted. */
-	sessions_forget_all(ev->l);
+	/* Events may be missed until LISTEN is back: what is kept from them can
+	 * no longer be trusted. */
+	if (ev->obs.on_lost)
+		ev->obs.on_lost(ev->obs.arg);
 }
 
 static void listen_notify(void *arg, const char *payload)
@@ -711,7 +671,7 @@ static void listen_tick(void *arg)
 
 /* ---- life ---- */
 
-int events_init(linesd_t *l, fd_err_t *err)
+int events_init(linesd_t *l, const events_observer_t *obs, fd_err_t *err)
 {
 	if (sodium_init() < 0)
 		return fd_err_set(err, FD_EINTERNAL, "libsodium failed to initialise");
@@ -719,6 +679,8 @@ int events_init(linesd_t *l, fd_err_t *err)
 	if (!ev)
 		return fd_err_set(err, FD_EEXHAUSTED, "out of memory");
 	ev->l = l;
+	if (obs)
+		ev->obs = *obs;
 	unsigned char rnd[16];
 	randombytes_buf(rnd, sizeof(rnd));
 	sodium_bin2hex(ev->replica, sizeof(ev->replica), rnd, sizeof(rnd));

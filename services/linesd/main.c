@@ -1,10 +1,8 @@
-/* main.c - linesd: lines, the catalog, playback authorization and live
- * sessions (see linesd.h for the files). */
-#include <errno.h>
+/* main.c - linesd: its settings, its method table, and its parts started
+ * and stopped in order (see linesd.h for the files). */
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <sodium.h>
 #include "linesd.h"
 #include "fd/log.h"
@@ -75,32 +73,11 @@ static const fd_method_impl_t methods[] = {
 	{ 0 },
 };
 
-/* The background jobs: the sweep (expiry, timeouts) and the reconciliation
- * of pending charges, every sweep_ms. */
-static void *jobs_main(void *arg)
-{
-	linesd_t *l = arg;
-	pthread_mutex_lock(&l->jobs_mu);
-	while (!l->stopping) {
-		pthread_mutex_unlock(&l->jobs_mu);
-		sessions_sweep(l);
-		lines_reconcile(l);
-		pthread_mutex_lock(&l->jobs_mu);
-		struct timespec until = fd_real_after(l->cfg->sweep_ms);
-		while (!l->stopping && pthread_cond_timedwait(&l->jobs_cv, &l->jobs_mu, &until) != ETIMEDOUT)
-			;
-	}
-	pthread_mutex_unlock(&l->jobs_mu);
-	return NULL;
-}
-
 static int linesd_start(linesd_t *l, fd_service_t *svc, fd_err_t *err)
 {
 	l->cfg = fd_service_config(svc);
 	l->db = fd_service_db(svc);
 	l->verifier = fd_service_verifier(svc);
-	pthread_mutex_init(&l->jobs_mu, NULL);
-	pthread_cond_init(&l->jobs_cv, NULL);
 	const linesd_config_t *cfg = l->cfg;
 	if (cfg->fault[0] && strcmp(cfg->fault, "kill_after_charge") != 0)
 		return fd_err_set(err, FD_EINVAL, "FRONTDESK_LINESD_FAULT: \"\" or kill_after_charge");
@@ -127,12 +104,13 @@ static int linesd_start(linesd_t *l, fd_service_t *svc, fd_err_t *err)
 		                          .audience = "billingd" };
 	if (!(l->billing_token = fd_token_source_new(&to, err)))
 		return -FD_EINVAL;
-	if ((rc = sessions_init(l, err)) < 0 || (rc = events_init(l, err)) < 0 || (rc = routing_init(l, err)) < 0)
+	/* The heartbeat cache hears every line event, and forgets all when
+	 * they may have been missed: events.c knows nothing of it. */
+	events_observer_t obs = { .on_event = sessions_on_event, .on_lost = sessions_forget_all, .arg = l };
+	if ((rc = authorize_init(l, err)) < 0 || (rc = sessions_init(l, err)) < 0 ||
+	    (rc = events_init(l, &obs, err)) < 0 || (rc = routing_init(l, err)) < 0)
 		return rc;
-	if (pthread_create(&l->jobs, NULL, jobs_main, l) != 0)
-		return fd_err_set(err, FD_EINTERNAL, "cannot start the sweep thread");
-	l->jobs_started = true;
-	return 0;
+	return janitor_start(l, err);
 }
 
 static void linesd_fini(fd_service_t *svc, void *state);
@@ -157,21 +135,14 @@ static void linesd_fini(fd_service_t *svc, void *state)
 	linesd_t *l = state;
 	if (!l)
 		return;
-	if (l->jobs_started) {
-		pthread_mutex_lock(&l->jobs_mu);
-		l->stopping = true;
-		pthread_cond_broadcast(&l->jobs_cv);
-		pthread_mutex_unlock(&l->jobs_mu);
-		pthread_join(l->jobs, NULL);
-	}
+	janitor_stop(l);
 	routing_fini(l);
 	events_fini(l);
 	sessions_fini(l);
+	authorize_fini(l);
 	fd_token_source_free(l->billing_token);
 	fd_channel_free(l->billingd);
 	fd_channel_free(l->authd);
-	pthread_mutex_destroy(&l->jobs_mu);
-	pthread_cond_destroy(&l->jobs_cv);
 	sodium_memzero(l->pw_box_key, sizeof(l->pw_box_key));
 	sodium_memzero(l->pw_hash_key, sizeof(l->pw_hash_key));
 	free(l);

@@ -249,3 +249,15 @@ void routing_fini(linesd_t *l)
 	l->routing = NULL;
 	free(r);
 }
+
+Frontdesk__V1__RoutedNode *routing_node_message(fd_arena_t *a, int64_t node)
+{
+	if (!node)
+		return NULL;
+	Frontdesk__V1__RoutedNode *n = fd_arena_zalloc(a, sizeof(*n));
+	if (n) {
+		frontdesk__v1__routed_node__init(n);
+		n->node_id = node;
+	}
+	return n;
+}

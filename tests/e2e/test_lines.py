@@ -129,7 +129,7 @@ def state(p, tenant):
         "charges": p.sql(f"SELECT count(*) || ':' || coalesce(md5(string_agg(c::text, ',' ORDER BY id)), '')"
                          f" FROM frontdesk.line_charges c WHERE tenant_id = {tenant}"),
         "ledger": count(p, f"SELECT count(*) FROM frontdesk.ledger_entries WHERE tenant_id = {tenant}"),
-        "idem": count(p, f"SELECT count(*) FROM frontdesk.lines_idempotency WHERE tenant_id = {tenant}"),
+        "idem": count(p, f"SELECT count(*) FROM frontdesk.idempotency WHERE tenant_id = {tenant} AND service = 'linesd'"),
     }
 
 
