@@ -1,19 +1,40 @@
-/* authd.h - what authd's parts share: its settings, its state, input checks
- * and the conversions from rows to messages. */
+/* authd.h - what authd's parts share: its settings, its state, and each
+ * part's functions. The parts, by file:
+ *   main.c       settings, the method table, start and stop
+ *   check.c      input rules, pure (check.h)
+ *   enums.c      enum <-> stored text tables (enums.h)
+ *   store.c      every SQL statement and the reading of its rows (store.h)
+ *   secrets.c    keyed hashes, new secrets, idempotency of creates
+ *   passwords.c  argon2id under a concurrency bound
+ *   tokens.c     access tokens, refresh tokens, scopes of roles
+ *   keys.c       signing keys, GetVerificationKeys
+ *   services.c   service secrets, IssueServiceToken
+ *   tenants.c    CreateTenant, GetTenant, ListTenants, SuspendTenant
+ *   resellers.c  CreateReseller, GetReseller, ListResellers, UpdateReseller
+ *   apikeys.c    CreateApiKey, ListApiKeys, RevokeApiKey
+ *   login.c      Login and its failed-login limits
+ *   sessions.c   Refresh, Logout, WhoAmI
+ *   audit.c      authd's audit rows, ListAuditEvents
+ * Handlers start from fd_tctx_begin (tenants/fd/tctx.h), but Login and
+ * Refresh, which have no caller, and end in fd_reply. */
 #ifndef AUTHD_H
 #define AUTHD_H
 
 #include <pthread.h>
 #include <stdbool.h>
 #include <stdint.h>
-#include <libpq-fe.h>
+#include "check.h"
+#include "enums.h"
+#include "store.h"
 #include "fd/audit.h"
 #include "fd/auth.h"
 #include "fd/db.h"
+#include "fd/idem.h"
 #include "fd/request.h"
 #include "fd/service.h"
+#include "fd/tctx.h"
 #include "fd/tenant.h"
-#include "fd/wire.h"
+#include "fd/text.h"
 #include "frontdesk/v1/auth.pb-c.h"
 
 typedef struct authd_config {
@@ -33,6 +54,12 @@ typedef struct authd_config {
 
 typedef struct signing_key signing_key_t;
 
+typedef struct service_secret {
+	char name[32];
+	unsigned char hash[32];        /* secret_hash of its secret */
+	fd_scopes_t scopes;
+} service_secret_t;
+
 typedef struct authd {
 	fd_service_t *svc;
 	const authd_config_t *cfg;
@@ -50,11 +77,7 @@ typedef struct authd {
 	int pw_running;
 	char dummy_hash[128];          /* verified when the user does not exist */
 
-	struct service_secret {
-		char name[32];
-		unsigned char hash[32];
-		fd_scopes_t scopes;
-	} services[8];
+	service_secret_t services[8];
 	int nservices;
 } authd_t;
 
@@ -63,7 +86,7 @@ static inline authd_t *authd_of(fd_call_t *call)
 	return fd_service_state(fd_call_service(call));
 }
 
-/* ---- handlers (one file per group) ---- */
+/* ---- handlers ---- */
 int authd_create_tenant(fd_call_t *, const ProtobufCMessage *, ProtobufCMessage **);
 int authd_get_tenant(fd_call_t *, const ProtobufCMessage *, ProtobufCMessage **);
 int authd_list_tenants(fd_call_t *, const ProtobufCMessage *, ProtobufCMessage **);
@@ -92,93 +115,76 @@ void keys_fini(authd_t *a);
 char *keys_sign(authd_t *a, fd_arena_t *arena, const char *claims, int64_t now, int64_t exp,
                 fd_err_t *err);
 
-/* ---- sessions.c: people's tokens ---- */
-/* Role default scopes. */
-fd_scopes_t role_scopes(fd_role_t role);
-/* An access token for an account; fills the token, its expiry and the
- * caller message. */
-typedef struct account_row {
-	int64_t tenant_id, id, parent_id;
-	fd_role_t role;
-	char username[65];
-	char tenant_slug[64];
-	char path[FD_PATH_MAX];
-	unsigned permissions;
-} account_row_t;
-int issue_access(authd_t *a, fd_call_t *call, const account_row_t *acc, char **token,
-                 int64_t *expires_at, Frontdesk__V1__Caller **caller);
-Frontdesk__V1__Caller *caller_message(fd_arena_t *arena, const fd_caller_t *c);
+/* ---- services.c ---- */
+/* "linesd=secret,edged=secret" into a->services (only hashes are kept). */
+int services_parse(authd_t *a, const char *spec, fd_err_t *err);
 
+/* ---- passwords.c ---- */
 /* Password hashing with the concurrency bound. */
-int pw_hash(authd_t *a, const char *password, char out[128], fd_err_t *err);
+int pw_hash(authd_t *a, const char *password, char out[128], fd_err_t *err) FD_MUSTCHECK;
 /* 0 when it matches, -FD_EUNAUTH when not, -FD_EEXHAUSTED when too many run. */
 int pw_verify(authd_t *a, const char *hash, const char *password, fd_err_t *err);
+/* Wipes the request's password fields when the call's arena is freed (they
+ * were unpacked into it): 0, or -FD_EEXHAUSTED (then they are wiped now). */
+int pw_wipe_on_free(fd_arena_t *arena, char *const *fields, size_t n) FD_MUSTCHECK;
 
-/* ---- check.c: input ---- */
-int check_username(const char *field, const char *s, fd_err_t *err);
-int check_password(const char *field, const char *s, fd_err_t *err);
-int check_slug(const char *field, const char *s, fd_err_t *err);
-
-/* Keyed BLAKE2b of a secret (refresh tokens, API keys, service secrets). */
-void secret_hash(const authd_t *a, const char *s, size_t n, unsigned char out[32]);
-/* A new secret: 32 random bytes, base64url (43 characters + NUL). */
-void new_secret(char out[44]);
-
-/* Conversions. */
-int64_t ts_col(PGresult *res, int row, int col);       /* epoch column; NULL -> 0 */
-const char *id_str(fd_arena_t *arena, int64_t v);
-/* The Reseller message of a row from RESELLER_COLS (resellers.c). The row's
- * own status is read from the row itself, not the subquery: in an UPDATE's
- * RETURNING the subquery still sees the row as it was. */
-#define RESELLER_COLS                                                                      \
-	"a.id, coalesce(a.parent_id, 0), a.username, a.display_name, a.role, a.status,"        \
-	" a.permissions, a.path, a.notes, floor(extract(epoch FROM a.created_at))::bigint,"           \
-	" floor(extract(epoch FROM a.updated_at))::bigint,"                                           \
-	" coalesce(floor(extract(epoch FROM a.last_login_at))::bigint, 0),"                           \
-	" a.status = 'suspended' OR coalesce((SELECT bool_or(s.status = 'suspended')"          \
-	"   FROM frontdesk.accounts s WHERE s.tenant_id = a.tenant_id AND s.id <> a.id"         \
-	"    AND s.id = ANY (frontdesk.path_ids(a.path))), false)"
-Frontdesk__V1__Reseller *reseller_message(fd_arena_t *arena, int64_t tenant, PGresult *res, int row);
+/* ---- tokens.c: people's tokens ---- */
+/* Role default scopes. */
+fd_scopes_t role_scopes(fd_role_t role);
 /* A set of scopes as names joined by commas, each between quote ("\"" for
  * JSON, "" for a text[] literal's inside), and as the API's enum list. */
 char *scopes_text(fd_arena_t *arena, fd_scopes_t scopes, const char *quote);
 Frontdesk__V1__Scope *scopes_list(fd_arena_t *arena, fd_scopes_t scopes, size_t *n);
-const char *permissions_array(fd_arena_t *arena, unsigned perms);
-
-/* Idempotency of creates (auth_idempotency). Within fn: a stored answer for
- * key is unpacked into *replay (same request) or -FD_EPRECOND (different). */
-int idem_lookup(fd_tx_t *tx, fd_arena_t *arena, int64_t tenant, const char *method, const char *key,
-                const unsigned char req_hash[32], const ProtobufCMessageDescriptor *desc,
-                ProtobufCMessage **replay);
-int idem_store(fd_tx_t *tx, int64_t tenant, const char *method, const char *key,
-               const unsigned char req_hash[32], const ProtobufCMessage *resp);
-/* The keyed BLAKE2b of the packed request (packed in the call's arena and
- * wiped: it may hold a password). -FD_EEXHAUSTED when out of memory: never a
- * made-up hash, which two different requests could share. */
-int request_hash(const authd_t *a, fd_arena_t *arena, const ProtobufCMessage *req,
-                 unsigned char out[32]) FD_MUSTCHECK;
-
-/* The path prefix of the accounts a caller may see in a tenant: its own
- * subtree for resellers, everything ("") for tenant and platform admins. */
-static inline const char *caller_subtree(const fd_caller_t *c)
-{
-	return c->role == FD_ROLE_RESELLER ? c->path : "";
-}
-
-/* The caller must be in scope s; and the tenant the request names. */
-int authd_caller(fd_call_t *call, fd_scope_t s, fd_caller_t *c) FD_MUSTCHECK;
-
-/* ---- audit.c: authd's rows of the audit trail ---- */
+Frontdesk__V1__Caller *caller_message(fd_arena_t *arena, const fd_caller_t *c);
 /* The caller an access token of acc would make (the actor of a login). */
 void account_caller(const account_row_t *acc, fd_caller_t *c);
+/* An access token for an account; fills the token, its expiry and the
+ * caller message (in the call's arena). */
+int issue_access(authd_t *a, fd_call_t *call, const account_row_t *acc, char **token,
+                 int64_t *expires_at, Frontdesk__V1__Caller **caller) FD_MUSTCHECK;
+/* A new refresh token for account (in family, 0 = a new family), in arena
+ * (wiped when it is freed), with its expiry. */
+int issue_refresh(fd_tx_t *tx, authd_t *a, fd_arena_t *arena, int64_t tenant, int64_t account,
+                  int64_t family, char **token, int64_t *expires_at) FD_MUSTCHECK;
+
+/* ---- secrets.c ---- */
+/* Keyed BLAKE2b of a secret (refresh tokens, API keys, service secrets). */
+void secret_hash(const authd_t *a, const char *s, size_t n, unsigned char out[32]);
+/* The same as 64 hex digits. */
+void secret_hash_hex(const authd_t *a, const char *s, size_t n, char out[65]);
+/* A new secret: 32 random bytes, base64url (43 characters + NUL). */
+void new_secret(char out[44]);
+/* The idempotency of one of authd's creates (fd/idem.h, service "authd"):
+ * fd_idem_make's key, and authd's own fingerprint of the request: a keyed
+ * BLAKE2b, its packed copy wiped, since authd's requests carry passwords
+ * (an unkeyed hash of one stored in a row would let a reader of the table
+ * test guesses at BLAKE2b speed, not argon2id's). Keys are optional. 0 or
+ * -code with the call's error set; out of memory fails the call. */
+int authd_idem_make(const fd_tctx_t *t, const char *method, const char *client_key, const ProtobufCMessage *req,
+                    fd_idem_t *k) FD_MUSTCHECK;
+/* The first answer of a replay, unpacked into the arena (desc: the
+ * response's); NULL with the transaction's error set when unreadable. */
+ProtobufCMessage *authd_idem_answer(fd_tx_t *tx, const fd_idem_t *k, const fd_idem_replay_t *first,
+                                    const ProtobufCMessageDescriptor *desc);
+/* The answer packed for fd_idem_done, in the arena; data NULL when out of
+ * memory. */
+ProtobufCBinaryData authd_idem_pack(fd_arena_t *arena, const ProtobufCMessage *resp);
+
+/* ---- audit.c: authd's rows of the audit trail ---- */
 /* Appends one event (fd_audit_add) with target "<kind>:<id>" (id 0: none)
- * and detail pairs (NULL-terminated, may be NULL). In the tx's tenant. */
+ * and detail pairs (NULL-terminated, may be NULL), for callers that have not
+ * proved who they are (logins, refresh tokens: actor NULL, actor_label) or
+ * outcomes other than OK; fd_tctx_audit otherwise. In the tx's tenant. */
 int audit_row(fd_tx_t *tx, fd_arena_t *arena, const fd_caller_t *actor, const char *actor_label,
               const char *source, const char *action, const char *kind, int64_t id,
               fd_audit_outcome_t outcome, const char *const *detail) FD_MUSTCHECK;
+/* t's caller's OK action on "<kind>:<id>" (fd_tctx_audit). */
+int audit_ok(fd_tx_t *tx, const fd_tctx_t *t, const char *action, const char *kind, int64_t id,
+             const char *const *detail) FD_MUSTCHECK;
 /* "login:<username>", the label of a caller that has not proved who it is. */
 const char *login_label(fd_arena_t *arena, const char *username);
 
-#define OOM(call) fd_call_fail((call), FD_EEXHAUSTED, "out of memory for this request")
+/* Integer as text in the arena (NULL: out of memory). */
+const char *id_str(fd_arena_t *arena, int64_t v);
 
 #endif

@@ -1,8 +1,8 @@
 /* keys.c - authd's ES256 signing keys: made on first start, sealed in the
  * database with FRONTDESK_KEY_ENCRYPTION_KEY so every replica signs with the
  * same key, rotated after FRONTDESK_SIGNING_KEY_ROTATE seconds (the old key
- * keeps verifying until its last token has expired); and the two methods that
- * hand out what they make: GetVerificationKeys, IssueServiceToken. */
+ * keeps verifying until its last token has expired); and GetVerificationKeys,
+ * which hands out their public halves. */
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -31,30 +31,6 @@ static void key_free(signing_key_t *k)
 		sodium_free(k->private_pem);
 	free(k);
 }
-
-static const fd_sql_t SQL_SIGNING = {
-	"authd_signing_key",
-	"SELECT kid, private_sealed, floor(extract(epoch FROM created_at))::bigint"
-	"  FROM frontdesk.signing_keys WHERE retire_at IS NULL",
-	0,
-};
-static const fd_sql_t SQL_INSERT_KEY = {
-	"authd_insert_key",
-	"INSERT INTO frontdesk.signing_keys (kid, private_sealed, public_key_pem)"
-	" VALUES ($1, decode($2, 'hex'), $3) ON CONFLICT DO NOTHING",
-	3,
-};
-static const fd_sql_t SQL_RETIRE_KEY = {
-	"authd_retire_key",
-	"UPDATE frontdesk.signing_keys SET retire_at = now() + make_interval(secs => $2::int)"
-	" WHERE kid = $1 AND retire_at IS NULL",
-	2,
-};
-static const fd_sql_t SQL_DROP_OLD_KEYS = {
-	"authd_drop_old_keys",
-	"DELETE FROM frontdesk.signing_keys WHERE retire_at < now() - interval '1 day'",
-	0,
-};
 
 /* ---- making and sealing a key ---- */
 
@@ -114,12 +90,11 @@ out:
 	return rc;
 }
 
-static signing_key_t *unseal(authd_t *a, const char *kid, PGresult *res, int row, fd_err_t *err)
+static signing_key_t *unseal(authd_t *a, const char *kid, const unsigned char *sealed, size_t n,
+                             int64_t created_at, fd_err_t *err)
 {
-	size_t n = 0;
-	unsigned char *sealed = PQunescapeBytea((const unsigned char *)PQgetvalue(res, row, 1), &n);
 	signing_key_t *k = calloc(1, sizeof(*k));
-	if (!sealed || !k || n <= crypto_secretbox_NONCEBYTES + crypto_secretbox_MACBYTES)
+	if (!k || n <= crypto_secretbox_NONCEBYTES + crypto_secretbox_MACBYTES)
 		goto fail;
 	size_t plen = n - crypto_secretbox_NONCEBYTES - crypto_secretbox_MACBYTES;
 	k->private_pem = sodium_malloc(plen + 1);
@@ -127,7 +102,6 @@ static signing_key_t *unseal(authd_t *a, const char *kid, PGresult *res, int row
 		goto fail;
 	if (crypto_secretbox_open_easy((unsigned char *)k->private_pem, sealed + crypto_secretbox_NONCEBYTES,
 	                               n - crypto_secretbox_NONCEBYTES, sealed, a->kek) != 0) {
-		PQfreemem(sealed);
 		key_free(k);
 		fd_err_set(err, FD_EINTERNAL, "signing key %s cannot be unsealed: "
 		           "FRONTDESK_KEY_ENCRYPTION_KEY differs from the one it was sealed with", kid);
@@ -136,11 +110,9 @@ static signing_key_t *unseal(authd_t *a, const char *kid, PGresult *res, int row
 	k->private_pem[plen] = '\0';
 	k->private_len = plen;
 	snprintf(k->kid, sizeof(k->kid), "%s", kid);
-	k->created_at = strtoll(PQgetvalue(res, row, 2), NULL, 10);
-	PQfreemem(sealed);
+	k->created_at = created_at;
 	return k;
 fail:
-	PQfreemem(sealed);
 	key_free(k);
 	fd_err_set(err, FD_EINTERNAL, "signing key %s is unreadable", kid);
 	return NULL;
@@ -158,35 +130,26 @@ struct load_q {
 static int load_tx(fd_tx_t *tx, void *arg)
 {
 	struct load_q *q = arg;
-	PGresult *res;
 	int rc;
 	if (q->insert) {
 		if (q->retire) {
-			char secs[24];
-			snprintf(secs, sizeof(secs), "%" PRId64, q->retire_after);
-			const char *rp[] = { q->retire, secs };
-			if ((rc = fd_tx_exec(tx, &SQL_RETIRE_KEY, rp, 0, &res)) < 0)
+			if ((rc = store_retire_signing_key(tx, q->retire, q->retire_after)) < 0)
 				return rc;
-			if (strcmp(PQcmdTuples(res), "1") != 0) {
-				q->lost_race = true;   /* another replica rotated it: use theirs */
-				goto load;
-			}
-			if ((rc = fd_tx_exec(tx, &SQL_DROP_OLD_KEYS, NULL, 0, NULL)) < 0)
-				return rc;
+			q->lost_race = rc == 0;   /* another replica rotated it: use theirs */
 		}
-		const char *ip[] = { q->insert->kid, q->insert->sealed_hex, q->insert->public_pem };
-		if ((rc = fd_tx_exec(tx, &SQL_INSERT_KEY, ip, 0, NULL)) < 0)
+		if (!q->lost_race &&
+		    (rc = store_insert_signing_key(tx, q->insert->kid, q->insert->sealed_hex, q->insert->public_pem)) < 0)
 			return rc;
 	}
-load:
-	if ((rc = fd_tx_exec(tx, &SQL_SIGNING, NULL, 0, &res)) < 0)
+	char kid[32];
+	unsigned char *sealed;
+	size_t n;
+	int64_t created_at;
+	if ((rc = store_signing_key(tx, kid, &sealed, &n, &created_at)) <= 0)
 		return rc;
-	if (PQntuples(res) == 1) {
-		q->key = unseal(q->a, PQgetvalue(res, 0, 0), res, 0, fd_tx_err(tx));
-		if (!q->key)
-			return -(int)fd_tx_err(tx)->code;
-	}
-	return 0;
+	q->key = unseal(q->a, kid, sealed, n, created_at, fd_tx_err(tx));
+	PQfreemem(sealed);
+	return q->key ? 0 : -(int)fd_tx_err(tx)->code;
 }
 
 /* Reads the signing key; makes one when there is none, or a new one when it
@@ -295,15 +258,6 @@ char *keys_sign(authd_t *a, fd_arena_t *arena, const char *claims, int64_t now, 
 
 /* ---- GetVerificationKeys ---- */
 
-static const fd_sql_t SQL_PUBLIC_KEYS = {
-	"authd_public_keys",
-	"SELECT kid, public_key_pem, floor(extract(epoch FROM created_at))::bigint,"
-	"       coalesce(floor(extract(epoch FROM retire_at))::bigint, 0)"
-	"  FROM frontdesk.verification_keys"
-	" WHERE retire_at IS NULL OR retire_at > now() ORDER BY created_at DESC LIMIT 16",
-	0,
-};
-
 /* The JWK of a P-256 public key in PEM. */
 static char *jwk_of(fd_arena_t *arena, const char *kid, const char *pem)
 {
@@ -336,31 +290,13 @@ struct pubkeys_q {
 static int pubkeys_tx(fd_tx_t *tx, void *arg)
 {
 	struct pubkeys_q *q = arg;
-	PGresult *res;
-	int rc = fd_tx_exec(tx, &SQL_PUBLIC_KEYS, NULL, FD_TX_LAST, &res);
+	Frontdesk__V1__GetVerificationKeysResponse *r = q->resp;
+	int rc = store_verification_keys(tx, q->arena, &r->keys, &r->n_keys);
 	if (rc < 0)
 		return rc;
-	int n = PQntuples(res);
-	q->resp->keys = fd_arena_zalloc(q->arena, sizeof(*q->resp->keys) * (size_t)(n ? n : 1));
-	if (!q->resp->keys)
-		return fd_err_set(fd_tx_err(tx), FD_EEXHAUSTED, "out of memory");
-	for (int i = 0; i < n; i++) {
-		Frontdesk__V1__VerificationKey *k = fd_arena_zalloc(q->arena, sizeof(*k));
-		if (!k)
-			return fd_err_set(fd_tx_err(tx), FD_EEXHAUSTED, "out of memory");
-		frontdesk__v1__verification_key__init(k);
-		k->kid = fd_arena_strdup(q->arena, PQgetvalue(res, i, 0));
-		k->algorithm = "ES256";
-		k->public_key_pem = fd_arena_strdup(q->arena, PQgetvalue(res, i, 1));
-		k->jwk = jwk_of(q->arena, PQgetvalue(res, i, 0), PQgetvalue(res, i, 1));
-		k->created_at = ts_col(res, i, 2);
-		k->retire_at = ts_col(res, i, 3);
-		k->signing = k->retire_at == 0;
-		if (!k->kid || !k->public_key_pem || !k->jwk)
-			return fd_err_set(fd_tx_err(tx), FD_EINTERNAL, "verification key %s unreadable",
-			                  PQgetvalue(res, i, 0));
-		q->resp->keys[q->resp->n_keys++] = k;
-	}
+	for (size_t i = 0; i < r->n_keys; i++)
+		if (!(r->keys[i]->jwk = jwk_of(q->arena, r->keys[i]->kid, r->keys[i]->public_key_pem)))
+			return fd_err_set(fd_tx_err(tx), FD_EINTERNAL, "verification key %s unreadable", r->keys[i]->kid);
 	return 0;
 }
 
@@ -368,91 +304,15 @@ int authd_get_verification_keys(fd_call_t *call, const ProtobufCMessage *req, Pr
 {
 	(void)req;
 	authd_t *a = authd_of(call);
-	fd_arena_t *arena = fd_call_arena(call);
-	Frontdesk__V1__GetVerificationKeysResponse *r = fd_arena_zalloc(arena, sizeof(*r));
+	Frontdesk__V1__GetVerificationKeysResponse *r = fd_reply(call, resp);
 	if (!r)
-		return OOM(call);
-	frontdesk__v1__get_verification_keys_response__init(r);
-	struct pubkeys_q q = { arena, r };
+		return -FD_EEXHAUSTED;
+	struct pubkeys_q q = { fd_call_arena(call), r };
 	fd_tx_opts_t o = { .tenant_id = FD_NO_TENANT, .deadline_ms = fd_call_deadline_ms(call), .read_only = true };
 	int rc = fd_db_run_opts(a->db, &o, pubkeys_tx, &q, fd_call_err(call));
 	if (rc < 0)
 		return rc;
 	r->issuer = a->cfg->common.token_issuer;
 	r->cache_seconds = 60;
-	*resp = &r->base;
-	return 0;
-}
-
-/* ---- IssueServiceToken ---- */
-
-static bool known_audience(const char *aud)
-{
-	static const char *const services[] = { "authd", "billingd", "linesd", "routerd" };
-	for (size_t i = 0; i < sizeof(services) / sizeof(services[0]); i++)
-		if (strcmp(aud, services[i]) == 0)
-			return true;
-	return false;
-}
-
-int authd_issue_service_token(fd_call_t *call, const ProtobufCMessage *msg, ProtobufCMessage **resp)
-{
-	const Frontdesk__V1__IssueServiceTokenRequest *req = (const void *)msg;
-	authd_t *a = authd_of(call);
-	fd_arena_t *arena = fd_call_arena(call);
-	if (!req->service_name[0] || strlen(req->service_name) >= 32)
-		return fd_call_fail(call, FD_EINVAL, "service_name: 1 to 31 characters");
-	if (strlen(req->secret) > 1024)
-		return fd_call_fail(call, FD_EINVAL, "secret: at most 1024 bytes");
-	if (!known_audience(req->audience))
-		return fd_call_fail(call, FD_EINVAL, "audience: one of authd, billingd, linesd, routerd");
-	if (req->n_scopes > 64)
-		return fd_call_fail(call, FD_EINVAL, "scopes: at most 64");
-	/* Every configured secret is compared, so timing says nothing of names. */
-	unsigned char h[32];
-	secret_hash(a, req->secret, strlen(req->secret), h);
-	const struct service_secret *svc = NULL;
-	for (int i = 0; i < a->nservices; i++) {
-		bool name = strcmp(a->services[i].name, req->service_name) == 0;
-		bool secret = sodium_memcmp(a->services[i].hash, h, 32) == 0;
-		if (name && secret && req->secret[0])
-			svc = &a->services[i];
-	}
-	if (!svc)
-		return fd_call_fail(call, FD_EUNAUTH, "unknown service or wrong secret");
-	fd_scopes_t want = 0;
-	for (size_t i = 0; i < req->n_scopes; i++) {
-		if (!fd_scope_name((fd_scope_t)req->scopes[i]))
-			return fd_call_fail(call, FD_EINVAL, "scopes[%zu]: unknown scope %d", i, req->scopes[i]);
-		want |= FD_SCOPE(req->scopes[i]);
-	}
-	if (!want)
-		want = svc->scopes;
-	if (want & ~svc->scopes)
-		return fd_call_fail(call, FD_EPERM, "service %s may not have the scopes it asked for", svc->name);
-
-	Frontdesk__V1__IssueServiceTokenResponse *r = fd_arena_zalloc(arena, sizeof(*r));
-	if (!r)
-		return OOM(call);
-	frontdesk__v1__issue_service_token_response__init(r);
-	char *scopes = scopes_text(arena, want, "\"");
-	r->scopes = scopes_list(arena, want, &r->n_scopes);
-	if (!scopes || !r->scopes)
-		return OOM(call);
-	int64_t now = time(NULL), ttl = a->cfg->access_ttl < 900 ? a->cfg->access_ttl : 900;
-	char *claims = fd_arena_printf(arena, "\"sub\":\"service:%s\",\"aud\":\"%s\",\"tenant\":0,"
-	                               "\"reseller\":0,\"role\":\"service\",\"scopes\":[%s]",
-	                               svc->name, req->audience, scopes);
-	if (!claims)
-		return OOM(call);
-	r->token = keys_sign(a, arena, claims, now, now + ttl, fd_call_err(call));
-	if (!r->token)
-		return -(int)fd_call_err(call)->code;
-	r->expires_at = now + ttl;
-	r->audience = fd_arena_strdup(arena, req->audience);
-	if (!r->audience)
-		return OOM(call);
-	fd_info("service token issued to %s for %s", svc->name, req->audience);
-	*resp = &r->base;
 	return 0;
 }

@@ -1,7 +1,6 @@
 /* main.c - authd: identity. Tenants, the reseller tree, logins, access and
  * refresh tokens, API keys, service tokens and the public keys every service
- * verifies tokens with. The handlers live in one file per group:
- * tenants.c, sessions.c, resellers.c, apikeys.c, keys.c, audit.c. */
+ * verifies tokens with. authd.h lists its parts, one file each. */
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -59,43 +58,6 @@ static const fd_method_impl_t methods[] = {
 	{ 0 },
 };
 
-/* The scopes each kind of service may hold (DESIGN.md: exactly the calls it makes). */
-static fd_scopes_t service_scopes(const char *name)
-{
-	if (strcmp(name, "linesd") == 0)
-		return FD_SCOPE(FRONTDESK__V1__SCOPE__SCOPE_CREDITS_CHARGE) |
-		       FD_SCOPE(FRONTDESK__V1__SCOPE__SCOPE_CREDITS_REFUND) | FD_SCOPE(FRONTDESK__V1__SCOPE__SCOPE_ROUTE) |
-		       FD_SCOPE(FRONTDESK__V1__SCOPE__SCOPE_NODES_READ);
-	if (strcmp(name, "edged") == 0)
-		return FD_SCOPE(FRONTDESK__V1__SCOPE__SCOPE_PLAYBACK_AUTHORIZE);
-	return 0;
-}
-
-/* "linesd=secret,edged=secret": only hashes are kept. */
-static int parse_services(authd_t *a, const char *spec, fd_err_t *err)
-{
-	const char *p = spec;
-	while (*p) {
-		size_t n = strcspn(p, ",");
-		const char *eq = memchr(p, '=', n);
-		size_t nl = eq ? (size_t)(eq - p) : 0;
-		if (!eq || nl == 0 || nl >= sizeof(a->services[0].name) || n - nl - 1 < 32)
-			return fd_err_set(err, FD_EINVAL, "FRONTDESK_SERVICE_SECRETS: expected name=secret,... "
-			                  "with secrets of at least 32 characters");
-		if (a->nservices == (int)(sizeof(a->services) / sizeof(a->services[0])))
-			return fd_err_set(err, FD_EINVAL, "FRONTDESK_SERVICE_SECRETS: at most 8 services");
-		struct service_secret *s = &a->services[a->nservices++];
-		memcpy(s->name, p, nl);
-		s->name[nl] = '\0';
-		if (!(s->scopes = service_scopes(s->name)))
-			return fd_err_set(err, FD_EINVAL, "FRONTDESK_SERVICE_SECRETS: unknown service \"%s\" "
-			                  "(linesd, edged)", s->name);
-		secret_hash(a, eq + 1, n - nl - 1, s->hash);
-		p += n + (p[n] == ',');
-	}
-	return 0;
-}
-
 static void authd_fini(fd_service_t *svc, void *state);
 
 static int authd_init(fd_service_t *svc, void **state, fd_err_t *err)
@@ -112,7 +74,7 @@ static int authd_init(fd_service_t *svc, void **state, fd_err_t *err)
 	int rc;
 	if ((rc = fd_hex_key32(cfg->key_encryption_key, "FRONTDESK_KEY_ENCRYPTION_KEY", a->kek, err)) < 0 ||
 	    (rc = fd_hex_key32(cfg->common.secret_hash_key, "FRONTDESK_SECRET_HASH_KEY", a->hash_key, err)) < 0 ||
-	    (rc = parse_services(a, cfg->service_secrets, err)) < 0)
+	    (rc = services_parse(a, cfg->service_secrets, err)) < 0)
 		goto fail;
 	/* Unknown users are verified against this, so they take as long as known ones. */
 	char dummy[32];

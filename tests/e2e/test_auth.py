@@ -27,6 +27,7 @@ import json
 import os
 import re
 import socket
+import subprocess
 import sys
 import threading
 import time
@@ -222,7 +223,7 @@ class Authd:
         return self.psql("SELECT (SELECT count(*) FROM frontdesk.tenants), "
                          "(SELECT count(*) FROM frontdesk.accounts), "
                          "(SELECT count(*) FROM frontdesk.api_keys), "
-                         "(SELECT count(*) FROM frontdesk.auth_idempotency)")
+                         "(SELECT count(*) FROM frontdesk.idempotency WHERE service = 'authd')")
 
     def tenant(self, slug=None, name=None, username="boss", **kw):
         slug = slug or uniq("t")
@@ -1097,7 +1098,7 @@ def whole_state(main):
     refused call must leave it as it was."""
     parts = [f"(SELECT count(*) || ':' || coalesce(md5(string_agg(x::text, '|' ORDER BY x::text)), '')"
              f" FROM frontdesk.{table} x)"
-             for table in ["tenants", "accounts", "api_keys", "refresh_tokens", "auth_idempotency",
+             for table in ["tenants", "accounts", "api_keys", "refresh_tokens", "idempotency",
                            "audit_events"]]
     return main.psql("SELECT " + " || ' ' || ".join(parts))
 
@@ -1327,7 +1328,7 @@ def test_create_reseller_and_api_key_idempotency_is_scoped(main, world):
     main.secrets.append(k1.secret)
     k2 = w.r1.api.CreateApiKey(kreq)
     assert k2.api_key.id == k1.api_key.id and k2.secret == ""
-    stored = main.psql("SELECT encode(response, 'hex') FROM frontdesk.auth_idempotency")
+    stored = main.psql("SELECT encode(response, 'hex') FROM frontdesk.idempotency WHERE service = 'authd'")
     assert k1.secret.split("_", 3)[3].encode().hex() not in stored
     kchanged = A.CreateApiKeyRequest()
     kchanged.CopyFrom(kreq)
@@ -2065,3 +2066,74 @@ def test_old_failed_login_counters_are_pruned(main):
     assert main.psql(old).strip() == "50"            # at most 100 per login
     main.login("platform", PLATFORM_USER, PLATFORM_PW)
     assert main.psql(old).strip() == "0"
+
+
+# ---------------------------------------------------------------------------
+# Migration 0016: authd's idempotency keys in frontdesk.idempotency
+# ---------------------------------------------------------------------------
+
+def migrate(db_name, migrations_dir=None):
+    env = dict(os.environ, FRONTDESK_ADMIN_DATABASE_URL=f"host={fdtest.PGHOST} port={fdtest.PGPORT} "
+                                                         f"dbname={db_name} user=postgres")
+    if migrations_dir:
+        env["FRONTDESK_MIGRATIONS_DIR"] = str(migrations_dir)
+    r = subprocess.run([fdtest.binary("frontdesk"), "migrate"], env=env, capture_output=True, text=True)
+    assert r.returncode == 0, r.stdout + r.stderr
+
+
+def test_keys_stored_before_0016_still_answer_their_first_result(tmp_path):
+    """A create made before migration 0016 (its key in auth_idempotency) and
+    retried after it answers its first result from frontdesk.idempotency;
+    the same key with another request is still refused. The rows keep their
+    tenant, hash and answer; their key is what fd_idem_make makes."""
+    before = tmp_path / "migrations"
+    before.mkdir()
+    source = os.path.join(fdtest.SOURCE, "migrations")
+    for f in sorted(os.listdir(source)):
+        if f.endswith(".sql") and f < "0016":
+            os.symlink(os.path.join(source, f), before / f)
+    name = "t_" + uuid.uuid4().hex[:12]
+    fdtest.psql(f"CREATE DATABASE {name} TEMPLATE template0")
+    db = types.SimpleNamespace(name=name, url=f"host={fdtest.PGHOST} port={fdtest.PGPORT} dbname={name}")
+    a = None
+    try:
+        migrate(name, before)
+        fdtest.Database.bootstrap(db, PLATFORM_USER, PLATFORM_PW)
+        pa_id = fdtest.psql("SELECT id FROM frontdesk.accounts WHERE tenant_id = 0", db=name).strip()
+        key = str(uuid.uuid4())
+        req = A.CreateTenantRequest(slug=uniq("old"), name="Made before 0016", admin_username="boss",
+                                    admin_password="old-pw-123456", idempotency_key=key)
+        # The tenant the first call made (ids far above anything this database makes).
+        first = A.CreateTenantResponse(
+            tenant=A.Tenant(id=900001, slug=req.slug, name=req.name, created_at=1700000000),
+            admin=A.Reseller(id=900002, tenant_id=900001, username="boss", display_name=""))
+        # authd's fingerprint: keyed BLAKE2b of the packed request.
+        h = hashlib.blake2b(req.SerializeToString(), key=bytes.fromhex(fdtest.TEST_HASH_KEY),
+                            digest_size=32).hexdigest()
+        other = A.CreateResellerResponse(reseller=A.Reseller(id=300, tenant_id=7, username="r"))
+        fdtest.psql("INSERT INTO frontdesk.auth_idempotency (tenant_id, method, key, request_hash, response) "
+                    f"VALUES (0, 'CreateTenant/{pa_id}', '{key}', '\\x{h}', "
+                    f"'\\x{first.SerializeToString().hex()}'), "
+                    f"(7, 'CreateReseller/42', 'k2', '\\x{'ab' * 32}', "
+                    f"'\\x{other.SerializeToString().hex()}')", db=name)
+        migrate(name)
+        assert fdtest.psql("SELECT to_regclass('frontdesk.auth_idempotency') IS NULL", db=name).strip() == "t"
+        rows = fdtest.psql("SELECT tenant_id, service, idem_key, encode(request_hash, 'hex'), result_id,"
+                           " encode(response, 'hex') FROM frontdesk.idempotency ORDER BY tenant_id",
+                           db=name).split()
+        assert rows == [f"0|authd|CreateTenant/acct:{pa_id}/{key}|{h}|900001|{first.SerializeToString().hex()}",
+                        f"7|authd|CreateReseller/acct:42/k2|{'ab' * 32}|300|{other.SerializeToString().hex()}"], rows
+        a = Authd(db=db)
+        a.start_platform()
+        again = a.pa.CreateTenant(req)
+        assert again.SerializeToString() == first.SerializeToString(), again
+        assert fdtest.psql("SELECT count(*) FROM frontdesk.tenants WHERE id > 0", db=name).strip() == "0"
+        changed = A.CreateTenantRequest()
+        changed.CopyFrom(req)
+        changed.name = "Another"
+        assert code_of(a.pa.CreateTenant, changed) == "FAILED_PRECONDITION"
+        assert fdtest.psql("SELECT count(*) FROM frontdesk.tenants WHERE id > 0", db=name).strip() == "0"
+    finally:
+        if a is not None:
+            a.close()
+        fdtest.psql(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)", check=False)
