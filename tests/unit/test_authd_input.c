@@ -196,7 +196,7 @@ static void test_scopes(void)
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
 		fd_err_t err = { 0 };
 		fd_scopes_t got = 77, want = 0;
-		for (size_t j = 0; j < cases[i].n; j++)
+		for (size_t j = 0; j < cases[i].n && !cases[i].msg; j++)
 			want |= FD_SCOPE(cases[i].v[j]);
 		int rc = check_scopes("scopes", cases[i].v, cases[i].n, &got, &err);
 		CHECK(rc == (cases[i].msg ? -FD_EINVAL : 0), "scopes case %zu: rc %d (%s)", i, rc, err.msg);
