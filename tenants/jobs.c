@@ -27,6 +27,7 @@ static const fd_sql_t SQL_CLAIM = {
 	" WHERE j.job = d.job AND j.tenant = d.tenant"
 	" RETURNING j.tenant, j.gen",
 	3,
+	FD_SQL_PLATFORM,
 };
 
 /* Work scheduled since the claim (gen moved) keeps the row due as it is
@@ -38,6 +39,7 @@ static const fd_sql_t SQL_DONE = {
 	"   due_at = CASE WHEN gen = $3 THEN to_timestamp($4) ELSE least(due_at, to_timestamp($4)) END"
 	" WHERE job = $1 AND tenant = $2",
 	4,
+	FD_SQL_PLATFORM,
 };
 
 static const fd_sql_t SQL_RETRY = {
@@ -45,6 +47,7 @@ static const fd_sql_t SQL_RETRY = {
 	"UPDATE frontdesk.tenant_jobs SET claimed_until = now() + make_interval(secs => $3::int)"
 	" WHERE job = $1 AND tenant = $2",
 	3,
+	FD_SQL_PLATFORM,
 };
 
 int fd_job_due(fd_tx_t *tx, const char *job, int64_t due_s, unsigned flags)

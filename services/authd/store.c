@@ -62,11 +62,12 @@ static fd_role_t col_role(const PGresult *res, int row, int col)
 
 /* ---- ids ---- */
 
+/* Sequences are platform-level: ids are taken before (or without) a tenant. */
 static const fd_sql_t SQL_NEXT_ID[] = {
-	[SEQ_TENANTS] = { "authd_next_tenant", "SELECT nextval('frontdesk.tenants_id_seq')", 0 },
-	[SEQ_ACCOUNTS] = { "authd_next_account", "SELECT nextval('frontdesk.accounts_id_seq')", 0 },
-	[SEQ_REFRESH_TOKENS] = { "authd_next_refresh", "SELECT nextval('frontdesk.refresh_tokens_id_seq')", 0 },
-	[SEQ_API_KEYS] = { "authd_next_api_key", "SELECT nextval('frontdesk.api_keys_id_seq')", 0 },
+	[SEQ_TENANTS] = { "authd_next_tenant", "SELECT nextval('frontdesk.tenants_id_seq')", 0, FD_SQL_PLATFORM },
+	[SEQ_ACCOUNTS] = { "authd_next_account", "SELECT nextval('frontdesk.accounts_id_seq')", 0, FD_SQL_PLATFORM },
+	[SEQ_REFRESH_TOKENS] = { "authd_next_refresh", "SELECT nextval('frontdesk.refresh_tokens_id_seq')", 0, FD_SQL_PLATFORM },
+	[SEQ_API_KEYS] = { "authd_next_api_key", "SELECT nextval('frontdesk.api_keys_id_seq')", 0, FD_SQL_PLATFORM },
 };
 
 int store_next_id(fd_tx_t *tx, store_seq_t seq, int64_t *id)
@@ -117,9 +118,11 @@ static const fd_sql_t SQL_INSERT_TENANT = {
 	"authd_insert_tenant",
 	"INSERT INTO frontdesk.tenants (id, slug, name) VALUES ($1, $2, $3) RETURNING " TENANT_COLS,
 	3,
+	FD_SQL_PLATFORM,
 };
 static const fd_sql_t SQL_TENANT = {
 	"authd_get_tenant", "SELECT " TENANT_COLS " FROM frontdesk.tenants WHERE id = $1", 1,
+	FD_SQL_PLATFORM,
 };
 static const fd_sql_t SQL_LIST_TENANTS = {
 	"authd_list_tenants",
@@ -128,6 +131,7 @@ static const fd_sql_t SQL_LIST_TENANTS = {
 	"   AND ($3 = '' OR strpos(lower(slug || ' ' || name), lower($3)) > 0)"
 	" ORDER BY id LIMIT $4",
 	4,
+	FD_SQL_PLATFORM,
 };
 static const fd_sql_t SQL_SET_TENANT_STATUS = {
 	"authd_suspend_tenant",
@@ -136,10 +140,12 @@ static const fd_sql_t SQL_SET_TENANT_STATUS = {
 	"       suspended_at = CASE WHEN $2 = 'suspended' THEN coalesce(suspended_at, now()) END"
 	" WHERE id = $1 RETURNING " TENANT_COLS,
 	3,
+	FD_SQL_PLATFORM,
 };
 enum { SC_ID, SC_STATUS };
 static const fd_sql_t SQL_TENANT_BY_SLUG = {
 	"authd_tenant_by_slug", "SELECT id, status FROM frontdesk.tenants WHERE slug = $1", 1,
+	FD_SQL_PLATFORM,
 };
 
 int store_set_tenant(fd_tx_t *tx, int64_t tenant)
@@ -512,14 +518,17 @@ static const fd_sql_t SQL_COUNT_ATTEMPT = {
 	"           f.window_start + make_interval(secs => $2::int) - now())))::bigint,"
 	"           extract(epoch FROM f.window_start)",
 	2,
+	FD_SQL_PLATFORM,
 };
 static const fd_sql_t SQL_UNCOUNT_ATTEMPT = {
 	"authd_uncount_attempt",
 	"UPDATE frontdesk.login_failures SET failures = greatest(failures - 1, 0) WHERE key = $1",
 	1,
+	FD_SQL_PLATFORM,
 };
 static const fd_sql_t SQL_CLEAR_FAILURES = {
 	"authd_clear_failures", "DELETE FROM frontdesk.login_failures WHERE key = $1", 1,
+	FD_SQL_PLATFORM,
 };
 /* Counters whose window ended long ago are dropped a few at a time by each
  * successful login, so the table stays the size of the recent attacks. */
@@ -529,6 +538,7 @@ static const fd_sql_t SQL_PRUNE_FAILURES = {
 	"  SELECT key FROM frontdesk.login_failures"
 	"   WHERE window_start < now() - 2 * make_interval(secs => $1::int) LIMIT 100)",
 	1,
+	FD_SQL_PLATFORM,
 };
 static const fd_sql_t SQL_LIMITED_LOCK = {
 	"authd_limited_lock", "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))", 1,
@@ -999,23 +1009,27 @@ static const fd_sql_t SQL_SIGNING_KEY = {
 	"authd_signing_key",
 	"SELECT kid, private_sealed, " EPOCH("created_at") " FROM frontdesk.signing_keys WHERE retire_at IS NULL",
 	0,
+	FD_SQL_PLATFORM,
 };
 static const fd_sql_t SQL_INSERT_SIGNING_KEY = {
 	"authd_insert_key",
 	"INSERT INTO frontdesk.signing_keys (kid, private_sealed, public_key_pem)"
 	" VALUES ($1, decode($2, 'hex'), $3) ON CONFLICT DO NOTHING",
 	3,
+	FD_SQL_PLATFORM,
 };
 static const fd_sql_t SQL_RETIRE_SIGNING_KEY = {
 	"authd_retire_key",
 	"UPDATE frontdesk.signing_keys SET retire_at = now() + make_interval(secs => $2::int)"
 	" WHERE kid = $1 AND retire_at IS NULL",
 	2,
+	FD_SQL_PLATFORM,
 };
 static const fd_sql_t SQL_DROP_OLD_SIGNING_KEYS = {
 	"authd_drop_old_keys",
 	"DELETE FROM frontdesk.signing_keys WHERE retire_at < now() - interval '1 day'",
 	0,
+	FD_SQL_PLATFORM,
 };
 enum { VK_KID, VK_PEM, VK_CREATED_AT, VK_RETIRE_AT };
 static const fd_sql_t SQL_VERIFICATION_KEYS = {
@@ -1024,6 +1038,7 @@ static const fd_sql_t SQL_VERIFICATION_KEYS = {
 	"  FROM frontdesk.verification_keys"
 	" WHERE retire_at IS NULL OR retire_at > now() ORDER BY created_at DESC LIMIT 16",
 	0,
+	FD_SQL_PLATFORM,
 };
 
 int store_signing_key(fd_tx_t *tx, char kid[32], unsigned char **sealed, size_t *sealed_len, int64_t *created_at)

@@ -64,6 +64,7 @@ static const fd_sql_t SQL_TENANT_ROUTING = {
 };
 static const fd_sql_t SQL_TENANT_IDS = {
 	"routerd_tenant_ids", "SELECT id FROM frontdesk.tenants ORDER BY id", 0,
+	FD_SQL_PLATFORM,
 };
 
 static int64_t col_i64(const PGresult *res, int row, int col)
@@ -404,7 +405,7 @@ int store_set_routing(fd_tx_t *tx, int64_t tenant, const routing_change_t *c, un
 
 /* ---- replicas ---- */
 
-static const fd_sql_t SQL_NOTIFY = { "routerd_notify", "SELECT pg_notify('frontdesk_nodes', $1)", 1 };
+static const fd_sql_t SQL_NOTIFY = { "routerd_notify", "SELECT pg_notify('frontdesk_nodes', $1)", 1, FD_SQL_PLATFORM };
 
 int store_notify(fd_tx_t *tx, const char *payload, unsigned flags)
 {

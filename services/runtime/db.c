@@ -605,6 +605,12 @@ int fd_tx_exec(fd_tx_t *tx, const fd_sql_t *sql, const char *const *params, unsi
 	if (sql->nparams > 0 && !params)
 		return tx_fail(tx, fd_err_set(tx->err, FD_EINTERNAL, "statement %s: parameters missing",
 		                              sql->name ? sql->name : "(unnamed)"));
+	if (!tx->tenant[0] && !(sql->flags & FD_SQL_PLATFORM)) {
+		fd_error("statement %s run without a tenant: refused (tenant data goes through fd_tenant_run;"
+		         " platform-level statements say FD_SQL_PLATFORM)", sql->name ? sql->name : "(unnamed)");
+		return tx_fail(tx, fd_err_set(tx->err, FD_EINTERNAL, "internal error: statement %s needs a tenant",
+		                              sql->name ? sql->name : "(unnamed)"));
+	}
 	if (fd_mono_ms() >= tx->until)
 		return tx_fail(tx, fd_err_set(tx->err, FD_EDEADLINE, "deadline exceeded"));
 

@@ -25,6 +25,7 @@ static const fd_sql_t SQL_KEYS = {
 	" WHERE retire_at IS NULL OR retire_at > now() - make_interval(secs => $1::int)"
 	" ORDER BY created_at DESC LIMIT 16",
 	1,
+	FD_SQL_PLATFORM,
 };
 
 struct load_keys {

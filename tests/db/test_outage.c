@@ -60,7 +60,7 @@ static int pg_stop(void)
 
 static int select_one(fd_db_t *db, fd_err_t *err)
 {
-	static const fd_sql_t one = { "t_one", "SELECT 1", 0 };
+	static const fd_sql_t one = { "t_one", "SELECT 1", 0, FD_SQL_PLATFORM };
 	dbtest_q_t q = { .sql = &one };
 	int rc = fd_db_run(db, FD_NO_TENANT, dbtest_q_fn, &q, err);
 	return rc == 0 && strcmp(q.value, "1") != 0 ? -FD_EINTERNAL : rc;
@@ -73,7 +73,7 @@ static int both(fd_tx_t *tx, void *arg)
 	int rc = select_one(arg, &err);
 	if (rc < 0)
 		return fd_err_set(fd_tx_err(tx), err.code, "inner: %s", err.msg);
-	static const fd_sql_t one = { "t_one_outer", "SELECT 1", 0 };
+	static const fd_sql_t one = { "t_one_outer", "SELECT 1", 0, FD_SQL_PLATFORM };
 	PGresult *res;
 	return fd_tx_exec(tx, &one, NULL, FD_TX_LAST, &res);
 }

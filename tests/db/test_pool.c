@@ -21,12 +21,12 @@ static const fd_sql_t SQL_SET = { "t_set",
 	"UPDATE frontdesk.kv SET v = $3 WHERE tenant_id = $1 AND k = $2", 3 };
 static const fd_sql_t SQL_FAIL_FIRST = { "t_fail_first",
 	"SELECT frontdesk.fail_first($1::int, $2)", 2 };
-static const fd_sql_t SQL_SLEEP = { "t_sleep", "SELECT pg_sleep($1::float8)", 1 };
+static const fd_sql_t SQL_SLEEP = { "t_sleep", "SELECT pg_sleep($1::float8)", 1, FD_SQL_PLATFORM };
 static const fd_sql_t SQL_MISSING = { "t_missing", "SELECT * FROM frontdesk.no_such_table", 0 };
 static const fd_sql_t SQL_PREPARED = { "t_prepared",
-	"SELECT count(*) FROM pg_prepared_statements", 0 };
-static const fd_sql_t SQL_ONE = { NULL, "SELECT 1", 0 };
-static const fd_sql_t SQL_PID = { "t_pid", "SELECT pg_backend_pid()", 0 };
+	"SELECT count(*) FROM pg_prepared_statements", 0, FD_SQL_PLATFORM };
+static const fd_sql_t SQL_ONE = { NULL, "SELECT 1", 0, FD_SQL_PLATFORM };
+static const fd_sql_t SQL_PID = { "t_pid", "SELECT pg_backend_pid()", 0, FD_SQL_PLATFORM };
 
 static dbtest_t t;
 static const char *T1 = "1";

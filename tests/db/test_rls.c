@@ -10,6 +10,10 @@
 
 static const fd_sql_t SQL_COUNT_EVENTS = { "t_count_events",
 	"SELECT count(*) FROM frontdesk.audit_events", 0 };
+/* The same statement wrongly marked platform-level: it reaches PostgreSQL
+ * without a tenant, which must still refuse it (the second wall). */
+static const fd_sql_t SQL_COUNT_EVENTS_MISMARKED = { "t_count_events_mismarked",
+	"SELECT count(*) FROM frontdesk.audit_events", 0, FD_SQL_PLATFORM };
 static const fd_sql_t SQL_COUNT_EVENTS_OF = { "t_count_events_of",
 	"SELECT count(*) FROM frontdesk.audit_events WHERE tenant_id = $1", 1 };
 static const fd_sql_t SQL_ADD_EVENT = { "t_add_event",
@@ -25,9 +29,9 @@ static const fd_sql_t SQL_MOVE_NOTES = { "t_move_notes",
 static const fd_sql_t SQL_PARTITION = { "t_partition",
 	"SELECT count(*) FROM frontdesk.audit_events_p0", 0 };
 static const fd_sql_t SQL_PLATFORM = { "t_platform",
-	"SELECT slug FROM frontdesk.tenants WHERE id = 0", 0 };
+	"SELECT slug FROM frontdesk.tenants WHERE id = 0", 0, FD_SQL_PLATFORM };
 static const fd_sql_t SQL_SET_TENANT_UPDATE = { "t_tenant_update",
-	"UPDATE frontdesk.tenants SET status = 'suspended'", 0 };
+	"UPDATE frontdesk.tenants SET status = 'suspended'", 0, FD_SQL_PLATFORM };
 
 static char ta[24], tb[24];
 static int64_t tenant_a, tenant_b;
@@ -81,9 +85,17 @@ static void as_service(dbtest_t *t, bool prepared)
 	if (!db)
 		return;
 
-	/* First thing on a fresh session: the setting was never defined. */
+	/* A tenant statement in a transaction without a tenant is refused
+	 * before it is sent, naming it. */
 	dbtest_q_t q = { .sql = &SQL_COUNT_EVENTS };
 	int rc = fd_db_run(db, FD_NO_TENANT, dbtest_q_fn, &q, &err);
+	CHECK(rc == -FD_EINTERNAL && strstr(err.msg, "t_count_events needs a tenant"),
+	      "%s: refused before it is sent: rc %d (%s)", mode, rc, err.msg);
+
+	/* First thing on a fresh session, a statement that got past the first
+	 * wall: the setting was never defined, PostgreSQL refuses. */
+	q = (dbtest_q_t){ .sql = &SQL_COUNT_EVENTS_MISMARKED };
+	rc = fd_db_run(db, FD_NO_TENANT, dbtest_q_fn, &q, &err);
 	CHECK(rc == -FD_EINTERNAL && err.code == FD_EINTERNAL,
 	      "%s: no tenant on a fresh session: rc %d value \"%s\" (%s)", mode, rc, q.value, err.msg);
 
@@ -103,7 +115,7 @@ static void as_service(dbtest_t *t, bool prepared)
 	      q.value);
 
 	/* The same pooled connection now holds '' for the setting: still an error. */
-	q = (dbtest_q_t){ .sql = &SQL_COUNT_EVENTS };
+	q = (dbtest_q_t){ .sql = &SQL_COUNT_EVENTS_MISMARKED };
 	rc = fd_db_run(db, FD_NO_TENANT, dbtest_q_fn, &q, &err);
 	CHECK(rc == -FD_EINTERNAL, "%s: no tenant after a tenant transaction: rc %d value \"%s\"", mode, rc,
 	      q.value);

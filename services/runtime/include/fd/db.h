@@ -54,12 +54,22 @@ typedef struct fd_tx fd_tx_t;
  * nparams is n. A NULL name is never prepared (sent as an unnamed statement
  * even by a pool that prepares). The pool keeps pointers to it (it knows a
  * statement prepared on a connection by its address): it must outlive the
- * pool, as a static does. */
+ * pool, as a static does.
+ *
+ * Every statement needs a tenant unless it says otherwise: one run in a
+ * transaction without a tenant (FD_NO_TENANT) is refused before it is sent,
+ * naming it, unless its flags have FD_SQL_PLATFORM (it reaches only
+ * platform-level tables: tenants, signing keys, failed-login counters, the
+ * job table...). PostgreSQL's row-level security is the second wall: a
+ * tenant table queried without the tenant setting raises (FD000). */
 typedef struct fd_sql {
 	const char *name;
 	const char *text;
 	int nparams;
+	unsigned flags;         /* FD_SQL_* */
 } fd_sql_t;
+
+#define FD_SQL_PLATFORM 0x1u   /* may run without a tenant: platform-level tables only */
 
 typedef struct fd_db_opts {
 	/* libpq conninfo ("host=/run/pg dbname=frontdesk") or URI
