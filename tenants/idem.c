@@ -5,6 +5,7 @@
 #include <string.h>
 #include "fd/idem.h"
 #include "fd/request.h"
+#include "fd/service.h"
 
 /* DO NOTHING on a conflict waits for the holder of the key to finish: the
  * next statement then sees its row (READ COMMITTED). */
@@ -42,7 +43,7 @@ int fd_idem_make(const fd_tctx_t *t, const char *service, const char *method, co
 	out->key = c->kind == FD_CRED_SERVICE_TOKEN
 	               ? fd_arena_printf(t->arena, "%s/svc:%s/%s", method, c->service, client_key)
 	               : fd_arena_printf(t->arena, "%s/acct:%" PRId64 "/%s", method, c->account_id, client_key);
-	out->hash = fd_request_hash(t->arena, req);
+	out->hash = fd_request_mac(t->arena, req, fd_service_hash_key(fd_call_service(t->call)));
 	if (!out->key || !out->hash) {
 		out->key = NULL;
 		return fd_call_fail(t->call, FD_EEXHAUSTED, "out of memory");

@@ -39,7 +39,7 @@ char *fd_page_token(fd_arena_t *arena, int64_t last_id)
 	return fd_arena_printf(arena, "a%" PRId64, last_id);
 }
 
-const char *fd_request_hash(fd_arena_t *arena, const ProtobufCMessage *msg)
+static const char *hash(fd_arena_t *arena, const ProtobufCMessage *msg, const unsigned char *key)
 {
 	size_t n = protobuf_c_message_get_packed_size(msg);
 	unsigned char *buf = fd_arena_alloc(arena, n ? n : 1), h[32];
@@ -47,7 +47,18 @@ const char *fd_request_hash(fd_arena_t *arena, const ProtobufCMessage *msg)
 	if (!buf || !hex)
 		return NULL;
 	protobuf_c_message_pack(msg, buf);
-	crypto_generichash(h, sizeof(h), buf, n, NULL, 0);
+	crypto_generichash(h, sizeof(h), buf, n, key, key ? 32 : 0);
+	sodium_memzero(buf, n);
 	sodium_bin2hex(hex, 65, h, sizeof(h));
 	return hex;
+}
+
+const char *fd_request_hash(fd_arena_t *arena, const ProtobufCMessage *msg)
+{
+	return hash(arena, msg, NULL);
+}
+
+const char *fd_request_mac(fd_arena_t *arena, const ProtobufCMessage *msg, const unsigned char key[32])
+{
+	return hash(arena, msg, key);
 }

@@ -23,6 +23,7 @@ struct fd_service {
 	fd_verifier_t *verifier;
 	fd_server_t *server;
 	void *state;
+	unsigned char hash_key[32];    /* FRONTDESK_SECRET_HASH_KEY; wiped at exit */
 
 	pthread_t ticker;
 	pthread_mutex_t mu;
@@ -43,6 +44,11 @@ struct fd_db *fd_service_db(fd_service_t *svc)
 void *fd_service_state(fd_service_t *svc)
 {
 	return svc->state;
+}
+
+const unsigned char *fd_service_hash_key(const fd_service_t *svc)
+{
+	return svc->hash_key;
 }
 
 fd_verifier_t *fd_service_verifier(fd_service_t *svc)
@@ -216,6 +222,7 @@ int fd_service_main(int argc, char **argv, const fd_service_spec_t *spec)
 		.status_ttl_ms = svc.common->auth_cache_ms,
 	};
 	svc.verifier = fd_verifier_new(&vo, &err);
+	memcpy(svc.hash_key, hash_key, sizeof(hash_key));
 	sodium_memzero(hash_key, sizeof(hash_key));
 	if (!svc.verifier) {
 		fd_error("start-up failed: %s", err.msg);
@@ -270,6 +277,7 @@ out_db:
 out_grpc:
 	grpc_shutdown();
 out_config:
+	sodium_memzero(svc.hash_key, sizeof(svc.hash_key));
 	fd_config_free(items, svc.config);
 	free(svc.config);
 	return status;

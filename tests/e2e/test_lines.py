@@ -276,6 +276,26 @@ def test_replayed_create_returns_the_first_line_and_charges_once(p, shop):
     assert get(r, username=name).password == pw
 
 
+def test_a_create_carrying_a_password_is_fingerprinted_with_the_server_key(p, shop):
+    """The idempotency row keeps a keyed BLAKE2b of the request, never a plain
+    one: a plain hash of a request holding a line's password would let a
+    reader of the table test password guesses offline."""
+    import hashlib
+    r = p.reseller(shop.t, credits=100)
+    req = L.CreateLineRequest(package_id=shop.pkg.id, username=uniq("fp"), password="Guessable-pw-1",
+                              idempotency_key=ikey())
+    r.lines.CreateLine(req)
+    rows = p.rows("SELECT encode(request_hash, 'hex') FROM frontdesk.idempotency"
+                  f" WHERE tenant_id = {shop.tenant} AND service = 'linesd'"
+                  f" AND idem_key LIKE 'CreateLine/%/{req.idempotency_key}'")
+    assert len(rows) == 1, rows
+    stored = rows[0][0]
+    packed = req.SerializeToString()
+    assert stored != hashlib.blake2b(packed, digest_size=32).hexdigest()
+    key = bytes.fromhex(fdstack.fdtest.TEST_HASH_KEY)
+    assert stored == hashlib.blake2b(packed, digest_size=32, key=key).hexdigest()
+
+
 @pytest.mark.parametrize("username", ["", "given"])
 def test_one_create_key_from_8_clients_at_once_makes_one_line(p, shop, username):
     r = p.reseller(shop.t, credits=100)

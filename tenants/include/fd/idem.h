@@ -5,7 +5,9 @@
  *
  * A key is scoped by method and actor ("CreateLine/acct:42/<client key>"),
  * so two callers, or two methods, never share one; the request is
- * fingerprinted by a BLAKE2b of its re-packed bytes (fd_request_hash). Both
+ * fingerprinted by a BLAKE2b of its re-packed bytes keyed with the service's
+ * secret hash key (fd_request_mac: a create may carry a password, and a
+ * plain hash of it, stored, could be tested against guesses). Both
  * live in frontdesk.idempotency (migrations/0013_idempotency.sql), one row
  * per key, each service walled to its own rows.
  *

@@ -22,5 +22,10 @@ char *fd_page_token(fd_arena_t *arena, int64_t last_id);
  * when out of memory): tells a replay from another request under the same
  * idempotency key. */
 const char *fd_request_hash(fd_arena_t *arena, const ProtobufCMessage *msg);
+/* The same keyed with key (32 bytes: the service's secret hash key), and the
+ * packed copy wiped: for requests that carry a secret (a line's password),
+ * whose plain hash, stored, would let a reader of the table test guesses of
+ * the secret offline. NULL when out of memory. */
+const char *fd_request_mac(fd_arena_t *arena, const ProtobufCMessage *msg, const unsigned char key[32]);
 
 #endif

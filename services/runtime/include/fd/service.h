@@ -39,6 +39,9 @@ int fd_service_main(int argc, char **argv, const fd_service_spec_t *spec);
 const void *fd_service_config(const fd_service_t *svc);   /* the service's config struct */
 struct fd_db *fd_service_db(fd_service_t *svc);
 void *fd_service_state(fd_service_t *svc);
+/* FRONTDESK_SECRET_HASH_KEY, 32 bytes, for keyed hashes (borrowed for the
+ * service's life; never log it). */
+const unsigned char *fd_service_hash_key(const fd_service_t *svc);
 /* The verifier of bearer credentials (audience: the service's name). */
 fd_verifier_t *fd_service_verifier(fd_service_t *svc);
 
