@@ -38,25 +38,9 @@ const enum_name_t PERMISSION_NAMES[] = {
 /* PERMISSION_NAMES' third column, in the same order. */
 static const unsigned PERMISSION_BITS[] = { FD_PERM_CREATE_SUBRESELLERS, FD_PERM_CREATE_TRIALS };
 
-const char *enum_text(const enum_name_t *t, int value)
-{
-	for (; t->text; t++)
-		if (t->value == value)
-			return t->text;
-	return NULL;
-}
-
-int enum_value(const enum_name_t *t, const char *text, int otherwise)
-{
-	for (; t->text; t++)
-		if (strcmp(t->text, text) == 0)
-			return t->value;
-	return otherwise;
-}
-
 unsigned permission_bit(int value)
 {
-	for (size_t i = 0; PERMISSION_NAMES[i].text; i++)
+	for (size_t i = 0; PERMISSION_NAMES[i].name; i++)
 		if (PERMISSION_NAMES[i].value == value)
 			return PERMISSION_BITS[i];
 	return 0;
@@ -78,9 +62,9 @@ int permissions_of_request(const char *field, const Frontdesk__V1__ResellerPermi
 const char *permissions_text(fd_arena_t *arena, unsigned bits, bool array)
 {
 	char *out = fd_arena_strdup(arena, "");
-	for (size_t i = 0; PERMISSION_NAMES[i].text && out; i++)
+	for (size_t i = 0; PERMISSION_NAMES[i].name && out; i++)
 		if (bits & PERMISSION_BITS[i])
-			out = fd_arena_printf(arena, "%s%s%s", out, out[0] ? "," : "", PERMISSION_NAMES[i].text);
+			out = fd_arena_printf(arena, "%s%s%s", out, out[0] ? "," : "", PERMISSION_NAMES[i].name);
 	return out && array ? fd_arena_printf(arena, "{%s}", out) : out;
 }
 

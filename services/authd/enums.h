@@ -9,10 +9,9 @@
 #include "fd/status.h"
 #include "frontdesk/v1/auth.pb-c.h"
 
-typedef struct enum_name {
-	int value;
-	const char *text;            /* NULL ends a table */
-} enum_name_t;
+#include "fd/enums.h"
+
+typedef fd_enum_name_t enum_name_t;   /* { value, name }, ending with { 0, NULL } */
 
 /* TenantStatus <-> tenants.status: "active", "suspended". */
 extern const enum_name_t TENANT_STATUS_NAMES[];
@@ -24,11 +23,16 @@ extern const enum_name_t AUDIT_OUTCOME_NAMES[];
  * "create_trials". Each is also an FD_PERM_* bit (permission_bit). */
 extern const enum_name_t PERMISSION_NAMES[];
 
-/* The text of value in t (static); NULL when t does not list it
- * (UNSPECIFIED is never stored). */
-const char *enum_text(const enum_name_t *t, int value);
-/* The value whose text is text in t; otherwise when t does not list it. */
-int enum_value(const enum_name_t *t, const char *text, int otherwise);
+/* The word of value in t (static), NULL when t does not list it; the value
+ * of a word, otherwise when t does not list it (fd/enums.h). */
+static inline const char *enum_text(const enum_name_t *t, int value)
+{
+	return fd_enum_name(t, value);
+}
+static inline int enum_value(const enum_name_t *t, const char *text, int otherwise)
+{
+	return fd_enum_value(t, text, otherwise);
+}
 
 /* ---- reseller permissions: the contract's values, FD_PERM_* bits, text ---- */
 

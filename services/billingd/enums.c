@@ -17,18 +17,3 @@ const enum_name_t CHARGE_REASON_NAMES[] = {
 	{ 0, NULL },
 };
 
-const char *enum_text(const enum_name_t *t, int value)
-{
-	for (; t->text; t++)
-		if (t->value == value)
-			return t->text;
-	return NULL;
-}
-
-int enum_value(const enum_name_t *t, const char *text, int otherwise)
-{
-	for (; t->text; t++)
-		if (strcmp(t->text, text) == 0)
-			return t->value;
-	return otherwise;
-}

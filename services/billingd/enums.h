@@ -4,10 +4,9 @@
 #ifndef BILLINGD_ENUMS_H
 #define BILLINGD_ENUMS_H
 
-typedef struct enum_name {
-	int value;
-	const char *text;            /* NULL ends a table */
-} enum_name_t;
+#include "fd/enums.h"
+
+typedef fd_enum_name_t enum_name_t;   /* { value, name }, ending with { 0, NULL } */
 
 /* LedgerEntryKind <-> ledger_entries.kind: "mint", "transfer", "charge",
  * "refund" (UNSPECIFIED is not stored). */
@@ -16,9 +15,15 @@ extern const enum_name_t ENTRY_KIND_NAMES[];
  * "line_extended" (UNSPECIFIED is not stored: NULL in the row). */
 extern const enum_name_t CHARGE_REASON_NAMES[];
 
-/* The text of value in t (static); NULL when t does not list it. */
-const char *enum_text(const enum_name_t *t, int value);
-/* The value whose text is text in t; otherwise when t does not list it. */
-int enum_value(const enum_name_t *t, const char *text, int otherwise);
+/* The word of value in t (static), NULL when t does not list it; the value
+ * of a word, otherwise when t does not list it (fd/enums.h). */
+static inline const char *enum_text(const enum_name_t *t, int value)
+{
+	return fd_enum_name(t, value);
+}
+static inline int enum_value(const enum_name_t *t, const char *text, int otherwise)
+{
+	return fd_enum_value(t, text, otherwise);
+}
 
 #endif

@@ -2,22 +2,16 @@
 #include <string.h>
 #include "enums.h"
 
-#define COUNT(a) (sizeof(a) / sizeof((a)[0]))
+#define COUNT(a) (sizeof(a) / sizeof((a)[0]) - 1)   /* entries before { 0, NULL } */
 
 const char *enum_name(const enum_table_t *t, int value)
 {
-	for (size_t i = 0; i < t->n; i++)
-		if (t->v[i].value == value)
-			return t->v[i].name;
-	return NULL;
+	return fd_enum_name(t->v, value);
 }
 
 int enum_value(const enum_table_t *t, const char *name)
 {
-	for (size_t i = 0; i < t->n; i++)
-		if (strcmp(t->v[i].name, name) == 0)
-			return t->v[i].value;
-	return t->unknown;
+	return fd_enum_value(t->v, name, t->unknown);
 }
 
 #define STATUS(x) FRONTDESK__V1__LINE_STATUS__LINE_STATUS_##x
@@ -26,6 +20,7 @@ static const enum_name_t line_status[] = {
 	{ STATUS(DISABLED), "disabled" },
 	{ STATUS(BANNED), "banned" },
 	{ STATUS(EXPIRED), "expired" },
+	{ 0, NULL },
 };
 const enum_table_t LINE_STATUS = { line_status, COUNT(line_status), STATUS(UNSPECIFIED) };
 
@@ -33,18 +28,21 @@ const enum_table_t LINE_STATUS = { line_status, COUNT(line_status), STATUS(UNSPE
 static const enum_name_t policy[] = {
 	{ POLICY(REFUSE_NEW), "refuse_new" },
 	{ POLICY(END_OLDEST), "end_oldest" },
+	{ 0, NULL },
 };
 const enum_table_t CONNECTION_POLICY = { policy, COUNT(policy), POLICY(REFUSE_NEW) };
 
 static const enum_name_t charge_kind[] = {
 	{ CHARGE_CREATE, "create" },
 	{ CHARGE_EXTEND, "extend" },
+	{ 0, NULL },
 };
 const enum_table_t CHARGE_KIND = { charge_kind, COUNT(charge_kind), -1 };
 
 static const enum_name_t charge_state[] = {
 	{ CHARGE_PENDING, "pending" },
 	{ CHARGE_APPLIED, "applied" },
+	{ 0, NULL },
 };
 const enum_table_t CHARGE_STATE = { charge_state, COUNT(charge_state), -1 };
 

@@ -9,14 +9,13 @@
 #include <stddef.h>
 #include "frontdesk/v1/lines.pb-c.h"
 
-typedef struct enum_name {
-	int value;
-	const char *name;              /* the database's word */
-} enum_name_t;
+#include "fd/enums.h"
+
+typedef fd_enum_name_t enum_name_t;   /* { value, the database's word } */
 
 typedef struct enum_table {
-	const enum_name_t *v;
-	size_t n;
+	const enum_name_t *v;         /* ends with { 0, NULL } */
+	size_t n;                     /* entries before the end */
 	int unknown;                   /* what enum_value answers for a word not listed */
 } enum_table_t;
 

@@ -23,18 +23,3 @@ const enum_name_t BANDWIDTH_POLICY_NAMES[] = {
 	{ 0, NULL },
 };
 
-const char *enum_name(const enum_name_t *t, int value)
-{
-	for (; t->name; t++)
-		if (t->value == value)
-			return t->name;
-	return "unknown";
-}
-
-int enum_value(const enum_name_t *t, const char *name)
-{
-	for (; t->name; t++)
-		if (strcmp(t->name, name) == 0)
-			return t->value;
-	return -1;
-}

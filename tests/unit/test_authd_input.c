@@ -393,10 +393,10 @@ static void test_enums(void)
 	for (size_t k = 0; k < sizeof(enums) / sizeof(enums[0]); k++) {
 		const enum_case_t *e = &enums[k];
 		size_t listed = 0;
-		for (const enum_name_t *t = e->table; t->text; t++, listed++) {
-			CHECK(enum_value(e->table, t->text, -7) == t->value, "%s '%s' -> %d", e->what, t->text,
-			      enum_value(e->table, t->text, -7));
-			CHECK(enum_text(e->table, t->value) == t->text, "%s %d -> '%s'", e->what, t->value, t->text);
+		for (const enum_name_t *t = e->table; t->name; t++, listed++) {
+			CHECK(enum_value(e->table, t->name, -7) == t->value, "%s '%s' -> %d", e->what, t->name,
+			      enum_value(e->table, t->name, -7));
+			CHECK(enum_text(e->table, t->value) == t->name, "%s %d -> '%s'", e->what, t->value, t->name);
 		}
 		/* Every value of the contract but UNSPECIFIED, with the text the
 		 * database stores. */
