@@ -18,7 +18,8 @@ static const struct {
 	fd_scopes_t scopes;
 } SERVICE_KINDS[] = {
 	{ "linesd", SCOPE(CREDITS_CHARGE) | SCOPE(CREDITS_REFUND) | SCOPE(ROUTE) | SCOPE(NODES_READ) },
-	{ "edged", SCOPE(PLAYBACK_AUTHORIZE) },
+	{ "edged", SCOPE(PLAYBACK_AUTHORIZE) | SCOPE(LINE_CHANNELS_READ) | SCOPE(PLAYBACK_EVENTS) |
+	            SCOPE(SESSIONS_REPORT) | SCOPE(HOSTS_RESOLVE) },
 };
 
 static fd_scopes_t service_scopes(const char *name)
