@@ -1,0 +1,7 @@
+/* player.c - not built yet: answers 501. */
+#include "http.h"
+
+int player_api(edge_req_t *r)
+{
+	return edge_reply_text(r, 501, "not built yet");
+}
