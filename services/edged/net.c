@@ -130,7 +130,7 @@ struct edge_proxies *net_proxies_parse(const char *spec, fd_err_t *err)
 			fd_err_set(err, FD_EINVAL, "FRONTDESK_EDGED_TRUSTED_PROXIES: at most %d entries", MAX_PROXIES);
 			goto fail;
 		}
-		if (parse_ip(s, an, c->addr, &c->family) < 0)
+		if (parse_ip(s, an, c->addr, &c->family) < 0 || (s[n] == ',' && s[n + 1] == '\0'))
 			goto bad;
 		int max = c->family == AF_INET ? 32 : 128;
 		c->bits = max;
