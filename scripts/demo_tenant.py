@@ -131,6 +131,54 @@ def main():
         r = login(auth, "demo", "demo-admin", demo_pw, who, "DEMO_ADMIN_PASSWORD")
         if r:
             logs_in(who, "demo", "demo-admin", "DEMO_ADMIN_PASSWORD", r)
+            if len(targets) >= 3:
+                demo_catalog(targets, r)
+
+
+# The demo's catalog and line. Fixed idempotency keys make a rerun answer
+# what the first run made (the services keep keys for a day; past that, the
+# lookups by name below find them).
+DEMO_STREAMS = [("Demo News", "News", "demo.news"), ("Demo Sports", "Sports", "demo.sports"),
+                ("Demo Movies", "Movies", "demo.movies")]
+DEMO_LINE = "demo-viewer"
+
+
+def demo_catalog(targets, r):
+    """Streams, a bouquet, a package and one line with its credits, made by
+    the demo admin; prints what a player needs."""
+    with grpc.insecure_channel(targets[1]) as bch, grpc.insecure_channel(targets[2]) as lch:
+        lines = fdapi.Lines(lch).with_token(r.access_token)
+        bill = fdapi.Billing(bch).with_token(r.access_token)
+        L = fdapi.lines_pb2
+        have = {s.name: s.id for s in lines.ListStreams(page_size=100).streams}
+        ids = []
+        for name, category, epg in DEMO_STREAMS:
+            if name not in have:
+                have[name] = lines.CreateStream(name=name, kind=L.STREAM_KIND_LIVE, category=category,
+                                                epg_channel=epg, idempotency_key=f"demo-stream-{epg}").stream.id
+            ids.append(have[name])
+        bouquets = {b.name: b.id for b in lines.ListBouquets(page_size=100).bouquets}
+        bouquet = bouquets.get("Demo bouquet") or lines.CreateBouquet(
+            name="Demo bouquet", stream_ids=ids, idempotency_key="demo-bouquet").bouquet.id
+        packages = {p.name: p.id for p in lines.ListPackages(page_size=100).packages}
+        package = packages.get("Demo month") or lines.CreatePackage(
+            name="Demo month", duration_days=30, credit_cost=1, max_connections=2, bouquet_ids=[bouquet],
+            idempotency_key="demo-package").package.id
+        found = [ln for ln in lines.ListLines(page_size=10, username_query=DEMO_LINE).lines if ln.username == DEMO_LINE]
+        if found:
+            line = lines.GetLine(line_id=found[0].id).line
+            print(f"demo line {DEMO_LINE} exists: not created again")
+        else:
+            bill.MintCredits(reseller_id=r.caller.reseller_id, amount=10, idempotency_key="demo-credits")
+            line = lines.CreateLine(reseller_id=r.caller.reseller_id, package_id=package, username=DEMO_LINE,
+                                    idempotency_key="demo-line").line
+            print(f"demo line {DEMO_LINE} created ({len(ids)} channels, 2 connections, 30 days)")
+        edge = os.environ.get("FRONTDESK_EDGE_URL", "http://127.0.0.1:7180")
+        base = f"{edge}/t/demo"
+        print(f"  a player (Xtream codes login): server {base} username {line.username} password {line.password}")
+        print(f"  an M3U playlist: {base}/get.php?username={line.username}&password={line.password}"
+              f"&type=m3u_plus&output=m3u8")
+        print("  (streams play once a streaming node is registered and heartbeating: see README, Streaming nodes)")
 
 
 if __name__ == "__main__":

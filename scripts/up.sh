@@ -13,6 +13,7 @@
 #   FRONTDESK_AUTHD_LISTEN, _BILLINGD_LISTEN, _LINESD_LISTEN, _ROUTERD_LISTEN
 #                           the services' addresses [127.0.0.1:7101, :7102, :7103, :7104];
 #                           linesd's targets follow them
+#   FRONTDESK_EDGED_LISTEN  the HTTP edge players and streaming nodes use [127.0.0.1:7180]
 #   FRONTDESK_BUILD_DIR     the build folder [build]
 #   FRONTDESK_UP_NO_BUILD   1: run the binaries already in FRONTDESK_BUILD_DIR (no
 #                           install-deps, no build), e.g. a build folder ctest is using
@@ -120,11 +121,14 @@ export FRONTDESK_AUTHD_LISTEN=${FRONTDESK_AUTHD_LISTEN:-127.0.0.1:7101}
 export FRONTDESK_BILLINGD_LISTEN=${FRONTDESK_BILLINGD_LISTEN:-127.0.0.1:7102}
 export FRONTDESK_LINESD_LISTEN=${FRONTDESK_LINESD_LISTEN:-127.0.0.1:7103}
 export FRONTDESK_ROUTERD_LISTEN=${FRONTDESK_ROUTERD_LISTEN:-127.0.0.1:7104}
+export FRONTDESK_EDGED_LISTEN=${FRONTDESK_EDGED_LISTEN:-127.0.0.1:7180}
 # linesd charges through billingd and routes playback through routerd (and
 # follows its nodes' state).
 export FRONTDESK_AUTHD_TARGET=${FRONTDESK_AUTHD_TARGET:-$(target_of "$FRONTDESK_AUTHD_LISTEN")}
 export FRONTDESK_BILLINGD_TARGET=${FRONTDESK_BILLINGD_TARGET:-$(target_of "$FRONTDESK_BILLINGD_LISTEN")}
 export FRONTDESK_ROUTERD_TARGET=${FRONTDESK_ROUTERD_TARGET:-$(target_of "$FRONTDESK_ROUTERD_LISTEN")}
+# The HTTP edge asks linesd (and authd, for brands).
+export FRONTDESK_LINESD_TARGET=${FRONTDESK_LINESD_TARGET:-$(target_of "$FRONTDESK_LINESD_LISTEN")}
 
 # What the machine needs first (openssl makes the secrets below); the build
 # comes after the secrets' checks, so a refused start does not wait for it.
@@ -198,6 +202,12 @@ if ! has FRONTDESK_LINESD_SERVICE_SECRET || ! has FRONTDESK_SERVICE_SECRETS; the
 	) >> "$secrets"
 	made "service secrets (FRONTDESK_LINESD_SERVICE_SECRET, FRONTDESK_SERVICE_SECRETS)"
 fi
+# The HTTP edge's hand-off token keys: "kid:key", the first signs. Rotate by
+# putting a new one first and dropping the old once its tokens expired.
+if ! has FRONTDESK_EDGED_SIGNING_KEYS; then
+	(umask 077 && echo "FRONTDESK_EDGED_SIGNING_KEYS=1:$(openssl rand -hex 32)" >> "$secrets")
+	made FRONTDESK_EDGED_SIGNING_KEYS "streaming nodes' secrets derive from it (edged --node-secret ID)"
+fi
 case ",$(value FRONTDESK_SERVICE_SECRETS)," in
 *",linesd=$(value FRONTDESK_LINESD_SERVICE_SECRET),"*) ;;
 *)
@@ -211,10 +221,13 @@ chmod 600 "$secrets"
 set -a
 . "$secrets"
 set +a
+# edged's own secret is the edged= entry of authd's list.
+FRONTDESK_EDGED_SERVICE_SECRET=$(printf %s ",$FRONTDESK_SERVICE_SECRETS," | sed -n 's/.*,edged=\([^,]*\),.*/\1/p')
+export FRONTDESK_EDGED_SERVICE_SECRET
 
 # ---- build ----
 if [ "${FRONTDESK_UP_NO_BUILD:-}" = 1 ]; then
-	for b in frontdesk authd billingd linesd routerd; do
+	for b in frontdesk authd billingd linesd routerd edged; do
 		[ -x "$BUILD/services/$b/$b" ] ||
 			{ say "FRONTDESK_UP_NO_BUILD=1 but $BUILD/services/$b/$b is not built (FRONTDESK_BUILD_DIR)"; exit 1; }
 	done
@@ -247,14 +260,17 @@ if [ ! -f "$fingerprints" ]; then
 fi
 
 # ---- services ----
-for s in authd billingd routerd linesd; do
+for s in authd billingd routerd linesd edged; do
 	"$BUILD/services/$s/$s" & pids+=($!) names+=("$s")
 done
+FRONTDESK_EDGE_URL="http://$(target_of "$FRONTDESK_EDGED_LISTEN")"
+export FRONTDESK_EDGE_URL
 step /usr/bin/python3 "$ROOT/scripts/demo_tenant.py" "$FRONTDESK_AUTHD_TARGET" "$FRONTDESK_BILLINGD_TARGET" \
 	"$(target_of "$FRONTDESK_LINESD_LISTEN")" "$FRONTDESK_ROUTERD_TARGET" ||
 	{ say "demo tenant could not be made"; exit 1; }
 echo "frontdesk is up: authd $FRONTDESK_AUTHD_LISTEN, billingd $FRONTDESK_BILLINGD_LISTEN," \
-	"linesd $FRONTDESK_LINESD_LISTEN, routerd $FRONTDESK_ROUTERD_LISTEN (Ctrl-C or kill stops it)"
+	"linesd $FRONTDESK_LINESD_LISTEN, routerd $FRONTDESK_ROUTERD_LISTEN, edged (HTTP) $FRONTDESK_EDGED_LISTEN" \
+	"(Ctrl-C or kill stops it)"
 echo "  platform admin: tenant_slug=platform username=${FRONTDESK_BOOTSTRAP_USERNAME:-admin}; passwords in $secrets"
 echo "  demo tenant admin: tenant_slug=demo username=demo-admin"
 rc=0

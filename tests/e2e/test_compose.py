@@ -17,7 +17,7 @@ import yaml
 from fdtest import BUILD, SOURCE, binary
 
 DOCKER = os.path.join(SOURCE, "docker")
-BINARIES = ["authd", "billingd", "linesd", "routerd", "frontdesk"]
+BINARIES = ["authd", "billingd", "linesd", "routerd", "edged", "frontdesk"]
 
 
 def compose():
@@ -37,7 +37,7 @@ def list_env(name):
 
 def test_compose_services_run_built_binaries_with_declared_variables():
     services = compose()["services"]
-    assert {"postgres", "migrate", "authd", "billingd", "linesd", "routerd"} <= set(services)
+    assert {"postgres", "migrate", "authd", "billingd", "linesd", "routerd", "edged"} <= set(services)
     checked = 0
     for name, svc in services.items():
         if svc.get("image", "").split(":")[0] != "frontdesk":

@@ -11,6 +11,7 @@ unreadable, is refused with what to do, with nothing started or changed.
 The tests run in order on one data folder: each start finds what the ones
 before left.
 """
+import json
 import os
 import re
 import shutil
@@ -19,6 +20,7 @@ import socket
 import subprocess
 import tempfile
 import time
+import urllib.request
 
 import grpc
 import pytest
@@ -28,8 +30,8 @@ from fdtest import BUILD, FAST_PWHASH, SOURCE, free_port, health_status
 
 UP = os.path.join(SOURCE, "scripts", "up.sh")
 PG_SH = os.path.join(SOURCE, "scripts", "pg.sh")
-SERVICES = ["authd", "billingd", "linesd", "routerd"]
-START_BOUND = 60     # s: PostgreSQL (initdb the first time), migrations, four services, the demo set-up
+SERVICES = ["authd", "billingd", "linesd", "routerd"]   # gRPC; and edged, the HTTP edge
+START_BOUND = 60     # s: PostgreSQL (initdb the first time), migrations, five services, the demo set-up
 STOP_BOUND = 20      # s: services drain (grace 3 s, killed 5 s later), then PostgreSQL's fast stop
 
 
@@ -78,6 +80,14 @@ def serving(port):
             return False
 
 
+def edge_healthy(port):
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1) as r:
+            return r.status == 200
+    except OSError:
+        return False
+
+
 class Platform:
     """One data folder and one set of ports; start() runs up.sh on them."""
 
@@ -86,6 +96,7 @@ class Platform:
         self.secrets = os.path.join(self.data, "secrets.env")
         self.pg = os.path.join(self.data, "pg")
         self.ports = {s: free_port() for s in SERVICES}
+        self.edged_port = free_port()
         self.env = {k: v for k, v in os.environ.items()
                     if not re.match(r"FRONTDESK_(.*DATABASE_URL|.*_TARGET|.*_LISTEN)$", k)}
         self.env.update({
@@ -96,6 +107,7 @@ class Platform:
             "FRONTDESK_SHUTDOWN_GRACE_MS": "3000",
             **FAST_PWHASH,
             **{f"FRONTDESK_{s.upper()}_LISTEN": f"127.0.0.1:{p}" for s, p in self.ports.items()},
+            "FRONTDESK_EDGED_LISTEN": f"127.0.0.1:{self.edged_port}",
         })
         self.proc = None
         self.runs = 0
@@ -125,13 +137,14 @@ class Platform:
         while time.time() < deadline:
             if self.proc.poll() is not None:
                 pytest.fail(f"up.sh exited with {self.proc.returncode}:\n{self.output()}")
-            if "frontdesk is up" in self.output() and all(serving(p) for p in self.ports.values()):
+            if "frontdesk is up" in self.output() and all(serving(p) for p in self.ports.values()) and \
+                    edge_healthy(self.edged_port):
                 break
             time.sleep(0.2)
         else:
             pytest.fail(f"not up after {START_BOUND} s:\n{self.output()}")
         kids = children(self.pid)
-        assert len(kids) == len(SERVICES), (kids, self.output())
+        assert len(kids) == len(SERVICES) + 1, (kids, self.output())
         with open(os.path.join(self.pg, "data", "postmaster.pid")) as f:
             postmaster = int(f.readline())
         assert not gone(postmaster)
@@ -159,6 +172,7 @@ class Platform:
         assert r.returncode == 1, f"still running: {r.stdout}"
         assert subprocess.run([PG_SH, "status", self.pg]).returncode == 3
         assert not [s for s, p in self.ports.items() if listening(p)]
+        assert not listening(self.edged_port)
 
     def secret(self, name):
         """The value secrets.env gives `name` (its last line, as sourcing does)."""
@@ -220,6 +234,20 @@ def test_int_stops_everything_postgresql_included(platform):
     assert "(role platform_admin," in out and "(role tenant_admin," in out, out
     assert not re.search(r"role \d", out), out
     assert os.stat(platform.secrets).st_mode & 0o777 == 0o600
+    # The player URL and credentials a newcomer pastes into a player work
+    # as printed: the login payload, and the playlist of the demo's channels.
+    m = re.search(r"a player \(Xtream codes login\): server (\S+) username (\S+) password (\S+)", out)
+    assert m, out
+    server, user, pw = m.groups()
+    assert server == f"http://127.0.0.1:{platform.edged_port}/t/demo", out
+    with urllib.request.urlopen(f"{server}/player_api.php?username={user}&password={pw}", timeout=5) as r:
+        info = json.load(r)
+    assert info["user_info"]["auth"] == 1 and info["user_info"]["status"] == "Active", info
+    playlist = re.search(r"an M3U playlist: (\S+)", out).group(1)
+    with urllib.request.urlopen(playlist, timeout=5) as r:
+        body = r.read().decode()
+    assert body.startswith("#EXTM3U") and body.count("#EXTINF") == 3, body
+    assert all(name in body for name in ("Demo News", "Demo Sports", "Demo Movies")), body
     # The demo admin changes its own password (as a portal would).
     old = platform.secret("DEMO_ADMIN_PASSWORD")
     with channel(platform) as ch:
