@@ -15,6 +15,8 @@
  *   login.c      Login and its failed-login limits
  *   sessions.c   Refresh, Logout, WhoAmI
  *   audit.c      authd's audit rows, ListAuditEvents
+ *   hosts.c      brand host names: RequestHost, ApproveHost, ListHosts,
+ *                DeleteHost, ListBrandHosts; the platform's own names
  * Handlers start from fd_tctx_begin (tenants/fd/tctx.h), but Login and
  * Refresh, which have no caller, and end in fd_reply. */
 #ifndef AUTHD_H
@@ -29,6 +31,7 @@
 #include "fd/audit.h"
 #include "fd/auth.h"
 #include "fd/db.h"
+#include "fd/hostname.h"
 #include "fd/idem.h"
 #include "fd/request.h"
 #include "fd/service.h"
@@ -50,7 +53,10 @@ typedef struct authd_config {
 	int64_t pwhash_concurrency;
 	int64_t pwhash_opslimit;
 	int64_t pwhash_memlimit_kib;
+	char *platform_hosts;          /* FRONTDESK_PLATFORM_HOSTS: the platform's own host names */
 } authd_config_t;
+
+#define AUTHD_PLATFORM_HOSTS_MAX 32
 
 typedef struct signing_key signing_key_t;
 
@@ -79,6 +85,11 @@ typedef struct authd {
 
 	service_secret_t services[8];
 	int nservices;
+
+	/* FRONTDESK_PLATFORM_HOSTS' host names, normalised (its IP literals
+	 * left out): reserved, with every name below them. */
+	char platform_hosts[AUTHD_PLATFORM_HOSTS_MAX][FD_HOSTNAME_SIZE];
+	int nplatform_hosts;
 } authd_t;
 
 static inline authd_t *authd_of(fd_call_t *call)
@@ -105,6 +116,11 @@ int authd_revoke_api_key(fd_call_t *, const ProtobufCMessage *, ProtobufCMessage
 int authd_list_audit_events(fd_call_t *, const ProtobufCMessage *, ProtobufCMessage **);
 int authd_get_verification_keys(fd_call_t *, const ProtobufCMessage *, ProtobufCMessage **);
 int authd_issue_service_token(fd_call_t *, const ProtobufCMessage *, ProtobufCMessage **);
+int authd_request_host(fd_call_t *, const ProtobufCMessage *, ProtobufCMessage **);
+int authd_approve_host(fd_call_t *, const ProtobufCMessage *, ProtobufCMessage **);
+int authd_list_hosts(fd_call_t *, const ProtobufCMessage *, ProtobufCMessage **);
+int authd_delete_host(fd_call_t *, const ProtobufCMessage *, ProtobufCMessage **);
+int authd_list_brand_hosts(fd_call_t *, const ProtobufCMessage *, ProtobufCMessage **);
 
 /* ---- keys.c: signing ---- */
 int keys_init(authd_t *a, fd_err_t *err);
@@ -118,6 +134,11 @@ char *keys_sign(authd_t *a, fd_arena_t *arena, const char *claims, int64_t now, 
 /* ---- services.c ---- */
 /* "linesd=secret,edged=secret" into a->services (only hashes are kept). */
 int services_parse(authd_t *a, const char *spec, fd_err_t *err);
+
+/* ---- hosts.c ---- */
+/* FRONTDESK_PLATFORM_HOSTS (fd_hostname_list_next's list) into
+ * a->platform_hosts; -FD_EINVAL naming the variable and the entry. */
+int hosts_parse(authd_t *a, const char *list, fd_err_t *err) FD_MUSTCHECK;
 
 /* ---- passwords.c ---- */
 /* Password hashing with the concurrency bound. */

@@ -7,6 +7,7 @@
 #define TS(x) FRONTDESK__V1__TENANT_STATUS__TENANT_STATUS_##x
 #define RS(x) FRONTDESK__V1__RESELLER_STATUS__RESELLER_STATUS_##x
 #define AO(x) FRONTDESK__V1__AUDIT_OUTCOME__AUDIT_OUTCOME_##x
+#define HS(x) FRONTDESK__V1__HOST_STATUS__HOST_STATUS_##x
 #define RP(x) FRONTDESK__V1__RESELLER_PERMISSION__RESELLER_PERMISSION_##x
 
 const enum_name_t TENANT_STATUS_NAMES[] = {
@@ -26,6 +27,13 @@ const enum_name_t AUDIT_OUTCOME_NAMES[] = {
 	{ AO(FAILED), "failed" },
 	{ AO(REFUSED), "refused" },
 	{ AO(LIMITED), "limited" },
+	{ 0, NULL },
+};
+
+const enum_name_t HOST_STATUS_NAMES[] = {
+	{ HS(PENDING), "pending" },
+	{ HS(APPROVED), "approved" },
+	{ HS(REJECTED), "rejected" },
 	{ 0, NULL },
 };
 

@@ -1,5 +1,5 @@
 /* enums.h - authd's enums as its tables store them (migrations/0002_auth.sql,
- * 0006_audit.sql): one two-way table per enum, read both ways by enum_text
+ * 0006_audit.sql, 0018_hosts.sql): one two-way table per enum, read both ways by enum_text
  * and enum_value, instead of strcmp chains. */
 #ifndef AUTHD_ENUMS_H
 #define AUTHD_ENUMS_H
@@ -19,6 +19,8 @@ extern const enum_name_t TENANT_STATUS_NAMES[];
 extern const enum_name_t ACCOUNT_STATUS_NAMES[];
 /* AuditOutcome <-> audit_events.outcome: "ok", "failed", "refused", "limited". */
 extern const enum_name_t AUDIT_OUTCOME_NAMES[];
+/* HostStatus <-> brand_hosts.status: "pending", "approved", "rejected". */
+extern const enum_name_t HOST_STATUS_NAMES[];
 /* ResellerPermission <-> accounts.permissions' elements: "create_subresellers",
  * "create_trials". Each is also an FD_PERM_* bit (permission_bit). */
 extern const enum_name_t PERMISSION_NAMES[];

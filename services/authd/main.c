@@ -1,6 +1,6 @@
 /* main.c - authd: identity. Tenants, the reseller tree, logins, access and
- * refresh tokens, API keys, service tokens and the public keys every service
- * verifies tokens with. authd.h lists its parts, one file each. */
+ * refresh tokens, API keys, service tokens, brand host names and the public
+ * keys every service verifies tokens with. authd.h lists its parts, one file each. */
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -33,6 +33,10 @@ static const fd_cfg_item_t config_items[] = {
 	  offsetof(authd_config_t, pwhash_opslimit), "argon2id passes" },
 	{ "pwhash_memlimit_kib", "FRONTDESK_PWHASH_MEMLIMIT_KIB", FD_CFG_INT, "65536", 8192, 4194304,
 	  offsetof(authd_config_t, pwhash_memlimit_kib), "argon2id memory per hash, KiB" },
+	{ "platform_hosts", "FRONTDESK_PLATFORM_HOSTS", FD_CFG_STR, "localhost,127.0.0.1", 0, 4096,
+	  offsetof(authd_config_t, platform_hosts), "the platform's own host names (comma separated, as edged "
+	  "reads them): no brand may hold them or a name below them; IP literals are allowed and reserve nothing "
+	  "(no host name is one)" },
 	{ 0 },
 };
 
@@ -55,6 +59,11 @@ static const fd_method_impl_t methods[] = {
 	{ "ListAuditEvents", authd_list_audit_events, NULL },
 	{ "GetVerificationKeys", authd_get_verification_keys, NULL },
 	{ "IssueServiceToken", authd_issue_service_token, NULL },
+	{ "RequestHost", authd_request_host, NULL },
+	{ "ApproveHost", authd_approve_host, NULL },
+	{ "ListHosts", authd_list_hosts, NULL },
+	{ "DeleteHost", authd_delete_host, NULL },
+	{ "ListBrandHosts", authd_list_brand_hosts, NULL },
 	{ 0 },
 };
 
@@ -74,7 +83,8 @@ static int authd_init(fd_service_t *svc, void **state, fd_err_t *err)
 	int rc;
 	if ((rc = fd_hex_key32(cfg->key_encryption_key, "FRONTDESK_KEY_ENCRYPTION_KEY", a->kek, err)) < 0 ||
 	    (rc = fd_hex_key32(cfg->common.secret_hash_key, "FRONTDESK_SECRET_HASH_KEY", a->hash_key, err)) < 0 ||
-	    (rc = services_parse(a, cfg->service_secrets, err)) < 0)
+	    (rc = services_parse(a, cfg->service_secrets, err)) < 0 ||
+	    (rc = hosts_parse(a, cfg->platform_hosts, err)) < 0)
 		goto fail;
 	/* Unknown users are verified against this, so they take as long as known ones. */
 	char dummy[32];

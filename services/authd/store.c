@@ -924,6 +924,192 @@ int store_list_events(fd_tx_t *tx, fd_arena_t *arena, const store_event_filter_t
 	return 0;
 }
 
+/* ---- brand host names (platform-level: FD_SQL_PLATFORM) ---- */
+
+#define HOST_COLUMNS(X) \
+	X(HC_, TENANT, "tenant_id") \
+	X(HC_, STATUS, "status") /* HOST_STATUS_NAMES */ \
+	X(HC_, REASON, "reason") \
+	X(HC_, CREATED_AT, EPOCH("created_at")) \
+	X(HC_, UPDATED_AT, EPOCH("updated_at")) \
+	X(HC_, ID, "id")
+enum host_col { HC_NAME, HOST_COLUMNS(COL_ENUM) HC_COUNT };
+#define HOST_COLS "host_name" HOST_COLUMNS(COL_SQL)
+
+static Frontdesk__V1__Host *host_row(fd_arena_t *arena, const PGresult *res, int row)
+{
+	Frontdesk__V1__Host *h = fd_arena_zalloc(arena, sizeof(*h));
+	if (!h)
+		return NULL;
+	frontdesk__v1__host__init(h);
+	h->host_name = fd_arena_strdup(arena, col_text(res, row, HC_NAME));
+	h->tenant_id = col_i64(res, row, HC_TENANT);
+	h->status = enum_value(HOST_STATUS_NAMES, col_text(res, row, HC_STATUS),
+	                       FRONTDESK__V1__HOST_STATUS__HOST_STATUS_PENDING);
+	h->reason = fd_arena_strdup(arena, col_text(res, row, HC_REASON));
+	h->created_at = col_i64(res, row, HC_CREATED_AT);
+	h->updated_at = col_i64(res, row, HC_UPDATED_AT);
+	return h->host_name && h->reason ? h : NULL;
+}
+
+/* The one row of res, if any: 1 with *out and *id (id may be NULL), 0 if none. */
+static int one_host(fd_tx_t *tx, fd_arena_t *arena, const PGresult *res, Frontdesk__V1__Host **out, int64_t *id)
+{
+	*out = NULL;
+	if (PQntuples(res) == 0)
+		return 0;
+	if (id)
+		*id = col_i64(res, 0, HC_ID);
+	return (*out = host_row(arena, res, 0)) ? 1 : OUT_OF_MEMORY(tx);
+}
+
+/* DO NOTHING on a conflict waits for a transaction inserting the same name
+ * to end, so the caller's next statement (READ COMMITTED) sees its row. */
+static const fd_sql_t SQL_INSERT_HOST = {
+	"authd_insert_host",
+	"INSERT INTO frontdesk.brand_hosts (host_name, tenant_id, status) VALUES ($1, $2, $3)"
+	" ON CONFLICT (host_name) DO NOTHING RETURNING " HOST_COLS,
+	3,
+	FD_SQL_PLATFORM,
+};
+static const fd_sql_t SQL_HOST = {
+	"authd_get_host", "SELECT " HOST_COLS " FROM frontdesk.brand_hosts WHERE host_name = $1", 1,
+	FD_SQL_PLATFORM,
+};
+static const fd_sql_t SQL_LOCK_HOST = {
+	"authd_lock_host",
+	"SELECT " HOST_COLS " FROM frontdesk.brand_hosts WHERE host_name = $1 AND tenant_id = $2 FOR UPDATE", 2,
+	FD_SQL_PLATFORM,
+};
+static const fd_sql_t SQL_SET_HOST_STATUS = {
+	"authd_set_host_status",
+	"UPDATE frontdesk.brand_hosts SET status = $3, reason = $4, updated_at = now()"
+	" WHERE host_name = $1 AND tenant_id = $2 RETURNING " HOST_COLS,
+	4,
+	FD_SQL_PLATFORM,
+};
+static const fd_sql_t SQL_DELETE_HOST = {
+	"authd_delete_host",
+	"DELETE FROM frontdesk.brand_hosts WHERE host_name = $1 AND tenant_id = $2 RETURNING " HOST_COLS, 2,
+	FD_SQL_PLATFORM,
+};
+static const fd_sql_t SQL_LIST_HOSTS = {
+	"authd_list_hosts",
+	"SELECT " HOST_COLS " FROM frontdesk.brand_hosts"
+	" WHERE ($1::bigint < 0 OR tenant_id = $1) AND ($2 = '' OR status = $2) AND id > $3"
+	" ORDER BY id LIMIT $4",
+	4,
+	FD_SQL_PLATFORM,
+};
+enum { BH_NAME, BH_TENANT, BH_SLUG };
+static const fd_sql_t SQL_BRAND_HOSTS = {
+	"authd_brand_hosts",
+	"SELECT h.host_name, h.tenant_id, t.slug FROM frontdesk.brand_hosts h"
+	"  JOIN frontdesk.tenants t ON t.id = h.tenant_id"
+	" WHERE h.status = 'approved' AND t.status = 'active' ORDER BY h.host_name",
+	0,
+	FD_SQL_PLATFORM,
+};
+static const fd_sql_t SQL_BRAND_TENANTS = {
+	"authd_brand_tenants",
+	"SELECT '', id, slug FROM frontdesk.tenants WHERE status = 'active' AND id > 0 ORDER BY id",
+	0,
+	FD_SQL_PLATFORM,
+};
+
+int store_insert_host(fd_tx_t *tx, fd_arena_t *arena, const char *name, int64_t tenant,
+                      Frontdesk__V1__HostStatus status, Frontdesk__V1__Host **out, int64_t *id)
+{
+	num_t t = numb(tenant);
+	const char *params[] = { name, t.s, enum_text(HOST_STATUS_NAMES, status) };
+	PGresult *res;
+	int rc = fd_tx_exec(tx, &SQL_INSERT_HOST, params, 0, &res);
+	return rc < 0 ? rc : one_host(tx, arena, res, out, id);
+}
+
+int store_host(fd_tx_t *tx, fd_arena_t *arena, const char *name, unsigned flags, Frontdesk__V1__Host **out)
+{
+	const char *params[] = { name };
+	PGresult *res;
+	int rc = fd_tx_exec(tx, &SQL_HOST, params, flags, &res);
+	return rc < 0 ? rc : one_host(tx, arena, res, out, NULL);
+}
+
+int store_lock_host(fd_tx_t *tx, fd_arena_t *arena, const char *name, int64_t tenant, Frontdesk__V1__Host **out,
+                    int64_t *id)
+{
+	num_t t = numb(tenant);
+	const char *params[] = { name, t.s };
+	PGresult *res;
+	int rc = fd_tx_exec(tx, &SQL_LOCK_HOST, params, 0, &res);
+	return rc < 0 ? rc : one_host(tx, arena, res, out, id);
+}
+
+int store_set_host_status(fd_tx_t *tx, fd_arena_t *arena, const char *name, int64_t tenant,
+                          Frontdesk__V1__HostStatus status, const char *reason, Frontdesk__V1__Host **out,
+                          int64_t *id)
+{
+	num_t t = numb(tenant);
+	const char *params[] = { name, t.s, enum_text(HOST_STATUS_NAMES, status), reason };
+	PGresult *res;
+	int rc = fd_tx_exec(tx, &SQL_SET_HOST_STATUS, params, 0, &res);
+	return rc < 0 ? rc : one_host(tx, arena, res, out, id);
+}
+
+int store_delete_host(fd_tx_t *tx, fd_arena_t *arena, const char *name, int64_t tenant, Frontdesk__V1__Host **out,
+                      int64_t *id)
+{
+	num_t t = numb(tenant);
+	const char *params[] = { name, t.s };
+	PGresult *res;
+	int rc = fd_tx_exec(tx, &SQL_DELETE_HOST, params, 0, &res);
+	return rc < 0 ? rc : one_host(tx, arena, res, out, id);
+}
+
+int store_list_hosts(fd_tx_t *tx, fd_arena_t *arena, const store_host_filter_t *f, Frontdesk__V1__Host ***out,
+                     int64_t **ids, size_t *n)
+{
+	const char *st = enum_text(HOST_STATUS_NAMES, f->status);
+	num_t t = numb(f->tenant), a = numb(f->after), l = numb(f->limit);
+	const char *params[] = { t.s, st ? st : "", a.s, l.s };
+	PGresult *res;
+	int rc = fd_tx_exec(tx, &SQL_LIST_HOSTS, params, FD_TX_LAST, &res);
+	if (rc < 0)
+		return rc;
+	READ_ROWS(tx, arena, res, host_row, out, n);
+	if (!(*ids = fd_arena_zalloc(arena, sizeof(**ids) * (*n ? *n : 1))))
+		return OUT_OF_MEMORY(tx);
+	for (size_t i = 0; i < *n; i++)
+		(*ids)[i] = col_i64(res, (int)i, HC_ID);
+	return 0;
+}
+
+static Frontdesk__V1__BrandHost *brand_row(fd_arena_t *arena, const PGresult *res, int row)
+{
+	Frontdesk__V1__BrandHost *b = fd_arena_zalloc(arena, sizeof(*b));
+	if (!b)
+		return NULL;
+	frontdesk__v1__brand_host__init(b);
+	b->host_name = fd_arena_strdup(arena, col_text(res, row, BH_NAME));
+	b->tenant_id = col_i64(res, row, BH_TENANT);
+	b->tenant_slug = fd_arena_strdup(arena, col_text(res, row, BH_SLUG));
+	return b->host_name && b->tenant_slug ? b : NULL;
+}
+
+int store_brand_hosts(fd_tx_t *tx, fd_arena_t *arena, Frontdesk__V1__BrandHost ***hosts, size_t *nhosts,
+                      Frontdesk__V1__BrandHost ***tenants, size_t *ntenants)
+{
+	PGresult *res;
+	int rc = fd_tx_exec(tx, &SQL_BRAND_HOSTS, NULL, 0, &res);
+	if (rc < 0)
+		return rc;
+	READ_ROWS(tx, arena, res, brand_row, hosts, nhosts);
+	if ((rc = fd_tx_exec(tx, &SQL_BRAND_TENANTS, NULL, FD_TX_LAST, &res)) < 0)
+		return rc;
+	READ_ROWS(tx, arena, res, brand_row, tenants, ntenants);
+	return 0;
+}
+
 /* ---- the platform's idempotency keys ---- */
 
 /* As tenants/idem.c's, with the key's tenant always the platform's: DO

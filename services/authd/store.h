@@ -205,6 +205,49 @@ typedef struct store_event_filter {
 int store_list_events(fd_tx_t *tx, fd_arena_t *arena, const store_event_filter_t *f, Frontdesk__V1__AuditEvent ***out,
                       size_t *n) FD_MUSTCHECK;
 
+/* ---- brand host names (migrations/0018_hosts.sql, a platform-level table) ----
+ * Every statement may run with or without a tenant (FD_SQL_PLATFORM): the
+ * writes run in the transaction of the host's tenant, whose audit trail
+ * gets the event. name is normalised (fd/hostname.h). */
+
+/* Those that return a row give its id too (*id; id may be NULL): the API
+ * does not show it, the audit trail's targets ("host:<id>") and the pages
+ * of ListHosts use it. */
+
+/* Adds name for tenant with status: 1 with *out, or 0 when the name is held
+ * already (by any tenant; nothing changed). */
+int store_insert_host(fd_tx_t *tx, fd_arena_t *arena, const char *name, int64_t tenant,
+                      Frontdesk__V1__HostStatus status, Frontdesk__V1__Host **out, int64_t *id) FD_MUSTCHECK;
+/* The host named name, whoever holds it: 1 with *out, or 0. */
+int store_host(fd_tx_t *tx, fd_arena_t *arena, const char *name, unsigned flags, Frontdesk__V1__Host **out) FD_MUSTCHECK;
+/* The same when tenant holds it, locked for this transaction: 1, or 0. */
+int store_lock_host(fd_tx_t *tx, fd_arena_t *arena, const char *name, int64_t tenant, Frontdesk__V1__Host **out,
+                    int64_t *id) FD_MUSTCHECK;
+/* Sets the status and reason of name, held by tenant: 1 with *out as it is
+ * now, or 0 when tenant does not hold it. */
+int store_set_host_status(fd_tx_t *tx, fd_arena_t *arena, const char *name, int64_t tenant,
+                          Frontdesk__V1__HostStatus status, const char *reason, Frontdesk__V1__Host **out,
+                          int64_t *id) FD_MUSTCHECK;
+/* Removes name, held by tenant: 1 with *out as it was, or 0. */
+int store_delete_host(fd_tx_t *tx, fd_arena_t *arena, const char *name, int64_t tenant, Frontdesk__V1__Host **out,
+                      int64_t *id) FD_MUSTCHECK;
+
+typedef struct store_host_filter {
+	int64_t tenant;              /* -1: every tenant's */
+	Frontdesk__V1__HostStatus status;   /* 0: any */
+	int64_t after;               /* rows after this id (the page token's) */
+	int limit;
+} store_host_filter_t;
+/* In the order they were asked for; (*ids)[i] is (*out)[i]'s row id, for
+ * the next page's token. */
+int store_list_hosts(fd_tx_t *tx, fd_arena_t *arena, const store_host_filter_t *f, Frontdesk__V1__Host ***out,
+                     int64_t **ids, size_t *n) FD_MUSTCHECK;
+/* What the edge needs, in one snapshot: every approved host of every active
+ * tenant with its slug (by name), and every active tenant but the platform
+ * with an empty host_name (by id). */
+int store_brand_hosts(fd_tx_t *tx, fd_arena_t *arena, Frontdesk__V1__BrandHost ***hosts, size_t *nhosts,
+                      Frontdesk__V1__BrandHost ***tenants, size_t *ntenants) FD_MUSTCHECK;
+
 /* ---- the platform's idempotency keys (CreateTenant) ----
  * fd/idem.h's claim and record, in the same rows of frontdesk.idempotency,
  * for a key of tenant 0 claimed in another tenant's transaction: fd_idem_claim

@@ -13,8 +13,11 @@
 
 fd_scopes_t role_scopes(fd_role_t role)
 {
+	/* The calls only services make (linesd's, the HTTP edge's): no person's
+	 * token or API key carries them. */
 	const fd_scopes_t service_only =
-		SCOPE(CREDITS_CHARGE) | SCOPE(CREDITS_REFUND) | SCOPE(ROUTE) | SCOPE(PLAYBACK_AUTHORIZE);
+		SCOPE(CREDITS_CHARGE) | SCOPE(CREDITS_REFUND) | SCOPE(ROUTE) | SCOPE(PLAYBACK_AUTHORIZE) |
+		SCOPE(LINE_CHANNELS_READ) | SCOPE(PLAYBACK_EVENTS) | SCOPE(SESSIONS_REPORT) | SCOPE(HOSTS_RESOLVE);
 	fd_scopes_t all = 0;
 	for (int s = 1; s <= FD_SCOPE_MAX; s++)
 		if (fd_scope_name((fd_scope_t)s))

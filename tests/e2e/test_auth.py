@@ -60,7 +60,8 @@ REFUSED_WITHIN = CACHE_MS / 1000 + 2.5  # seconds to wait for a suspension / rev
 
 # Scope sets by role (claim names).
 ALL_SCOPES = set(fdapi.SCOPE_BY_NAME)
-SERVICE_ONLY = {"credits_charge", "credits_refund", "route", "playback_authorize"}
+SERVICE_ONLY = {"credits_charge", "credits_refund", "route", "playback_authorize",
+                "line_channels_read", "playback_events", "sessions_report", "hosts_resolve"}
 PLATFORM_SCOPES = ALL_SCOPES - SERVICE_ONLY
 TENANT_ADMIN_SCOPES = PLATFORM_SCOPES - {"tenants_write", "bandwidth_write"}
 RESELLER_SCOPES = {"tenants_read", "resellers_read", "resellers_write", "api_keys_read",
@@ -551,7 +552,7 @@ def test_service_token_scopes_default_and_bounds(main):
     assert fdapi.scope_names(issue("linesd", LINESD_SECRET, audience="routerd").scopes) == \
         {"credits_charge", "credits_refund", "route", "nodes_read"}
     assert fdapi.scope_names(issue("edged", EDGED_SECRET, audience="linesd").scopes) == \
-        {"playback_authorize"}
+        {"playback_authorize", "line_channels_read", "playback_events", "sessions_report", "hosts_resolve"}
     for name, secret, scopes in [("linesd", LINESD_SECRET, ["playback_authorize"]),
                                  ("linesd", LINESD_SECRET, ["tenants_write"]),
                                  ("linesd", LINESD_SECRET, ["credits_charge", "credits_mint"]),
