@@ -11,12 +11,17 @@ API.
     ...
     p.close()
 
+    p = Stack(routerd_replicas=1, edged=True)   # or edged_env={...}: the HTTP edge
+    p.edge_url, p.edged_signing_keys            # http://127.0.0.1:port, "1:<hex>"
+
     p = Stack(linesd_replicas=0, routerd_replicas=2, routerd_env={...})
     node, key = p.node(t, region="eu-west")   # t's node; p.node(None) = shared pool
     p.node_client(key).Heartbeat(load=...)    # the node itself (node key)
     fdapi.Routing(p.rch[0], p.route_token()).Route(tenant_id=t.tenant)
 """
+import http.client
 import os
+import secrets
 import sys
 import threading
 import time
@@ -60,7 +65,10 @@ def ns(**kw):
 
 class Stack:
     def __init__(self, linesd_replicas=1, linesd_env=None, authd_env=None, routerd_replicas=0,
-                 routerd_env=None):
+                 routerd_env=None, edged=False, edged_env=None):
+        want_edged = edged or edged_env is not None
+        if want_edged:
+            require_edged()
         self.db = fdtest.Database()
         self.procs = []
         self.channels = []
@@ -70,6 +78,10 @@ class Stack:
         self.rch = []
         self.linesd_env = dict(linesd_env or {})
         self.routerd_env = dict(routerd_env or {})
+        self.edged = None
+        self.edge_url = None
+        self.edged_signing_keys = "1:" + secrets.token_hex(32)
+        self.edged_env = dict(edged_env or {})
         try:
             self.db.bootstrap(PLATFORM_USER, PLATFORM_PW)
             self.authd = self.start("authd", {
@@ -85,6 +97,8 @@ class Stack:
                 self.add_routerd()
             for _ in range(linesd_replicas):
                 self.add_linesd()
+            if want_edged:
+                self.start_edged(want_healthy=bool(self.linesd))
             self.anon = Auth(self.ach)
             self.pa = self.person(self.anon.Login(tenant_slug="platform", username=PLATFORM_USER,
                                                   password=PLATFORM_PW))
@@ -157,6 +171,45 @@ class Stack:
         s = self.start("routerd", self.routerd_environment(extra_env), port=old.port)
         self.routerd[i] = s
         return s
+
+    def edged_environment(self, extra=None):
+        env = {
+            "FRONTDESK_EDGED_SERVICE_SECRET": EDGED_SECRET,
+            "FRONTDESK_AUTHD_TARGET": self.authd.target,
+            "FRONTDESK_EDGED_SIGNING_KEYS": self.edged_signing_keys,
+            "FRONTDESK_PLATFORM_HOSTS": "localhost",
+            **self.edged_env,
+            **(extra or {}),
+        }
+        if self.linesd:
+            env.setdefault("FRONTDESK_LINESD_TARGET", self.linesd[0].target)
+        return env
+
+    def start_edged(self, extra_env=None, port=None, want_healthy=True):
+        """Start edged (HTTP, FRONTDESK_EDGED_LISTEN on a free loopback port;
+        linesd: the first replica); returns its EdgedService. One edged at
+        a time: after it stopped or was killed, replace_edged. want_healthy:
+        wait for /healthz 200 (linesd reached), else for any answer."""
+        require_edged()
+        if self.edged is not None and self.edged.proc.poll() is None:
+            raise RuntimeError("edged already runs: stop it first")
+        s = EdgedService(self.db.url, self.edged_environment(extra_env), port=port)
+        self.procs.append(s)
+        s.wait_serving(want_healthy=want_healthy)
+        self.edged = s
+        self.edge_url = s.url
+        return s
+
+    def replace_edged(self, extra_env=None):
+        """Start edged again on the same port (after it stopped or was
+        killed), with extra_env."""
+        old = self.edged
+        if old.proc.poll() is None:
+            old.stop()
+        else:
+            old.log.close()
+        self.procs.remove(old)   # close() reports the new one's exit status
+        return self.start_edged(extra_env, port=old.port)
 
     def channel(self, svc):
         ch = svc.channel()
@@ -304,6 +357,57 @@ class Stack:
               LEFT JOIN e ON e.account = b.account_id
              WHERE b.tenant_id = {tenant_id} AND b.balance <> coalesce(e.s, 0)""")
         return out == "0"
+
+
+# --- the HTTP edge ------------------------------------------------------------
+
+def require_edged():
+    """Skip the test (pytest) when the build has no edged binary."""
+    path = fdtest.binary("edged")
+    if os.access(path, os.X_OK):
+        return
+    msg = (f"edged is not built: {path} does not exist (services/edged/CMakeLists.txt builds it; "
+           f"FD_BUILD_DIR={fdtest.BUILD})")
+    if "pytest" in sys.modules:
+        import pytest
+        pytest.skip(msg)
+    raise RuntimeError(msg)
+
+
+class EdgedService(fdtest.Service):
+    """edged as fdtest.Service starts the others (env, free port, log in the
+    build folder, stop()), but HTTP: ready when GET /healthz answers 200."""
+
+    def __init__(self, db_url, env=None, port=None):
+        super().__init__("edged", db_url, env=env, port=port)
+        self.url = f"http://127.0.0.1:{self.port}"
+
+    def channel(self, **kw):
+        raise TypeError("edged speaks HTTP, not gRPC: use its url")
+
+    def healthz(self, timeout=1.0):
+        """(status, body) of GET /healthz, or (0, error) when unreachable."""
+        c = http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
+        try:
+            c.request("GET", "/healthz")
+            r = c.getresponse()
+            return r.status, r.read().decode("utf-8", "replace")
+        except OSError as e:
+            return 0, repr(e)
+        finally:
+            c.close()
+
+    def wait_serving(self, timeout=15.0, want_healthy=True):
+        deadline = time.time() + timeout
+        last = None
+        while time.time() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"edged exited with {self.proc.returncode}:\n" + self.output())
+            last = self.healthz()
+            if last[0] == 200 or (last[0] and not want_healthy):
+                return
+            time.sleep(0.05)
+        raise TimeoutError(f"edged: /healthz never answered 200 (last: {last})\n" + self.output())
 
 
 # --- nodes ---------------------------------------------------------------
