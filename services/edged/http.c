@@ -46,7 +46,8 @@ typedef struct req_ctx {
 	struct MHD_PostProcessor *pp;
 	arg_t args[MAX_ARGS];
 	int nargs;
-	const char *bad;                /* why the request is refused before its handler (400) */
+	const char *bad;                /* why the request is refused before its handler */
+	unsigned bad_status;            /* its status: 400 unless set */
 	size_t body;                    /* bytes of form body read */
 	bool too_big;
 	const char *reply_headers[MAX_HEADERS][2];
@@ -458,7 +459,9 @@ static void dispatch(req_ctx_t *c, const char *url)
 {
 	edge_req_t *r = &c->r;
 	if (c->bad) {
-		edge_reply_text(r, 400, c->bad);
+		if (c->bad_status == 405)
+			edge_reply_header(r, MHD_HTTP_HEADER_ALLOW, "GET, HEAD, POST");
+		edge_reply_text(r, c->bad_status ? c->bad_status : 400, c->bad);
 		return;
 	}
 	if (c->too_big) {
@@ -542,8 +545,10 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *mc, const ch
 			c->r.host[0] = '\0';
 		const char *ua = MHD_lookup_connection_value(mc, MHD_HEADER_KIND, MHD_HTTP_HEADER_USER_AGENT);
 		c->r.user_agent = ua ? ua : "";
-		if (strcmp(method, "GET") != 0 && strcmp(method, "HEAD") != 0 && strcmp(method, "POST") != 0)
+		if (strcmp(method, "GET") != 0 && strcmp(method, "HEAD") != 0 && strcmp(method, "POST") != 0) {
 			c->bad = "method not allowed: GET, HEAD or POST";
+			c->bad_status = 405;
+		}
 		if (!c->bad)
 			MHD_get_connection_values_n(mc, MHD_GET_ARGUMENT_KIND, on_get_arg, c);
 		if (!c->bad && strcmp(method, "POST") == 0) {
