@@ -55,6 +55,18 @@ void authorize_fini(linesd_t *l)
 	l->suspended = NULL;
 }
 
+void authorize_forget_suspended(linesd_t *l, int64_t tenant)
+{
+	struct linesd_suspended *c = l->suspended;
+	if (!c)
+		return;
+	suspended_slot_t *slot = &c->slots[(uint64_t)tenant % SUSPENDED_SLOTS];
+	pthread_mutex_lock(&c->mu);
+	if (slot->tenant == tenant)
+		slot->read_ms = INT64_MIN / 2;   /* read again at the next use */
+	pthread_mutex_unlock(&c->mu);
+}
+
 /* ---- AuthorizePlayback ---- */
 
 typedef struct suspended_q {
@@ -75,9 +87,7 @@ static int suspended_tx(fd_tx_t *tx, void *arg)
 	return 0;
 }
 
-/* The paths of t's tenant, in t's arena; NULL with the call's error set when
- * the database cannot say. */
-static const char *suspended_paths(const fd_tctx_t *t, linesd_t *l)
+const char *authorize_suspended_paths(const fd_tctx_t *t, linesd_t *l)
 {
 	fd_arena_t *a = t->arena;
 	int64_t tenant = t->tenant;
@@ -220,7 +230,7 @@ int linesd_authorize_playback(fd_call_t *call, const ProtobufCMessage *msg, Prot
 	char pwh[65];
 	line_password_hash(l, req->tenant_id, req->password, pwh);
 	auth_q_t q = { .l = l, .arena = a, .tenant = req->tenant_id };
-	const char *paths = suspended_paths(&t, l);
+	const char *paths = authorize_suspended_paths(&t, l);
 	if (!paths)
 		return -(int)err->code;
 	const char *params[16] = {

@@ -25,17 +25,29 @@ const char *lines_i64(const fd_tctx_t *t, int64_t v)
 	return fd_arena_printf(t->arena, "%" PRId64, v);
 }
 
+int lines_service_caller(fd_call_t *call, fd_caller_t *c, fd_scope_t scope)
+{
+	int rc = fd_call_caller(call, c);
+	if (rc < 0 || (rc = fd_caller_need(c, scope, fd_call_err(call))) < 0)
+		return rc;
+	if (c->kind != FD_CRED_SERVICE_TOKEN || c->role != FD_ROLE_SERVICE)
+		return fd_call_fail(call, FD_EPERM, "%s: for the HTTP edge's service token only", fd_scope_name(scope));
+	return 0;
+}
+
 /* The edge's tenant context: fd_tctx_begin's (the verified caller, its
  * scope, the tenant it names), except that a suspended tenant is an answer
  * (TENANT_SUSPENDED, *active false), not the error fd_call_tenant makes of
- * it for a service. The edge always names the tenant (of the host name). */
-int lines_edge_begin(fd_tctx_t *t, fd_call_t *call, int64_t tenant_id, bool *active)
+ * it for a service. The edge always names the tenant (of the host name).
+ * service_only: the caller must be a service token. */
+static int edge_begin(fd_tctx_t *t, fd_call_t *call, fd_scope_t scope, bool service_only, int64_t tenant_id,
+                      bool *active)
 {
 	memset(t, 0, sizeof(*t));
 	t->call = call;
 	t->arena = fd_call_arena(call);
-	int rc = fd_call_caller(call, &t->c);
-	if (rc < 0 || (rc = fd_caller_need(&t->c, FRONTDESK__V1__SCOPE__SCOPE_PLAYBACK_AUTHORIZE, fd_call_err(call))) < 0)
+	int rc = service_only ? lines_service_caller(call, &t->c, scope) : fd_call_caller(call, &t->c);
+	if (rc < 0 || (!service_only && (rc = fd_caller_need(&t->c, scope, fd_call_err(call))) < 0))
 		return rc;
 	if (tenant_id <= 0)
 		return fd_call_fail(call, FD_EINVAL, "tenant_id: required (the tenant of the host name the player used)");
@@ -43,9 +55,24 @@ int lines_edge_begin(fd_tctx_t *t, fd_call_t *call, int64_t tenant_id, bool *act
 	if ((rc = fd_verifier_tenant(l->verifier, tenant_id, fd_call_deadline_ms(call), active, fd_call_err(call))) < 0)
 		return rc;
 	fd_call_set_log_tenant(call, tenant_id);
+	lines_tctx_tenant(t, tenant_id);
+	return 0;
+}
+
+int lines_edge_begin(fd_tctx_t *t, fd_call_t *call, int64_t tenant_id, bool *active)
+{
+	return edge_begin(t, call, FRONTDESK__V1__SCOPE__SCOPE_PLAYBACK_AUTHORIZE, false, tenant_id, active);
+}
+
+int lines_edge_service_begin(fd_tctx_t *t, fd_call_t *call, fd_scope_t scope, int64_t tenant_id, bool *active)
+{
+	return edge_begin(t, call, scope, true, tenant_id, active);
+}
+
+void lines_tctx_tenant(fd_tctx_t *t, int64_t tenant_id)
+{
 	t->tenant = tenant_id;
 	snprintf(t->tenant_s, sizeof(t->tenant_s), "%" PRId64, tenant_id);
-	return 0;
 }
 
 int lines_reseller(fd_tx_t *tx, const fd_tctx_t *r, int64_t id, const char **path, bool *suspended)

@@ -8,7 +8,8 @@
  * for it.
  *
  * A notification carries ids only. For each one the thread tells the
- * observer it was started with (sessions.c's: the heartbeat cache), then, when a watcher of this replica
+ * observer it was started with (main.c's: the heartbeat cache, then the
+ * edge's WatchPlaybackEvents streams), then, when a watcher of this replica
  * may want it, reads the line or session once in the tenant's transaction
  * and sends the event to every watcher whose filters match.
  *
@@ -594,10 +595,15 @@ static void on_notify(struct linesd_events *ev, const char *payload)
 		fd_warn("line events: ignoring a malformed notification");
 		return;
 	}
-	if (ev->obs.on_event)
-		ev->obs.on_event(ev->obs.arg, e.tenant, e.type, e.line_id, e.session_id);
+	if (ev->obs.on_event) {
+		events_notice_t n = { .tenant = e.tenant, .type = e.type, .line_id = e.line_id,
+			                  .reseller_id = e.reseller_id, .session_id = e.session_id, .last = e.previous };
+		ev->obs.on_event(ev->obs.arg, &n);
+	}
 	if (e.type < EV(LINE_CREATED) || e.type > EV(LINE_DELETED))
 		return;
+	/* The last field's low byte is the previous status (line.status_changed). */
+	e.previous &= NOTIFY_LOW_MASK;
 	int64_t id = next_event_id(ev);
 
 	bool wanted = false;

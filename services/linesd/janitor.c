@@ -19,6 +19,7 @@
 #include <stdlib.h>
 #include "charges.h"
 #include "linesd.h"
+#include "fd/tenant.h"
 #include "store.h"
 #include "fd/jobs.h"
 #include "fd/log.h"
@@ -155,11 +156,41 @@ static void *janitor_main(void *arg)
 		walk(l);
 		pthread_mutex_lock(&l->jobs_mu);
 		struct timespec until = fd_real_after(l->cfg->sweep_ms);
-		while (!l->stopping && pthread_cond_timedwait(&l->jobs_cv, &l->jobs_mu, &until) != ETIMEDOUT)
+		while (!l->stopping && !l->jobs_wake &&
+		       pthread_cond_timedwait(&l->jobs_cv, &l->jobs_mu, &until) != ETIMEDOUT)
 			;
+		l->jobs_wake = false;
 	}
 	pthread_mutex_unlock(&l->jobs_mu);
 	return NULL;
+}
+
+typedef struct soon_q {
+	int64_t due_s;
+} soon_q_t;
+
+static int soon_tx(fd_tx_t *tx, void *arg)
+{
+	soon_q_t *q = arg;
+	return fd_job_due(tx, JOB_SESSION_TIMEOUT, q->due_s, FD_TX_LAST);
+}
+
+void janitor_soon(linesd_t *l, int64_t tenant)
+{
+	soon_q_t q = { .due_s = fd_now_s() };
+	fd_err_t err = { 0 };
+	fd_tx_opts_t o = { .tenant_id = tenant, .deadline_ms = fd_real_ms() + 5000 };
+	if (fd_tenant_run_opts(l->db, &o, soon_tx, &q, &err) < 0) {
+		fd_warn("tenant %" PRId64 ": its sessions' sweep is not brought forward (%s); it runs in its period",
+		        tenant, err.msg);
+		return;
+	}
+	if (!l->jobs_init)
+		return;
+	pthread_mutex_lock(&l->jobs_mu);
+	l->jobs_wake = true;
+	pthread_cond_broadcast(&l->jobs_cv);
+	pthread_mutex_unlock(&l->jobs_mu);
 }
 
 int janitor_start(linesd_t *l, fd_err_t *err)

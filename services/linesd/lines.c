@@ -619,6 +619,7 @@ static int update_line_tx(fd_tx_t *tx, void *arg)
 	if (rc < 0)
 		return rc;
 	const char *reseller = fd_arena_strdup(r->arena, PQgetvalue(res, 0, LOCK_COL_RESELLER));
+	int status = enum_value(&LINE_STATUS, PQgetvalue(res, 0, LOCK_COL_STATUS));
 	if (!reseller)
 		return TX_OOM(tx);
 	if (q->max_conn && !fd_tctx_admin(r) && !PQgetisnull(res, 0, LOCK_COL_PKG_MAX_CONNECTIONS) &&
@@ -654,9 +655,15 @@ static int update_line_tx(fd_tx_t *tx, void *arg)
 	if (!fields)
 		return TX_OOM(tx);
 	const char *detail[] = { "fields", fields[0] ? fields + 1 : "", NULL };
+	/* A new password voids what the old one authorized: the line's live
+	 * sessions end (LINE_REVOKED), and the event says so (the edge's
+	 * LINE_REVOKED; NOTIFY_UPDATED_PASSWORD). */
+	int changed = q->pw_hash ? NOTIFY_UPDATED_PASSWORD : 0;
 	if ((rc = fd_tx_exec(tx, &SQL_UPDATE_LINE, p, 0, NULL)) < 0 ||
 	    (rc = audit_line(tx, r, "line.update", q->line_s, detail)) < 0 ||
-	    (rc = event(tx, q, FRONTDESK__V1__LINE_EVENT_TYPE__LINE_EVENT_TYPE_LINE_UPDATED, reseller, 0)) < 0)
+	    (q->pw_hash && (rc = end_sessions(tx, q, reseller)) < 0) ||
+	    (rc = event(tx, q, FRONTDESK__V1__LINE_EVENT_TYPE__LINE_EVENT_TYPE_LINE_UPDATED, reseller,
+	                status << NOTIFY_STATUS_SHIFT | changed)) < 0)
 		return rc;
 	return read_back(tx, q);
 }
@@ -723,6 +730,10 @@ int linesd_update_line(fd_call_t *call, const ProtobufCMessage *msg, ProtobufCMe
 		return OOM(call);
 	if ((rc = lines_run(&r, update_line_tx, &q)) < 0)
 		return rc;
+	/* Its sessions ended with the old password: this replica's cache lets
+	 * them go at once (the others hear the announced ends). */
+	if (q.pw_hash)
+		cache_drop_line(linesd_of(call)->cache, req->line_id);
 	Frontdesk__V1__UpdateLineResponse *m = fd_reply(call, resp);
 	if (!m)
 		return -FD_EEXHAUSTED;
@@ -759,9 +770,12 @@ static int set_status_tx(fd_tx_t *tx, void *arg)
 		return rc;
 	if (strcmp(q->state, "active") != 0 && (rc = end_sessions(tx, q, reseller)) < 0)
 		return rc;
+	/* The event says the new status too (NOTIFY_STATUS_SHIFT): the edge
+	 * hears of a revocation without reading the line. */
+	int now = enum_value(&LINE_STATUS, q->state);
 	if (strcmp(before, q->state) != 0 &&
 	    (rc = event(tx, q, FRONTDESK__V1__LINE_EVENT_TYPE__LINE_EVENT_TYPE_LINE_STATUS_CHANGED, reseller,
-	                (int)previous)) < 0)
+	                now << NOTIFY_STATUS_SHIFT | (int)previous)) < 0)
 		return rc;
 	return read_back(tx, q);
 }
@@ -787,6 +801,8 @@ int linesd_set_line_status(fd_call_t *call, const ProtobufCMessage *msg, Protobu
 		return OOM(call);
 	if ((rc = lines_run(&r, set_status_tx, &q)) < 0)
 		return rc;
+	if (req->status != FRONTDESK__V1__LINE_STATUS__LINE_STATUS_ACTIVE)
+		cache_drop_line(linesd_of(call)->cache, req->line_id);   /* its sessions ended */
 	Frontdesk__V1__SetLineStatusResponse *m = fd_reply(call, resp);
 	if (!m)
 		return -FD_EEXHAUSTED;
@@ -963,6 +979,7 @@ int linesd_delete_line(fd_call_t *call, const ProtobufCMessage *msg, ProtobufCMe
 	}
 	if ((rc = lines_run(&r, delete_line_tx, &d)) < 0)
 		return rc;
+	cache_drop_line(linesd_of(call)->cache, req->line_id);   /* its sessions ended */
 	Frontdesk__V1__DeleteLineResponse *m = fd_reply(call, resp);
 	if (!m)
 		return -FD_EEXHAUSTED;

@@ -12,14 +12,18 @@
  *   lines.c      lines: create, trial, read, list, update, extend, status, delete
  *   charges.c    the charges' outbox: claim, settle with billingd, apply, reconcile
  *   authorize.c  AuthorizePlayback
+ *   channels.c   GetLineChannels (the edge's playlists)
  *   cache.c      the heartbeat cache (cache.h; pure memory)
- *   sessions.c   heartbeats and their flusher, failover, End/Kick/ListSessions
+ *   sessions.c   heartbeats and their flusher, failover, End/Kick/ListSessions,
+ *                ReportSessions (the edge's batched heartbeats)
  *   janitor.c    periodic jobs on one clock: timeouts, expiry, reconciliation
  *   events.c     the LISTEN connection and WatchLineEvents
+ *   watch_playback.c  WatchPlaybackEvents: every tenant's, for the edge
  *   routing.c    routerd's client: Route, node state through WatchNodes
  *
- * Dependencies go one way: events.c tells an observer (sessions.c's, wired
- * in main.c) of every event and knows nothing of sessions.
+ * Dependencies go one way: events.c tells an observer (sessions.c's and
+ * watch_playback.c's, wired in main.c) of every event and knows nothing of
+ * sessions or of the edge.
  * Tables: migrations/0004_lines.sql and later. */
 #ifndef LINESD_H
 #define LINESD_H
@@ -61,10 +65,18 @@ typedef struct linesd_config {
 	char *fault;                   /* tests only: "kill_after_charge" */
 } linesd_config_t;
 
+/* One notification on frontdesk_lines, as its payload says it (events.c). */
+typedef struct events_notice {
+	int64_t tenant, line_id, reseller_id, session_id;
+	int type;                   /* a LineEventType or NOTIFY_* */
+	int last;                   /* the payload's last field (see NOTIFY_STATUS_SHIFT) */
+} events_notice_t;
+
 struct linesd_events;
 struct linesd_sessions;
 struct linesd_suspended;
 struct linesd_routing;
+struct linesd_playback;
 
 typedef struct linesd {
 	const linesd_config_t *cfg;
@@ -75,6 +87,7 @@ typedef struct linesd {
 	fd_channel_t *authd, *billingd;
 	fd_token_source_t *billing_token;   /* service token, audience billingd */
 	struct linesd_events *events;       /* events.c */
+	struct linesd_playback *playback;   /* watch_playback.c: the edge's streams */
 	struct linesd_sessions *sessions;   /* sessions.c: the flusher */
 	cache_t *cache;                     /* sessions.c: the heartbeat cache */
 	struct linesd_suspended *suspended; /* authorize.c: suspended accounts per tenant */
@@ -83,6 +96,7 @@ typedef struct linesd {
 	pthread_mutex_t jobs_mu;
 	pthread_cond_t jobs_cv;
 	bool jobs_init, jobs_started, stopping;
+	bool jobs_wake;                     /* janitor.c: walk now (under jobs_mu) */
 } linesd_t;
 
 static inline linesd_t *linesd_of(fd_call_t *call)
@@ -105,6 +119,18 @@ const char *lines_i64(const fd_tctx_t *t, int64_t v);
  * fd_tctx_begin fills it, *active false for a suspended tenant (an answer,
  * not an error). 0 or -code with the call's error set. */
 int lines_edge_begin(fd_tctx_t *t, fd_call_t *call, int64_t tenant_id, bool *active) FD_MUSTCHECK;
+/* The same for the edge's own methods (GetLineChannels): scope, and the
+ * caller must be a service token (a person's token or an API key holding
+ * the scope is refused: PERMISSION_DENIED). */
+int lines_edge_service_begin(fd_tctx_t *t, fd_call_t *call, fd_scope_t scope, int64_t tenant_id,
+                             bool *active) FD_MUSTCHECK;
+/* The caller of a cross-tenant edge method (ReportSessions,
+ * WatchPlaybackEvents) into *c: a service token holding scope, or -code
+ * with the call's error set (PERMISSION_DENIED for anyone else). */
+int lines_service_caller(fd_call_t *call, fd_caller_t *c, fd_scope_t scope) FD_MUSTCHECK;
+/* Points t (a context of the edge's verified caller) at tenant_id: the
+ * tenant a cross-tenant method acts in for one part of its request. */
+void lines_tctx_tenant(fd_tctx_t *t, int64_t tenant_id);
 
 /* A reseller account of the tenant the caller may act on: its own account
  * or one below it (any of the tenant's accounts for admins). Within a tx: 0
@@ -149,8 +175,19 @@ int linesd_create_trial_line(fd_call_t *, const ProtobufCMessage *, ProtobufCMes
 /* ---- authorize.c ---- */
 
 int linesd_authorize_playback(fd_call_t *, const ProtobufCMessage *, ProtobufCMessage **);
+
+/* ---- channels.c ---- */
+
+int linesd_get_line_channels(fd_call_t *, const ProtobufCMessage *, ProtobufCMessage **);
 int authorize_init(linesd_t *l, fd_err_t *err) FD_MUSTCHECK;
 void authorize_fini(linesd_t *l);
+/* The paths of the suspended accounts of t's tenant, as the text of a
+ * text[] of LIKE prefixes ("{1.5.%}"), read at most a second ago; in t's
+ * arena. NULL with the call's error set when the database cannot say. */
+const char *authorize_suspended_paths(const fd_tctx_t *t, linesd_t *l);
+/* An account of tenant was just suspended: its paths are read again at the
+ * next use. */
+void authorize_forget_suspended(linesd_t *l, int64_t tenant);
 
 /* ---- sessions.c ---- */
 
@@ -158,6 +195,7 @@ int linesd_session_heartbeat(fd_call_t *, const ProtobufCMessage *, ProtobufCMes
 int linesd_end_session(fd_call_t *, const ProtobufCMessage *, ProtobufCMessage **);
 int linesd_list_sessions(fd_call_t *, const ProtobufCMessage *, ProtobufCMessage **);
 int linesd_kick_session(fd_call_t *, const ProtobufCMessage *, ProtobufCMessage **);
+int linesd_report_sessions(fd_call_t *, const ProtobufCMessage *, ProtobufCMessage **);
 
 int sessions_init(linesd_t *l, fd_err_t *err) FD_MUSTCHECK;
 void sessions_fini(linesd_t *l);
@@ -172,8 +210,8 @@ void sessions_started(linesd_t *l, int64_t tenant, int64_t start_s);
 /* events.c's observer (arg: the linesd_t): an event keeps the cache right
  * across replicas (line_id events drop that line's sessions; SESSION_ENDED
  * drops that session); a lost LISTEN connection forgets everything. */
-void sessions_on_event(void *l, int64_t tenant, int type, int64_t line_id, int64_t session_id);
-void sessions_forget_all(void *l);
+void sessions_on_event(linesd_t *l, const events_notice_t *n);
+void sessions_forget_all(linesd_t *l);
 
 /* ---- janitor.c ---- */
 
@@ -189,6 +227,10 @@ int janitor_start(linesd_t *l, fd_err_t *err) FD_MUSTCHECK;
 /* The janitor's period in whole seconds, at least 1 (due times are whole
  * seconds). */
 int64_t janitor_period_s(const linesd_t *l);
+/* linesd.session_timeout is due now in tenant, and the walk starts at once
+ * (a suspension: its sessions end now rather than within a period). On
+ * the caller's thread: one small transaction. */
+void janitor_soon(linesd_t *l, int64_t tenant);
 void janitor_stop(linesd_t *l);
 
 /* ---- events.c ---- */
@@ -196,12 +238,28 @@ void janitor_stop(linesd_t *l);
 /* Who hears every notification (before the watchers), and that they may
  * have been missed. Called on the LISTEN thread. */
 typedef struct events_observer {
-	void (*on_event)(void *arg, int64_t tenant, int type, int64_t line_id, int64_t session_id);
+	void (*on_event)(void *arg, const events_notice_t *n);
 	void (*on_lost)(void *arg);
 	void *arg;
 } events_observer_t;
 
+/* Notifications on frontdesk_lines (payload "<tenant> <type> <line>
+ * <reseller> <session> <last>", 0004_lines.sql) beyond the LineEventType
+ * numbers, and what the last field says (0017_edge_lines.sql). */
+#define NOTIFY_CATALOG_CHANGED 101     /* session field: the tenant's catalog version now */
+#define NOTIFY_TENANT_SUSPENDED 102
+#define NOTIFY_ACCOUNT_SUSPENDED 103   /* reseller field: the account; its subtree's lines */
+/* session.ended: the end reason. line.status_changed: the new status <<
+ * NOTIFY_STATUS_SHIFT | the previous. line.updated: the line's status <<
+ * NOTIFY_STATUS_SHIFT | NOTIFY_UPDATED_PASSWORD when its password changed.
+ * Statuses as LineStatus numbers (0: not said, an older payload). */
+#define NOTIFY_STATUS_SHIFT 8
+#define NOTIFY_LOW_MASK 0xff
+#define NOTIFY_UPDATED_PASSWORD 1
+
 extern const fd_stream_ops_t linesd_watch_line_events;
+/* WatchPlaybackEvents: every tenant's, for the HTTP edge. */
+extern const fd_stream_ops_t linesd_watch_playback_events;
 int events_init(linesd_t *l, const events_observer_t *obs, fd_err_t *err) FD_MUSTCHECK;
 void events_fini(linesd_t *l);
 /* True while this replica's LISTEN connection is up (the heartbeat cache may
@@ -210,6 +268,17 @@ bool events_listening(linesd_t *l);
 /* Whether any replica has a watcher for tenant (cached about a second):
  * session starts are announced only then. */
 bool events_watched(linesd_t *l, int64_t tenant);
+
+/* ---- watch_playback.c ---- */
+
+/* WatchPlaybackEvents' state; playback_fini after events_fini (no more
+ * notifications) and may be called whatever init did. */
+int playback_init(linesd_t *l, fd_err_t *err) FD_MUSTCHECK;
+void playback_fini(linesd_t *l);
+/* The observer's parts (LISTEN thread): a notification, and that some may
+ * have been missed (every stream ends with UNAVAILABLE). */
+void playback_on_event(linesd_t *l, const events_notice_t *n);
+void playback_on_lost(linesd_t *l);
 
 /* ---- routing.c ---- */
 

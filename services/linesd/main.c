@@ -70,8 +70,25 @@ static const fd_method_impl_t methods[] = {
 	{ "ListSessions", linesd_list_sessions, NULL },
 	{ "KickSession", linesd_kick_session, NULL },
 	{ "WatchLineEvents", NULL, &linesd_watch_line_events },
+	{ "GetLineChannels", linesd_get_line_channels, NULL },
+	{ "ReportSessions", linesd_report_sessions, NULL },
+	{ "WatchPlaybackEvents", NULL, &linesd_watch_playback_events },
 	{ 0 },
 };
+
+/* events.c's observer: the heartbeat cache first (it must be right before
+ * anyone acts on the event), then the edge's playback streams. */
+static void observe_event(void *arg, const events_notice_t *n)
+{
+	sessions_on_event(arg, n);
+	playback_on_event(arg, n);
+}
+
+static void observe_lost(void *arg)
+{
+	sessions_forget_all(arg);
+	playback_on_lost(arg);
+}
 
 static int linesd_start(linesd_t *l, fd_service_t *svc, fd_err_t *err)
 {
@@ -104,11 +121,13 @@ static int linesd_start(linesd_t *l, fd_service_t *svc, fd_err_t *err)
 		                          .audience = "billingd" };
 	if (!(l->billing_token = fd_token_source_new(&to, err)))
 		return -FD_EINVAL;
-	/* The heartbeat cache hears every line event, and forgets all when
-	 * they may have been missed: events.c knows nothing of it. */
-	events_observer_t obs = { .on_event = sessions_on_event, .on_lost = sessions_forget_all, .arg = l };
+	/* The heartbeat cache and the edge's streams hear every line event,
+	 * and forget all when they may have been missed: events.c knows
+	 * nothing of them. */
+	events_observer_t obs = { .on_event = observe_event, .on_lost = observe_lost, .arg = l };
 	if ((rc = authorize_init(l, err)) < 0 || (rc = sessions_init(l, err)) < 0 ||
-	    (rc = events_init(l, &obs, err)) < 0 || (rc = routing_init(l, err)) < 0)
+	    (rc = playback_init(l, err)) < 0 || (rc = events_init(l, &obs, err)) < 0 ||
+	    (rc = routing_init(l, err)) < 0)
 		return rc;
 	return janitor_start(l, err);
 }
@@ -138,6 +157,7 @@ static void linesd_fini(fd_service_t *svc, void *state)
 	janitor_stop(l);
 	routing_fini(l);
 	events_fini(l);
+	playback_fini(l);
 	sessions_fini(l);
 	authorize_fini(l);
 	fd_token_source_free(l->billing_token);

@@ -148,10 +148,24 @@ void sessions_remember(linesd_t *l, bool global, uint64_t gen, const cache_entry
 		(void)cache_put(l->cache, global, gen, e);
 }
 
-void sessions_on_event(void *arg, int64_t tenant, int type, int64_t line_id, int64_t session_id)
+void sessions_on_event(linesd_t *l, const events_notice_t *n)
 {
-	linesd_t *l = arg;
-	(void)tenant;
+	int64_t tenant = n->tenant, line_id = n->line_id, session_id = n->session_id;
+	int type = n->type;
+	/* A suspension (authd's, announced by 0017_edge_lines.sql's triggers):
+	 * what this replica keeps of the tenant's and accounts' status is read
+	 * again, and the job that ends the suspended lines' sessions runs now
+	 * rather than at its next period. Before the edge hears of it (events.c
+	 * tells the observer first), so that the edge's next authorization here
+	 * is decided afresh. */
+	if (type == NOTIFY_TENANT_SUSPENDED || type == NOTIFY_ACCOUNT_SUSPENDED) {
+		if (type == NOTIFY_TENANT_SUSPENDED)
+			fd_verifier_flush(l->verifier);
+		else
+			authorize_forget_suspended(l, tenant);
+		janitor_soon(l, tenant);
+		return;
+	}
 	if (!l->cache)
 		return;
 	if (type == FRONTDESK__V1__LINE_EVENT_TYPE__LINE_EVENT_TYPE_SESSION_ENDED && session_id) {
@@ -164,9 +178,8 @@ void sessions_on_event(void *arg, int64_t tenant, int type, int64_t line_id, int
 	cache_drop_line(l->cache, line_id);
 }
 
-void sessions_forget_all(void *arg)
+void sessions_forget_all(linesd_t *l)
 {
-	linesd_t *l = arg;
 	if (l->cache)
 		cache_forget_all(l->cache);
 }
@@ -637,3 +650,196 @@ int linesd_list_sessions(fd_call_t *call, const ProtobufCMessage *msg, ProtobufC
 	return 0;
 }
 
+
+/* ---- ReportSessions ---- */
+
+#define REPORT_MAX 10000
+
+/* One reported session, and what the answer says of it. */
+typedef struct report_item {
+	int64_t tenant, id;
+	uint64_t gen;                /* the cache's generation before the database was asked */
+	bool asked;                  /* a miss: the database was asked */
+	bool found;                  /* ... and knew it */
+	bool live;
+	int64_t reason;              /* not live: why (0 unknown) */
+	int64_t line, node, expires_at;
+} report_item_t;
+
+static int report_cmp(const void *a_, const void *b_)
+{
+	const report_item_t *a = a_, *b = b_;
+	if (a->tenant != b->tenant)
+		return a->tenant < b->tenant ? -1 : 1;
+	return a->id < b->id ? -1 : a->id > b->id;
+}
+
+typedef struct report_q {
+	const char *params[5];
+	report_item_t *items;        /* the tenant's, sorted by id */
+	size_t n;
+} report_q_t;
+
+static int report_tx(fd_tx_t *tx, void *arg)
+{
+	report_q_t *q = arg;
+	PGresult *res;
+	int rc = fd_tx_exec(tx, &SQL_REPORT_SESSIONS, q->params, FD_TX_LAST, &res);
+	if (rc < 0)
+		return rc;
+	for (size_t i = 0; i < q->n; i++)
+		q->items[i].found = false;   /* a retried attempt starts afresh */
+	for (int r = 0; r < PQntuples(res); r++) {
+		report_item_t key = { .tenant = q->items[0].tenant, .id = col_i64(res, r, REPORT_COL_ID) };
+		report_item_t *it = bsearch(&key, q->items, q->n, sizeof(*q->items), report_cmp);
+		if (!it)
+			continue;
+		it->found = true;
+		it->reason = col_i64(res, r, REPORT_COL_VERDICT);
+		it->live = it->reason == 0;
+		it->line = col_i64(res, r, REPORT_COL_LINE);
+		it->node = col_i64(res, r, REPORT_COL_NODE);
+		it->expires_at = col_i64(res, r, REPORT_COL_EXPIRES);
+	}
+	return 0;
+}
+
+/* The misses of one tenant's items [0, n): one statement reads them all,
+ * ends those that are no longer allowed and says which are live. */
+static int report_tenant(linesd_t *l, fd_tctx_t *t, bool active, report_item_t *items, size_t n)
+{
+	fd_arena_t *a = t->arena;
+	size_t misses = 0;
+	for (size_t i = 0; i < n; i++)
+		misses += items[i].asked;
+	if (!misses)
+		return 0;
+	/* The ids of the misses, in order (the items stay sorted: bsearch). */
+	char *ids = fd_arena_alloc(a, misses * 21 + 3), *p = ids;
+	if (!ids)
+		return OOM(t->call);
+	*p++ = '{';
+	for (size_t i = 0; i < n; i++)
+		if (items[i].asked)
+			p += sprintf(p, "%s%" PRId64, p[-1] == '{' ? "" : ",", items[i].id);
+	strcpy(p, "}");
+	const char *paths = authorize_suspended_paths(t, l);
+	if (!paths)
+		return -(int)fd_call_err(t->call)->code;
+	report_q_t q = { .params = { t->tenant_s, ids, lines_i64(t, l->cfg->session_timeout), active ? "true" : "false",
+		                         paths },
+		             .items = items, .n = n };
+	if (!q.params[2])
+		return OOM(t->call);
+	return fd_tctx_run(t, l->db, NULL, report_tx, &q);
+}
+
+int linesd_report_sessions(fd_call_t *call, const ProtobufCMessage *msg, ProtobufCMessage **resp)
+{
+	const Frontdesk__V1__ReportSessionsRequest *req = (const void *)msg;
+	linesd_t *l = linesd_of(call);
+	fd_arena_t *a = fd_call_arena(call);
+	fd_tctx_t t = { .call = call, .arena = a };
+	int rc = lines_service_caller(call, &t.c, FRONTDESK__V1__SCOPE__SCOPE_SESSIONS_REPORT);
+	if (rc < 0)
+		return rc;
+	if (req->n_sessions > REPORT_MAX)
+		return fd_call_fail(call, FD_EINVAL, "sessions: at most %d per call (%zu given)", REPORT_MAX,
+		                    req->n_sessions);
+	size_t n = req->n_sessions;
+	report_item_t *items = fd_arena_zalloc(a, (n ? n : 1) * sizeof(*items));
+	if (!items)
+		return OOM(call);
+	for (size_t i = 0; i < n; i++) {
+		const Frontdesk__V1__SessionReport *s = req->sessions[i];
+		if (s->tenant_id <= 0 || s->session_id <= 0)
+			return fd_call_fail(call, FD_EINVAL, "sessions[%zu]: tenant_id and session_id must be positive", i);
+		items[i] = (report_item_t){ .tenant = s->tenant_id, .id = s->session_id };
+	}
+	qsort(items, n, sizeof(*items), report_cmp);
+	size_t k = 0;   /* the same session reported twice counts once */
+	for (size_t i = 0; i < n; i++)
+		if (!k || report_cmp(&items[k - 1], &items[i]) != 0)
+			items[k++] = items[i];
+	n = k;
+
+	Frontdesk__V1__ReportSessionsResponse *m = fd_reply(call, resp);
+	if (!m)
+		return -FD_EEXHAUSTED;
+	int64_t timeout = l->cfg->session_timeout;
+	m->next_report_seconds = (int32_t)(timeout / 3 > 1 ? timeout / 3 : 1);
+	int64_t now = fd_now_s();
+	bool listening = events_listening(l);
+	for (size_t i = 0; i < n;) {
+		size_t j = i;
+		while (j < n && items[j].tenant == items[i].tenant)
+			j++;
+		int64_t tenant = items[i].tenant;
+		bool active;
+		fd_err_t err = { 0 };
+		rc = fd_verifier_tenant(l->verifier, tenant, fd_call_deadline_ms(call), &active, &err);
+		if (rc == -FD_ENOTFOUND) {
+			i = j;     /* no such tenant: its sessions are unknown (ended, no reason) */
+			continue;
+		}
+		if (rc < 0) {
+			*fd_call_err(call) = err;
+			return rc;
+		}
+		/* The cache first (a live session of this tenant, its line
+		 * unchanged since cached), as SessionHeartbeat answers. */
+		for (size_t x = i; x < j; x++) {
+			report_item_t *it = &items[x];
+			cache_entry_t e;
+			if (active && listening && cache_touch(l->cache, it->id, tenant, now, timeout, &e)) {
+				it->live = true;
+				cache_note_beat(l->cache, tenant, it->id, now);
+			} else {
+				it->asked = true;
+				it->gen = cache_gen(l->cache, it->id);
+			}
+		}
+		lines_tctx_tenant(&t, tenant);
+		if ((rc = report_tenant(l, &t, active, items + i, j - i)) < 0)
+			return rc;
+		for (size_t x = i; x < j; x++) {
+			report_item_t *it = &items[x];
+			if (!it->asked || !it->live)
+				continue;
+			cache_note_beat(l->cache, tenant, it->id, now);
+			cache_entry_t e = { .id = it->id, .tenant = tenant, .line = it->line, .node = it->node,
+				                .expires_at = it->expires_at, .last_seen = now };
+			sessions_remember(l, false, it->gen, &e);
+		}
+		i = j;
+	}
+
+	size_t nended = 0;
+	for (size_t i = 0; i < n; i++)
+		nended += !items[i].live;
+	if (!nended)
+		return 0;
+	Frontdesk__V1__EndedSession *ended = fd_arena_zalloc(a, nended * sizeof(*ended));
+	Frontdesk__V1__EndedSession **endedp = fd_arena_alloc(a, nended * sizeof(*endedp));
+	if (!ended || !endedp)
+		return OOM(call);
+	for (size_t i = 0, e = 0; i < n; i++) {
+		report_item_t *it = &items[i];
+		if (it->live)
+			continue;
+		frontdesk__v1__ended_session__init(&ended[e]);
+		ended[e].tenant_id = it->tenant;
+		ended[e].session_id = it->id;
+		ended[e].end_reason = it->found && it->reason >= 0 &&
+		                              it->reason <= FRONTDESK__V1__SESSION_END_REASON__SESSION_END_REASON_LINE_REVOKED
+		                          ? (Frontdesk__V1__SessionEndReason)it->reason
+		                          : FRONTDESK__V1__SESSION_END_REASON__SESSION_END_REASON_UNSPECIFIED;
+		endedp[e] = &ended[e];
+		e++;
+	}
+	m->ended = endedp;
+	m->n_ended = nended;
+	/* The ones ended here leave this replica's cache through their
+	 * announced end; the others were never in it. */
+	return 0;
+}

@@ -530,7 +530,7 @@ const fd_sql_t SQL_END_LINE_SESSIONS = {
 	"linesd_end_line_sessions",
 	"WITH e AS (UPDATE frontdesk.sessions SET ended_at = now(), end_reason = 6"
 	"            WHERE tenant_id = $1 AND line_id = $2 AND ended_at IS NULL RETURNING id)"
-	" SELECT frontdesk.line_event($1, 6, $2, $3, e.id, 0) FROM e",
+	" SELECT frontdesk.line_event($1, 6, $2, $3, e.id, 6) FROM e",
 	3,
 };
 const fd_sql_t SQL_DELETE_LINE = {
@@ -659,6 +659,25 @@ const fd_sql_t SQL_AUTHORIZE = {
 	"  CROSS JOIN LATERAL (SELECT " PLAYBACK_OUTCOME_SQL("d.outcome") ") o(n)",
 	16,
 };
+/* GetLineChannels (channels.c): AuthorizePlayback's decision for stream 0
+ * (the same checks and failure counting), then, when allowed, one row per
+ * channel in playlist order (CHAN_COL_*; a single row with NULL channel
+ * columns when none or when denied). The catalog version and the channels
+ * are read at the statement's snapshot (frontdesk.line_channels is STABLE). */
+const fd_sql_t SQL_LINE_CHANNELS = {
+	"linesd_line_channels",
+	"SELECT o.n, d.retry_after, coalesce((d.line).bouquet_ids, '{}'), coalesce((d.line).output_formats, '{}'),"
+	"       coalesce(v.version, 0), c.stream_id, c.name, c.number, c.logo_url, c.epg_channel, c.category_id,"
+	"       c.category, c.category_first, c.added_at"
+	"  FROM frontdesk.authorize_playback($1, $2, decode($3, 'hex'), 0, $4::inet, $5, 0::smallint, 0, '', $6,"
+	"       $7::text[], $8, $9, $10, $11, false, false) d"
+	"  CROSS JOIN LATERAL (SELECT " PLAYBACK_OUTCOME_SQL("d.outcome") ") o(n)"
+	"  LEFT JOIN frontdesk.catalog_versions v ON v.tenant_id = $1 AND d.outcome = 'allowed'"
+	"  LEFT JOIN LATERAL frontdesk.line_channels($1, CASE WHEN d.outcome = 'allowed' THEN (d.line).bouquet_ids END) c"
+	"    ON true"
+	" ORDER BY c.pos",
+	11,
+};
 const fd_sql_t SQL_SUSPENDED = {
 	"linesd_suspended",
 	"SELECT coalesce(array_agg(path || '%' ORDER BY path), '{}') FROM frontdesk.account_refs"
@@ -679,8 +698,9 @@ const fd_sql_t SQL_SESSION_STATE = {
 const fd_sql_t SQL_END_SESSION = {
 	"linesd_end_session",
 	"WITH e AS (UPDATE frontdesk.sessions s SET ended_at = now(), end_reason = $3"
-	"            WHERE s.tenant_id = $1 AND s.id = $2 AND s.ended_at IS NULL RETURNING s.id, s.line_id)"
-	" SELECT frontdesk.line_event($1, 6, e.line_id, coalesce(l.reseller_id, 0), e.id, 0)"
+	"            WHERE s.tenant_id = $1 AND s.id = $2 AND s.ended_at IS NULL"
+	"            RETURNING s.id, s.line_id, s.end_reason)"
+	" SELECT frontdesk.line_event($1, 6, e.line_id, coalesce(l.reseller_id, 0), e.id, e.end_reason)"
 	"   FROM e LEFT JOIN frontdesk.lines l ON l.tenant_id = $1 AND l.id = e.line_id",
 	3,
 };
@@ -703,10 +723,41 @@ const fd_sql_t SQL_CLOSE_SESSION = {
 	"             ON l.tenant_id = s.tenant_id AND l.id = s.line_id"
 	"           WHERE s.tenant_id = $1 AND s.id = $2 AND l.reseller_path LIKE $4::text || '%'),"
 	" e AS (UPDATE frontdesk.sessions s SET ended_at = now(), end_reason = $3"
-	"        FROM t WHERE s.tenant_id = $1 AND s.id = t.id AND s.ended_at IS NULL RETURNING s.id, s.line_id),"
-	" n AS (SELECT frontdesk.line_event($1, 6, e.line_id, coalesce(l.reseller_id, 0), e.id, 0) FROM e"
+	"        FROM t WHERE s.tenant_id = $1 AND s.id = t.id AND s.ended_at IS NULL"
+	"        RETURNING s.id, s.line_id, s.end_reason),"
+	" n AS (SELECT frontdesk.line_event($1, 6, e.line_id, coalesce(l.reseller_id, 0), e.id, e.end_reason) FROM e"
 	"        LEFT JOIN frontdesk.lines l ON l.tenant_id = $1 AND l.id = e.line_id WHERE $5)"
 	" SELECT (SELECT count(*) FROM t), (SELECT count(*) FROM n), (SELECT count(*) FROM e)",
+	5,
+};
+/* ReportSessions (sessions.c), for one tenant: the reported sessions ($2)
+ * the heartbeat cache could not answer, each with its verdict (REPORT_COL_*:
+ * 0 live, else the end reason); those it ends (timed out, line no longer
+ * allowed: $4 tenant active, $5 suspended paths, or expired) are ended and
+ * announced in the same statement. $3 the session timeout. */
+const fd_sql_t SQL_REPORT_SESSIONS = {
+	"linesd_report_sessions",
+	"WITH st AS ("
+	"  SELECT s.id, s.line_id, s.node_id, coalesce(" EPOCH("l.expires_at") ", 0) AS expires,"
+	"         coalesce(l.reseller_id, 0) AS reseller, s.ended_at IS NOT NULL AS was_ended,"
+	"         CASE WHEN s.ended_at IS NOT NULL THEN s.end_reason"
+	"              WHEN s.last_seen_at < now() - make_interval(secs => $3) THEN 2"
+	"              WHEN l.id IS NULL OR l.state <> 'active' OR NOT $4::boolean"
+	"                   OR l.reseller_path LIKE ANY ($5::text[]) THEN 6"
+	"              WHEN l.expires_at <= now() THEN 5 ELSE 0 END AS verdict"
+	"    FROM frontdesk.sessions s LEFT JOIN frontdesk.lines l ON l.tenant_id = s.tenant_id AND l.id = s.line_id"
+	"   WHERE s.tenant_id = $1 AND s.id = ANY ($2::bigint[])),"
+	" e AS (UPDATE frontdesk.sessions s"
+	"          SET ended_at = CASE WHEN st.verdict = 2 THEN s.last_seen_at + make_interval(secs => $3) ELSE now() END,"
+	"              end_reason = st.verdict"
+	"         FROM st WHERE s.tenant_id = $1 AND s.id = st.id AND NOT st.was_ended AND st.verdict > 0"
+	"           AND s.ended_at IS NULL"
+	"        RETURNING s.id, s.line_id, s.end_reason),"
+	" n AS (SELECT frontdesk.line_event($1, 6, e.line_id, st.reseller, e.id, e.end_reason)"
+	"         FROM e JOIN st ON st.id = e.id)"
+	" SELECT st.id, st.line_id, st.node_id, st.expires, st.verdict, (SELECT count(*) FROM n),"
+	"        (SELECT set_config('synchronous_commit', 'off', true))"
+	"   FROM st",
 	5,
 };
 const fd_sql_t SQL_SESSION = {
@@ -737,7 +788,7 @@ const fd_sql_t SQL_SWEEP_TIMEOUTS = {
 	"WITH e AS (UPDATE frontdesk.sessions s SET ended_at = s.last_seen_at + make_interval(secs => $2), end_reason = 2"
 	"            WHERE s.tenant_id = $1 AND s.ended_at IS NULL"
 	"              AND s.last_seen_at < now() - make_interval(secs => $2) RETURNING s.id, s.line_id)"
-	" SELECT count(frontdesk.line_event($1, 6, e.line_id, coalesce(l.reseller_id, 0), e.id, 0))"
+	" SELECT count(frontdesk.line_event($1, 6, e.line_id, coalesce(l.reseller_id, 0), e.id, 2))"
 	"   FROM e LEFT JOIN frontdesk.lines l ON l.tenant_id = $1 AND l.id = e.line_id",
 	2,
 };
@@ -749,18 +800,21 @@ const fd_sql_t SQL_SWEEP_EXPIRED = {
 	" n AS (SELECT frontdesk.line_event($1, 3, x.id, x.reseller_id, 0, 1) FROM x WHERE x.state = 'active'),"
 	" e AS (UPDATE frontdesk.sessions s SET ended_at = now(), end_reason = 5 FROM x"
 	"        WHERE s.tenant_id = $1 AND s.line_id = x.id AND s.ended_at IS NULL RETURNING s.id, x.id AS line_id, x.reseller_id)"
-	" SELECT (SELECT count(*) FROM n), (SELECT count(frontdesk.line_event($1, 6, e.line_id, e.reseller_id, e.id, 0)) FROM e)",
+	" SELECT (SELECT count(*) FROM n), (SELECT count(frontdesk.line_event($1, 6, e.line_id, e.reseller_id, e.id, 5)) FROM e)",
 	1,
 };
 /* Sessions of lines whose reseller (or one above it) is suspended end
- * (LINE_REVOKED = 6): suspended accounts are few, their paths cover the rest. */
+ * (LINE_REVOKED = 6): suspended accounts are few, their paths cover the
+ * rest; in a suspended tenant every session ends. */
 const fd_sql_t SQL_SWEEP_SUSPENDED = {
 	"linesd_sweep_suspended",
 	"WITH sp AS (SELECT path || '%' AS p FROM frontdesk.account_refs WHERE tenant_id = $1 AND status = 'suspended'),"
-	" e AS (UPDATE frontdesk.sessions s SET ended_at = now(), end_reason = 6 FROM frontdesk.lines l"
+	" ts AS (SELECT coalesce((SELECT status = 'suspended' FROM frontdesk.tenants WHERE id = $1), false) AS off),"
+	" e AS (UPDATE frontdesk.sessions s SET ended_at = now(), end_reason = 6 FROM frontdesk.lines l, ts"
 	"        WHERE s.tenant_id = $1 AND s.ended_at IS NULL AND l.tenant_id = $1 AND l.id = s.line_id"
-	"          AND l.reseller_path LIKE ANY (ARRAY(SELECT p FROM sp)) RETURNING s.id, s.line_id, l.reseller_id)"
-	" SELECT count(frontdesk.line_event($1, 6, e.line_id, e.reseller_id, e.id, 0)) FROM e",
+	"          AND (ts.off OR l.reseller_path LIKE ANY (ARRAY(SELECT p FROM sp)))"
+	"        RETURNING s.id, s.line_id, l.reseller_id)"
+	" SELECT count(frontdesk.line_event($1, 6, e.line_id, e.reseller_id, e.id, 6)) FROM e",
 	1,
 };
 const fd_sql_t SQL_SWEEP_OLD = {
@@ -810,6 +864,17 @@ const fd_sql_t SQL_EVENT_SESSION = {
 	"SELECT " SESSION_COLUMNS ", l.reseller_path FROM " SESSION_FROM
 	" WHERE s.tenant_id = $1 AND s.id = $2",
 	2,
+};
+/* WatchPlaybackEvents: the lines a suspended account's subtree holds that
+ * were allowed until then ($2 the account; $3 at most this many). */
+const fd_sql_t SQL_SUBTREE_LINES = {
+	"linesd_ev_subtree_lines",
+	"SELECT l.id FROM frontdesk.lines l"
+	" WHERE l.tenant_id = $1 AND l.state = 'active' AND l.expires_at > now()"
+	"   AND l.reseller_path LIKE (SELECT a.path FROM frontdesk.account_refs a WHERE a.tenant_id = $1 AND a.id = $2)"
+	"                            || '%'"
+	" ORDER BY l.id LIMIT $3",
+	3,
 };
 const fd_sql_t SQL_ACCOUNT_PATH = {
 	"linesd_ev_account_path",

@@ -109,6 +109,17 @@ enum {
 	AUTH_COL_OUTCOME, AUTH_COL_RETRY_AFTER, AUTH_COL_SESSION, AUTH_COL_REUSED, AUTH_COL_REPLACED,
 	AUTH_COL_LINE_ID, AUTH_COL_LINE
 };
+/* SQL_LINE_CHANNELS: the decision, the line's lists and the catalog
+ * version (every row), then the channel (NULL when none). */
+enum {
+	CHAN_COL_OUTCOME, CHAN_COL_RETRY_AFTER, CHAN_COL_BOUQUETS, CHAN_COL_FORMATS, CHAN_COL_VERSION,
+	CHAN_COL_STREAM, CHAN_COL_NAME, CHAN_COL_NUMBER, CHAN_COL_LOGO, CHAN_COL_EPG, CHAN_COL_CATEGORY_ID,
+	CHAN_COL_CATEGORY, CHAN_COL_CATEGORY_FIRST, CHAN_COL_ADDED
+};
+/* SQL_REPORT_SESSIONS */
+enum {
+	REPORT_COL_ID, REPORT_COL_LINE, REPORT_COL_NODE, REPORT_COL_EXPIRES, REPORT_COL_VERDICT, REPORT_COL_ANNOUNCED
+};
 /* SQL_SESSION_STATE */
 enum {
 	STATE_COL_LINE, STATE_COL_NODE, STATE_COL_ENDED, STATE_COL_END_REASON, STATE_COL_LAST_SEEN,
@@ -191,6 +202,9 @@ extern const fd_sql_t SQL_PENDING;
 extern const fd_sql_t SQL_AUTHORIZE;
 extern const fd_sql_t SQL_SUSPENDED;
 
+/* ---- GetLineChannels (channels.c) ---- */
+extern const fd_sql_t SQL_LINE_CHANNELS;
+
 /* ---- sessions (sessions.c) ---- */
 extern const fd_sql_t SQL_SESSION_STATE;
 extern const fd_sql_t SQL_END_SESSION;
@@ -199,6 +213,7 @@ extern const fd_sql_t SQL_SESSION_MOVE;
 extern const fd_sql_t SQL_CLOSE_SESSION;
 extern const fd_sql_t SQL_SESSION;
 extern const fd_sql_t SQL_LIST_SESSIONS;
+extern const fd_sql_t SQL_REPORT_SESSIONS;
 
 /* ---- the janitor's jobs (janitor.c) ---- */
 extern const fd_sql_t SQL_SWEEP_TIMEOUTS;
@@ -214,6 +229,7 @@ extern const fd_sql_t SQL_WATCH_LINE;
 extern const fd_sql_t SQL_EVENT_LINE;
 extern const fd_sql_t SQL_EVENT_SESSION;
 extern const fd_sql_t SQL_ACCOUNT_PATH;
+extern const fd_sql_t SQL_SUBTREE_LINES;
 
 /* ---- the request context (context.c) ---- */
 extern const fd_sql_t SQL_RESELLER;
