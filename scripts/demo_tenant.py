@@ -9,9 +9,11 @@ Passwords come from the environment, as up.sh exports them from secrets.env:
 FRONTDESK_BOOTSTRAP_PASSWORD (the platform admin's, FRONTDESK_BOOTSTRAP_USERNAME
 or "admin") and DEMO_ADMIN_PASSWORD. Exit 1 when a service never answers or an
 answer is not one of those expected."""
+import json
 import os
 import sys
 import time
+import urllib.request
 
 import grpc
 
@@ -143,6 +145,24 @@ DEMO_STREAMS = [("Demo News", "News", "demo.news"), ("Demo Sports", "Sports", "d
 DEMO_LINE = "demo-viewer"
 
 
+def wait_edge(login_url):
+    """Until the HTTP edge serves the demo brand (it re-reads tenants every
+    FRONTDESK_EDGED_HOSTS_REFRESH_MS, 2 s): the URLs printed next work when
+    they are printed."""
+    deadline = time.time() + WAIT_S
+    last = "no answer"
+    while time.time() < deadline:
+        try:
+            with urllib.request.urlopen(login_url, timeout=2) as r:
+                if json.load(r).get("user_info", {}).get("auth") == 1:
+                    return
+                last = "login refused"
+        except (OSError, ValueError) as e:
+            last = str(e)
+        time.sleep(0.2)
+    print(f"the HTTP edge does not serve the demo brand after {WAIT_S} s ({last})")
+
+
 def demo_catalog(targets, r):
     """Streams, a bouquet, a package and one line with its credits, made by
     the demo admin; prints what a player needs."""
@@ -175,6 +195,7 @@ def demo_catalog(targets, r):
             print(f"demo line {DEMO_LINE} created ({len(ids)} channels, 2 connections, 30 days)")
         edge = os.environ.get("FRONTDESK_EDGE_URL", "http://127.0.0.1:7180")
         base = f"{edge}/t/demo"
+        wait_edge(f"{base}/player_api.php?username={line.username}&password={line.password}")
         print(f"  a player (Xtream codes login): server {base} username {line.username} password {line.password}")
         print(f"  an M3U playlist: {base}/get.php?username={line.username}&password={line.password}"
               f"&type=m3u_plus&output=m3u8")
