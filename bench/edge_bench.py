@@ -28,6 +28,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.error
 import urllib.request
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -149,7 +150,8 @@ end
 
 
 def delete_sessions(p, tenant):
-    p.sql(f"DELETE FROM frontdesk.sessions WHERE tenant_id = {tenant}; VACUUM ANALYZE frontdesk.sessions")
+    p.sql(f"DELETE FROM frontdesk.sessions WHERE tenant_id = {tenant}")
+    p.sql("VACUUM ANALYZE frontdesk.sessions")
 
 
 def main():
@@ -169,6 +171,7 @@ def main():
         lines = make_lines(t, pkg)
         say(f"set up in {time.time() - t0:.0f} s")
         prefix = f"/t/{t.slug}"
+        p.edge_url = p.edge_url.replace("127.0.0.1", "localhost")   # a platform host name
         base = p.edge_url + prefix
         # The HLS node: a static segment and playlist, served by the
         # shipped config behind auth_request, and by a plain nginx (baseline).
@@ -192,8 +195,11 @@ def main():
         ln = lines[0]
         login = f"{base}/player_api.php?username={ln.username}&password={PASSWORD}"
         m3u = f"{base}/get.php?username={ln.username}&password={PASSWORD}&type=m3u_plus&output=m3u8"
-        with urllib.request.urlopen(m3u, timeout=30) as r:
-            playlist = r.read()
+        try:
+            with urllib.request.urlopen(m3u, timeout=30) as r:
+                playlist = r.read()
+        except urllib.error.HTTPError as e:
+            raise SystemExit(f"edge_bench: get.php answered {e.code}: {e.read()[:300]!r}")
         assert playlist.count(b"#EXTINF") == NSTREAMS, playlist[:300]
         static_dir = os.path.join(tmp, "static")
         os.makedirs(static_dir)

@@ -210,7 +210,9 @@ void edge_host_port(edge_req_t *r, const char **host, const char **port)
 	} else {
 		colon = strrchr(h, ':');
 	}
-	if (colon && colon[1]) {
+	/* The port as sent, digits only (the Host was checked, but the part
+	 * after an IPv6 literal's bracket is not the name). */
+	if (colon && colon[1] && strspn(colon + 1, "0123456789") == strlen(colon + 1) && strlen(colon + 1) <= 5) {
 		const char *p = fd_arena_strdup(r->arena, colon + 1);
 		if (p)
 			*port = p;
@@ -383,14 +385,15 @@ static int find_brand(edge_req_t *r, const char *path, const char **rest)
 	}
 	bool platform = brands_is_platform_host(e, r->host);
 	if (!platform) {
-		if (strncmp(path, "/t/", 3) == 0) {
-			edge_reply_text(r, 404, "the /t/{tenant}/ prefix is served on the platform's own host names only, "
-			                        "not on a brand's");
-			return 0;
-		}
 		if (!brands_by_host(e, r->host, &r->tenant_id, &r->tenant_slug, r->arena)) {
 			edge_reply_text(r, 404, "unknown host: no brand is reached by this host name (a brand's host "
 			                        "serves players once a platform admin approved it)");
+			return 0;
+		}
+		if (strncmp(path, "/t/", 3) == 0) {
+			r->tenant_id = 0;
+			edge_reply_text(r, 404, "the /t/{tenant}/ prefix is served on the platform's own host names only, "
+			                        "not on a brand's");
 			return 0;
 		}
 		return 1;

@@ -227,7 +227,7 @@ int net_host_normalize(const char *in, char *out, size_t outsz)
 		size_t an = (size_t)(close - in) + 1;
 		unsigned char bin[16];
 		int family;
-		if (close[1] && close[1] != ':')
+		if (close[1] && (close[1] != ':' || !close[2] || strspn(close + 2, "0123456789") != strlen(close + 2)))
 			return -1;
 		if (parse_ip(in + 1, an - 2, bin, &family) < 0 || family != AF_INET6)
 			return -1;

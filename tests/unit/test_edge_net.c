@@ -61,6 +61,8 @@ static const host_case_t host_cases[] = {
 	{ "[::1", NULL },
 	{ "[1.2.3.4]", NULL },
 	{ "[::1]x", NULL },
+	{ "[::1]:80\"x", NULL },
+	{ "[::1]:", NULL },
 	{ "a/b", NULL },
 };
 
