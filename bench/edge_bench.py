@@ -137,11 +137,12 @@ function setup(thread)
   table.insert(threads, thread)
 end
 function init(args)
-  n = tid * 2000000
+  n = tid * 4000000
 end
 function request()
   n = n + 1
-  local ip = string.format("10.%d.%d.%d", (n >> 16) & 255, (n >> 8) & 255, n & 255)
+  -- wrk runs LuaJIT (Lua 5.1): no bitwise operators.
+  local ip = string.format("10.%d.%d.%d", math.floor(n / 65536) % 256, math.floor(n / 256) % 256, n % 256)
   local user = string.format("bench%05d", n % NLINES)
   return wrk.format("GET", PREFIX .. "/live/" .. user .. "/PASSWORD/STREAM.m3u8",
                     {["X-Forwarded-For"] = ip, ["User-Agent"] = "UA"})

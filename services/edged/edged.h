@@ -5,7 +5,7 @@
  *   main.c      settings, start (channels, service tokens, threads, the
  *               HTTP daemon), SIGTERM drain, --node-secret
  *   http.c      libmicrohttpd glue: one edge_req_t per request, the route
- *               table, the client's address behind trusted proxies, the
+ *               table, the worker pool for routes that call a service, the client's address behind trusted proxies, the
  *               brand from the host, replies, the redacted access log
  *   brands.c    host names -> tenants (authd's ListBrandHosts, refreshed)
  *   upstream.c  the gRPC calls edged makes (linesd, authd) with its
@@ -36,7 +36,8 @@
 
 typedef struct edged_config {
 	char *listen;                  /* host:port of the HTTP listener */
-	int64_t threads;               /* HTTP worker threads (each may block on one gRPC call) */
+	int64_t threads;               /* workers: requests that call a service, at once */
+	int64_t io_threads;            /* HTTP I/O threads (epoll each); the hooks run there */
 	int64_t max_connections;       /* open HTTP connections at most */
 	int64_t connection_timeout;    /* s: an idle or slow connection is closed */
 	char *service_secret;          /* edged's entry in authd's FRONTDESK_SERVICE_SECRETS */
@@ -62,6 +63,7 @@ struct edge_keys;
 struct edge_state;
 struct edge_playlists;
 struct edge_proxies;
+struct edge_workers;
 
 typedef struct edged {
 	const edged_config_t *cfg;
@@ -73,6 +75,7 @@ typedef struct edged {
 	struct edge_state *state;           /* state.c */
 	struct edge_playlists *playlists;   /* playlist.c */
 	struct edge_proxies *proxies;       /* http.c: trusted proxy CIDRs */
+	struct edge_workers *workers;       /* http.c: the worker pool */
 	struct MHD_Daemon *daemon;
 	atomic_bool linesd_up;              /* the last call to linesd reached it */
 	atomic_bool stopping;

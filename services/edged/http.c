@@ -1,15 +1,20 @@
-/* http.c - libmicrohttpd glue: the daemon (a pool of threads, each with its
- * own epoll), one edge_req_t per request, the route table, the client's
+/* http.c - libmicrohttpd glue: the daemon (a few I/O threads, each with
+ * its own epoll), one edge_req_t per request, the route table, the client's
  * address behind trusted proxies, the brand from the host, the replies and
  * one redacted access-log line per request.
  *
- * Handlers block their thread while they call a service, so the pool's size
- * (FRONTDESK_EDGED_THREADS) bounds the requests served at once; idle
- * keep-alive connections cost no thread. */
+ * The I/O threads never wait on a service. A route that calls linesd or
+ * authd (the player API, playlists, the hand-off) runs on a worker: its
+ * connection is suspended, the request queued to the worker pool
+ * (FRONTDESK_EDGED_THREADS), and the connection resumed with the reply ready,
+ * so a slow linesd delays only the requests that need it. The routes that
+ * answer from memory (/healthz, the streaming servers' hooks) run on the I/O
+ * thread at once: a segment check never queues behind a login. */
 #include <arpa/inet.h>
 #include <ctype.h>
 #include <inttypes.h>
 #include <netinet/in.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -55,16 +60,38 @@ typedef struct req_ctx {
 	unsigned status;
 	int64_t started_ms;
 	bool replied;
+	bool dispatched;                /* the route was chosen (once per request) */
+	bool deferred;                  /* a worker runs the handler; replies are kept */
+	struct MHD_Response *pending;   /* a worker's reply, queued once resumed */
+	int (*fn)(edge_req_t *);        /* the handler a worker runs */
+	struct req_ctx *next;           /* in the workers' queue */
 } req_ctx_t;
+
+/* The worker pool: a bounded FIFO of suspended requests. */
+#define QUEUE_MAX 4096
+
+struct edge_workers {
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	req_ctx_t *head, *tail;
+	int queued;
+	bool stop;
+	int nthreads;
+	pthread_t threads[256];
+};
 
 typedef int (*handler_fn)(edge_req_t *r);
 
 /* Route kinds: whether the route needs a brand (tenant) found from the host. */
 enum { NO_BRAND, BRAND };
+/* Where its handler runs: on the I/O thread (answers from memory) or on a
+ * worker (calls a service). */
+enum { INLINE, WORKER };
 
 typedef struct route {
 	const char *path;     /* exact, or a prefix when it ends with '/' */
 	int kind;
+	int where;
 	handler_fn fn;
 } route_t;
 
@@ -72,16 +99,19 @@ static int healthz(edge_req_t *r);
 static int not_yet(edge_req_t *r);
 
 static const route_t ROUTES[] = {
-	{ "/healthz", NO_BRAND, healthz },
-	{ "/hook/", NO_BRAND, hooks_handle },
-	{ "/player_api.php", BRAND, player_api },
-	{ "/get.php", BRAND, playlist_get },
-	{ "/xmltv.php", BRAND, playlist_xmltv },
-	{ "/live/", BRAND, handoff_live },
-	{ "/movie/", BRAND, not_yet },
-	{ "/series/", BRAND, not_yet },
-	{ "/timeshift/", BRAND, not_yet },
-	{ NULL, 0, NULL },
+	{ "/healthz", NO_BRAND, INLINE, healthz },
+	/* The hooks answer from memory; the rare calls they make (a session
+	 * asked of linesd while its event stream is down, an RTMP play_done's
+	 * EndSession) are bounded by FRONTDESK_EDGED_RPC_TIMEOUT_MS. */
+	{ "/hook/", NO_BRAND, INLINE, hooks_handle },
+	{ "/player_api.php", BRAND, WORKER, player_api },
+	{ "/get.php", BRAND, WORKER, playlist_get },
+	{ "/xmltv.php", BRAND, WORKER, playlist_xmltv },
+	{ "/live/", BRAND, WORKER, handoff_live },
+	{ "/movie/", BRAND, INLINE, not_yet },
+	{ "/series/", BRAND, INLINE, not_yet },
+	{ "/timeshift/", BRAND, INLINE, not_yet },
+	{ NULL, 0, 0, NULL },
 };
 
 static req_ctx_t *ctx_of(edge_req_t *r)
@@ -254,6 +284,13 @@ static int queue(req_ctx_t *c, unsigned status, struct MHD_Response *resp, const
 		MHD_add_response_header(resp, c->reply_headers[i][0], c->reply_headers[i][1]);
 	if (atomic_load(&c->r.e->stopping))
 		MHD_add_response_header(resp, MHD_HTTP_HEADER_CONNECTION, "close");
+	if (c->deferred) {
+		/* A worker's: queued by the I/O thread once the connection resumes. */
+		c->pending = resp;
+		c->status = status;
+		c->replied = true;
+		return 0;
+	}
 	enum MHD_Result ok = MHD_queue_response(c->mc, status, resp);
 	MHD_destroy_response(resp);
 	c->status = status;
@@ -436,6 +473,97 @@ static bool bare_stream_path(const char *path)
 	return segs == 3 && path[1] != '/';
 }
 
+/* ---- the workers ---- */
+
+static void *worker_main(void *arg)
+{
+	struct edge_workers *w = arg;
+	for (;;) {
+		pthread_mutex_lock(&w->mu);
+		while (!w->head && !w->stop)
+			pthread_cond_wait(&w->cv, &w->mu);
+		req_ctx_t *c = w->head;
+		if (!c) {   /* stopping, and nothing left */
+			pthread_mutex_unlock(&w->mu);
+			return NULL;
+		}
+		w->head = c->next;
+		if (!w->head)
+			w->tail = NULL;
+		w->queued--;
+		pthread_mutex_unlock(&w->mu);
+		c->fn(&c->r);
+		if (!c->replied)
+			edge_reply_text(&c->r, 500, "internal error: no reply");
+		MHD_resume_connection(c->mc);
+	}
+}
+
+/* Runs fn now (INLINE) or hands the request to a worker; a full queue is
+ * answered 503 at once. */
+static void run(req_ctx_t *c, int where, handler_fn fn)
+{
+	struct edge_workers *w = c->r.e->workers;
+	if (where == INLINE) {
+		fn(&c->r);
+		return;
+	}
+	pthread_mutex_lock(&w->mu);
+	if (w->queued >= QUEUE_MAX || w->stop) {
+		pthread_mutex_unlock(&w->mu);
+		edge_reply_header(&c->r, MHD_HTTP_HEADER_RETRY_AFTER, "1");
+		edge_reply_text(&c->r, 503, "busy: too many requests waiting; retry");
+		return;
+	}
+	c->fn = fn;
+	c->deferred = true;
+	c->next = NULL;
+	MHD_suspend_connection(c->mc);
+	if (w->tail)
+		w->tail->next = c;
+	else
+		w->head = c;
+	w->tail = c;
+	w->queued++;
+	pthread_cond_signal(&w->cv);
+	pthread_mutex_unlock(&w->mu);
+}
+
+static int workers_start(edged_t *e, fd_err_t *err)
+{
+	struct edge_workers *w = calloc(1, sizeof(*w));
+	if (!w)
+		return fd_err_set(err, FD_EEXHAUSTED, "out of memory");
+	e->workers = w;
+	pthread_mutex_init(&w->mu, NULL);
+	pthread_cond_init(&w->cv, NULL);
+	int n = (int)e->cfg->threads;
+	for (int i = 0; i < n && i < 256; i++) {
+		if (pthread_create(&w->threads[i], NULL, worker_main, w) != 0)
+			return fd_err_set(err, FD_EUNAVAIL, "cannot start worker thread %d", i);
+		w->nthreads++;
+	}
+	return 0;
+}
+
+/* Lets the workers finish what is queued, then joins them. */
+static void workers_stop(edged_t *e)
+{
+	struct edge_workers *w = e->workers;
+	if (!w)
+		return;
+	pthread_mutex_lock(&w->mu);
+	w->stop = true;
+	pthread_cond_broadcast(&w->cv);
+	pthread_mutex_unlock(&w->mu);
+	for (int i = 0; i < w->nthreads; i++)
+		pthread_join(w->threads[i], NULL);
+	pthread_mutex_destroy(&w->mu);
+	pthread_cond_destroy(&w->cv);
+	free(w);
+	e->workers = NULL;
+}
+
 static const route_t *find_route(const char *path)
 {
 	for (const route_t *rt = ROUTES; rt->path; rt++) {
@@ -477,7 +605,7 @@ static void dispatch(req_ctx_t *c, const char *url)
 	}
 	const route_t *route = find_route(url);
 	if (route && route->kind == NO_BRAND) {
-		route->fn(r);
+		run(c, route->where, route->fn);
 		return;
 	}
 	const char *path;
@@ -486,11 +614,11 @@ static void dispatch(req_ctx_t *c, const char *url)
 	r->path = path;
 	route = find_route(path);
 	if (route && route->kind == BRAND) {
-		route->fn(r);
+		run(c, route->where, route->fn);
 		return;
 	}
 	if (!route && bare_stream_path(path)) {
-		handoff_live(r);
+		run(c, WORKER, handoff_live);
 		return;
 	}
 	edge_reply_text(r, 404, "not found");
@@ -571,9 +699,21 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *mc, const ch
 		*upload_size = 0;
 		return MHD_YES;
 	}
-	if (c->replied)
+	if (c->pending) {
+		/* Resumed: a worker's reply is ready. */
+		struct MHD_Response *resp = c->pending;
+		c->pending = NULL;
+		enum MHD_Result ok = MHD_queue_response(mc, c->status, resp);
+		MHD_destroy_response(resp);
+		access_log(c, url);
+		return ok;
+	}
+	if (c->dispatched)
 		return MHD_YES;
+	c->dispatched = true;
 	dispatch(c, url);
+	if (c->deferred)
+		return MHD_YES;
 	if (!c->replied)
 		edge_reply_text(&c->r, 500, "internal error: no reply");
 	access_log(c, url);
@@ -590,6 +730,8 @@ static void on_completed(void *cls, struct MHD_Connection *mc, void **req_cls, e
 	atomic_fetch_sub(&e->inflight, 1);
 	if (c->pp)
 		MHD_destroy_post_processor(c->pp);
+	if (c->pending)
+		MHD_destroy_response(c->pending);
 	fd_arena_free(&c->arena);
 	free(c);
 	*req_cls = NULL;
@@ -628,12 +770,15 @@ int http_start(edged_t *e, fd_err_t *err)
 	if (net_parse_listen(e->cfg->listen, &ss, &sl) < 0)
 		return fd_err_set(err, FD_EINVAL, "FRONTDESK_EDGED_LISTEN: \"%s\" is not host:port with a numeric "
 		                  "IPv4 or [IPv6] address", e->cfg->listen);
-	unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_USE_ITC;
+	int rc = workers_start(e, err);
+	if (rc < 0)
+		return rc;
+	unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_USE_ITC | MHD_ALLOW_SUSPEND_RESUME;
 	if (ss.ss_family == AF_INET6)
 		flags |= MHD_USE_IPv6;
 	e->daemon = MHD_start_daemon(flags, 0, NULL, NULL, on_request, e,
 	                             MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss,
-	                             MHD_OPTION_THREAD_POOL_SIZE, (unsigned)e->cfg->threads,
+	                             MHD_OPTION_THREAD_POOL_SIZE, (unsigned)e->cfg->io_threads,
 	                             MHD_OPTION_CONNECTION_LIMIT, (unsigned)e->cfg->max_connections,
 	                             MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)e->cfg->connection_timeout,
 	                             MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)64 * 1024,
@@ -650,8 +795,10 @@ int http_start(edged_t *e, fd_err_t *err)
 
 void http_stop(edged_t *e, int64_t grace_ms)
 {
-	if (!e->daemon)
+	if (!e->daemon) {
+		workers_stop(e);
 		return;
+	}
 	atomic_store(&e->stopping, true);
 	MHD_socket s = MHD_quiesce_daemon(e->daemon);
 	if (s != MHD_INVALID_SOCKET)
@@ -663,6 +810,9 @@ void http_stop(edged_t *e, int64_t grace_ms)
 		struct timespec ts = { 0, 50 * 1000 * 1000 };
 		nanosleep(&ts, NULL);
 	}
+	/* Past the grace, what workers still hold ends within the calls'
+	 * deadline; every suspended connection is resumed before the stop. */
+	workers_stop(e);
 	MHD_stop_daemon(e->daemon);
 	e->daemon = NULL;
 }

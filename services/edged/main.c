@@ -27,7 +27,9 @@ static const fd_cfg_item_t config_items[] = {
 	ITEM("listen", "FRONTDESK_EDGED_LISTEN", FD_CFG_STR, "127.0.0.1:7180", 1, 255, listen,
 	     "address to serve HTTP on (host:port, numeric)"),
 	ITEM("threads", "FRONTDESK_EDGED_THREADS", FD_CFG_INT, "16", 1, 256, threads,
-	     "HTTP worker threads; each serves one request at a time (it may wait on linesd)"),
+	     "workers: requests that call linesd or authd (player API, playlists, hand-off) served at once"),
+	ITEM("io_threads", "FRONTDESK_EDGED_IO_THREADS", FD_CFG_INT, "2", 1, 64, io_threads,
+	     "HTTP I/O threads (one epoll each); /healthz and the hooks are answered there"),
 	ITEM("max_connections", "FRONTDESK_EDGED_MAX_CONNECTIONS", FD_CFG_INT, "20000", 16, 1000000, max_connections,
 	     "open HTTP connections at most (idle keep-alive ones included)"),
 	ITEM("connection_timeout", "FRONTDESK_EDGED_CONNECTION_TIMEOUT", FD_CFG_INT, "30", 1, 3600, connection_timeout,
@@ -209,7 +211,8 @@ int main(int argc, char **argv)
 		fd_error("start-up failed: %s", err.msg);
 		goto stop;
 	}
-	fd_info("serving HTTP on %s (%" PRId64 " threads)", cfg.listen, cfg.threads);
+	fd_info("serving HTTP on %s (%" PRId64 " I/O threads, %" PRId64 " workers)", cfg.listen, cfg.io_threads,
+	        cfg.threads);
 	int sig = 0;
 	sigwait(&sigs, &sig);
 	fd_info("%s received: stopping (grace %" PRId64 " ms)", sig == SIGINT ? "SIGINT" : "SIGTERM",
