@@ -9,6 +9,8 @@ concurrency:
 
   seg_auth      nginx serving a segment behind auth_request to edged
   seg_static    (baseline) nginx serving the same file with no auth_request
+  seg_auth204   (bound) the same shipped config, its auth_request answered 204 by
+                a plain nginx instead of edged: what auth_request costs nginx itself
   live_new      /live/U/P/ID.m3u8 through edged: a new session each (302)
   grpc_new      (baseline) AuthorizePlayback over gRPC (bench_load), a new session each
   login         player_api.php login through edged
@@ -163,7 +165,7 @@ def main():
         "FRONTDESK_LOG_LEVEL": "warn"},
         edged_env={"FRONTDESK_EDGED_TRUSTED_PROXIES": "127.0.0.1", "FRONTDESK_EDGED_THREADS": "16",
                    "FRONTDESK_LOG_LEVEL": "warn"})
-    ng_auth = ng_static = sim = None
+    ng_auth = ng_static = ng_bound = sim = None
     try:
         t = p.tenant()
         say(f"setting up: {NSTREAMS} streams, {NLINES} lines (max {MAX_CONNS} connections each)")
@@ -209,6 +211,8 @@ def main():
         with open(os.path.join(static_dir, "seg0.ts"), "wb") as f:
             f.write(seg)
         ng_static = StaticNginx(tmp, static_dir)
+        ng_bound = fdedge.Nginx(fdedge.HLS_CONF, {"edged": f"127.0.0.1:{ng_static.port}", "node_id": node.id,
+                                                  "node_secret": secret, "root": root})
         opener = urllib.request.build_opener(NoRedirect)
         try:
             opener.open(f"{base}/live/{ln.username}/{PASSWORD}/{streams[0]}.m3u8", timeout=10)
@@ -239,6 +243,7 @@ def main():
             say(f"--- round {rnd + 1} of {ROUNDS}")
             run(wrk("seg_static", f"{ng_static.url}/seg0.ts"))
             run(wrk("seg_auth", seg_url))
+            run(wrk("seg_auth204", seg_url.replace(ng_auth.url, ng_bound.url)))
             delete_sessions(p, t.tenant)
             run(bench_load("grpc_new", lt, new_file, token))
             delete_sessions(p, t.tenant)
@@ -256,7 +261,8 @@ def main():
             say(f"median {case} rate={m['rate']:.0f}/s p50_ms={m['p50']:.2f} p99_ms={m['p99']:.2f} "
                 f"errors={m['errors']:.0f}")
         say("--- ratios and goals")
-        for case, base_case, goal in [("seg_auth", "seg_static", 0.5), ("live_new", "grpc_new", 0.8),
+        for case, base_case, goal in [("seg_auth", "seg_static", 0.5), ("seg_auth204", "seg_static", 0.0),
+                                      ("seg_auth", "seg_auth204", 0.0), ("live_new", "grpc_new", 0.8),
                                       ("login", "grpc_login", 0.8), ("m3u_5000", "m3u_static", 0.3)]:
             ratios = [a["rate"] / b["rate"] for a, b in zip(runs[case], runs[base_case])]
             ratio = statistics.median(ratios)
@@ -265,7 +271,7 @@ def main():
         p99 = med["m3u_5000"]["p99"]
         say(f"goal m3u_5000 p99_ms={p99:.1f} <= 50 {'met' if p99 <= 50 else 'NOT met'}")
     finally:
-        for x in (ng_static, ng_auth):
+        for x in (ng_bound, ng_static, ng_auth):
             if x:
                 x.stop()
         if sim:
@@ -297,7 +303,8 @@ http {{ access_log off; sendfile on; tcp_nopush on; default_type application/oct
   client_body_temp_path {d}/cb; proxy_temp_path {d}/px; fastcgi_temp_path {d}/fc; uwsgi_temp_path {d}/uw;
   scgi_temp_path {d}/sc;
   server {{ listen 127.0.0.1:{self.port}; root {root};
-    location / {{ add_header Cache-Control "no-cache"; }} }} }}
+    location / {{ add_header Cache-Control "no-cache"; }}
+    location /hook/ {{ return 204; }} }} }}
 """)
         self._spawn(["nginx", "-p", d + "/", "-c", conf, "-g", "daemon off;"], os.path.join(d, "out.log"))
         fdedge.wait_for(lambda: fdedge.port_open(self.port), 10, "static nginx listening")
