@@ -542,7 +542,7 @@ def test_report_keeps_sessions_alive(p, shop, edges):
     assert session_row(p, dropped.session_id) == (True, E.SESSION_END_REASON_TIMED_OUT)
     seen = float(p.sql(f"SELECT extract(epoch FROM now() - last_seen_at) FROM frontdesk.sessions"
                        f" WHERE id = {kept.session_id}"))
-    assert seen < 2.0, f"last_seen_at written by the reports' batches ({seen:.1f} s ago)"
+    assert seen < 3.0, f"last_seen_at written by the reports' batches ({seen:.1f} s ago)"
     for edge in edges:
         assert beat(edge, shop, kept.session_id).active
     ended, _ = report(edges[1], (shop.tenant, kept.session_id), (shop.tenant, dropped.session_id))
