@@ -34,6 +34,28 @@ command prints shell assignments or writes files:
                                      one AuthorizePlaybackRequest per line
                                      U0..U0+N-1 (stream STREAM, output format TS),
                                      serialized, in hex, one a line
+  nodes AUTHD ROUTERD ADMIN_PW N DIR
+                                     routerd's fleet (ROUTERD=1): N shared-pool
+                                     nodes (RegisterNode by the platform admin,
+                                     tenant 0, which every tenant may use) over
+                                     4 regions (NODE_REGIONS), 4 failure domains
+                                     each, capacity far above the run's load;
+                                     one Heartbeat of each with its own key,
+                                     which must answer UP. Writes DIR/nodes.keys
+                                     (one a line) and DIR/nodebeat.hex (the
+                                     keeper's HeartbeatRequest); prints
+                                     pa_token=<the platform admin's token>
+  nodes-up ROUTERD PA_TOKEN LABEL N  every node (ListNodes all_tenants) UP and
+                                     ACTIVE: `audit LABEL ok`, else the counts
+  measure CASE PID[,PID...] -- MEASURE...
+                                     runs MEASURE (bench/measure.py and its
+                                     arguments, whose WARMUP_S and SECS are its
+                                     4th and 5th), samples the CPU of PID
+                                     (routerd) over the same window, and
+                                     prints MEASURE's output and
+                                     xcpu CASE routerd_cores=
+                                     routerd_us_per_call= (the calls from
+                                     MEASURE's rate)
   probe LINESD TOKEN TENANT STREAM USERNAME PASSWORD IP UA
                                      three AuthorizePlayback calls of that line
                                      (while PostgreSQL logs every statement)
@@ -67,6 +89,7 @@ import fdapi  # noqa: E402
 
 lines_pb2 = importlib.import_module("frontdesk.v1.lines_pb2")
 common_pb2 = importlib.import_module("frontdesk.v1.common_pb2")
+routing_pb2 = importlib.import_module("frontdesk.v1.routing_pb2")
 ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
 
 
@@ -88,10 +111,79 @@ def wait(target, seconds=30):
         time.sleep(0.1)
 
 
+# Clients' countries, in turn by username (routerd routes each to its
+# region; linesd without routerd ignores them), and the regions of the nodes.
+COUNTRIES = ["GB", "DE", "US", "IN"]
+NODE_REGIONS = [("eu-west", "GB"), ("eu-central", "DE"), ("us-east", "US"), ("ap-south", "IN")]
+NODE_CAPACITY = 100000            # connections and Mbit/s: the run never nears high water
+
+
 def authorize_request(tenant, stream, username, password, ip, ua):
     return lines_pb2.AuthorizePlaybackRequest(
         tenant_id=tenant, username=username, password=password, stream_id=stream, client_ip=ip,
-        user_agent=ua, output_format=common_pb2.OUTPUT_FORMAT_TS)
+        user_agent=ua, output_format=common_pb2.OUTPUT_FORMAT_TS,
+        client_country=COUNTRIES[int(username) % len(COUNTRIES)] if username.isdigit() else "")
+
+
+def parallel(n, fn, window=32):
+    """fn(i) for i in range(n), `window` at a time in threads; the results in order."""
+    out, errs, lock, nxt = [None] * n, [], threading.Lock(), [0]
+
+    def worker():
+        while True:
+            with lock:
+                i = nxt[0]
+                nxt[0] += 1
+            if i >= n or errs:
+                return
+            try:
+                out[i] = fn(i)
+            except Exception as e:  # noqa: BLE001
+                errs.append(f"{i}: {e!r}")
+    ts = [threading.Thread(target=worker) for _ in range(window)]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join()
+    if errs:
+        sys.exit(f"lines_setup: {errs[0]}")
+    return out
+
+
+def node_load():
+    """What every node reports: a light load, far below high water."""
+    return routing_pb2.NodeLoad(active_connections=100, egress_mbps=400.0, cpu_percent=20.0)
+
+
+def node_request(i):
+    region, country = NODE_REGIONS[i % len(NODE_REGIONS)]
+    host = f"n{i}.pool.bench.example"
+    return routing_pb2.RegisterNodeRequest(
+        tenant_id=0, name=f"bench-lines-{i:04d}",
+        urls=[routing_pb2.NodeUrl(format=common_pb2.OUTPUT_FORMAT_TS, base_url=f"http://{host}:8080"),
+              routing_pb2.NodeUrl(format=common_pb2.OUTPUT_FORMAT_M3U8, base_url=f"https://{host}")],
+        region=region, country=country, failure_domain=f"{region}-fd{(i // len(NODE_REGIONS)) % 4}",
+        max_connections=NODE_CAPACITY, max_egress_mbps=NODE_CAPACITY, weight=100 + (i % 3) * 50,
+        tags=["bench"], idempotency_key=ikey())
+
+
+def all_nodes(rt):
+    out, token = {}, ""
+    while True:
+        r = rt.ListNodes(all_tenants=True, page_size=500, page_token=token)
+        for n in r.nodes:
+            out[n.id] = n
+        if not (token := r.next_page_token):
+            return out
+
+
+def proc_cpu(pid):
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            v = f.read().rsplit(")", 1)[1].split()
+        return (int(v[11]) + int(v[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, IndexError):
+        return 0.0
 
 
 # ---- the password hash, as linesd computes it ----
@@ -276,6 +368,55 @@ def main(cmd, *args):
             for i in range(n):
                 f.write(authorize_request(tenant, stream, str(u0 + i), password, ip, ua)
                         .SerializeToString().hex() + "\n")
+    elif cmd == "nodes":
+        authd, routerd, admin_pw, n, d = args
+        n = int(n)
+        auth = fdapi.Auth(wait(authd), timeout=30)
+        pa = auth.Login(tenant_slug="platform", username="admin", password=admin_pw).access_token
+        ch = wait(routerd)
+        admin = fdapi.Routing(ch, pa, timeout=30)
+        regs = parallel(n, lambda i: admin.RegisterNode(node_request(i)))
+        keys = [r.node_key for r in regs]
+        assert all(keys) and len({r.node.id for r in regs}) == n, "a node without a key, or ids shared"
+        beat = ch.unary_unary("/frontdesk.v1.RoutingService/Heartbeat",
+                              request_serializer=routing_pb2.HeartbeatRequest.SerializeToString,
+                              response_deserializer=routing_pb2.HeartbeatResponse.FromString)
+
+        def first_beat(i):
+            dr = beat(routing_pb2.HeartbeatRequest(load=node_load()), metadata=fdapi.bearer(keys[i]),
+                      timeout=30).directive
+            if dr.health != routing_pb2.NODE_HEALTH_UP or dr.state != routing_pb2.NODE_STATE_ACTIVE:
+                raise AssertionError(f"node {regs[i].node.id}: first heartbeat answered {dr}")
+        parallel(n, first_beat)
+        with open(os.path.join(d, "nodes.keys"), "w") as f:
+            f.writelines(k + "\n" for k in keys)
+        with open(os.path.join(d, "nodebeat.hex"), "w") as f:
+            f.write(routing_pb2.HeartbeatRequest(load=node_load()).SerializeToString().hex() + "\n")
+        print(f"pa_token='{pa}'")
+    elif cmd == "nodes-up":
+        routerd, pa, label, want = args
+        nodes = all_nodes(fdapi.Routing(wait(routerd), pa, timeout=30)).values()
+        up = sum(1 for n in nodes if n.health == routing_pb2.NODE_HEALTH_UP and
+                 n.state == routing_pb2.NODE_STATE_ACTIVE)
+        print(f"audit {label} {'ok' if up == int(want) == len(nodes) else 'VIOLATIONS:'} "
+              f"({len(nodes)} nodes, {up} UP and ACTIVE)")
+    elif cmd == "measure":
+        name, pids = args[0], [int(p) for p in args[1].split(",") if p]
+        cmd_ = list(args[list(args).index("--") + 1:])
+        warmup, secs = float(cmd_[5]), float(cmd_[6])   # measure.py CASE SERVER PG WARMUP SECS
+        import subprocess
+        p = subprocess.Popen(cmd_, stdout=subprocess.PIPE, text=True)
+        time.sleep(warmup + 0.05)
+        t0, c0 = time.monotonic(), sum(proc_cpu(x) for x in pids)
+        time.sleep(secs - 0.1)
+        t1, c1 = time.monotonic(), sum(proc_cpu(x) for x in pids)
+        out = p.communicate()[0]
+        sys.stdout.write(out)
+        m = re.search(r"^bench \S+ rate=(\d+)", out, re.M)
+        calls = float(m[1]) * (t1 - t0) if m else 0
+        us = f"{(c1 - c0) / calls * 1e6:.1f}" if calls else "nan"
+        print(f"xcpu {name} routerd_cores={(c1 - c0) / (t1 - t0):.2f} routerd_us_per_call={us}")
+        sys.stdout.flush()
     elif cmd == "probe":
         linesd, tok, tenant, stream, username, password, ip, ua = args
         call = grpc.insecure_channel(linesd).unary_unary(
