@@ -180,6 +180,7 @@ typedef struct procs {
 
 typedef struct cpu_mark {
 	double t, v[MAX_PROCS + 2]; /* the named, PostgreSQL, the driver */
+	double busy;                /* the whole machine (/proc/stat) */
 } cpu_mark_t;
 
 /* ---- the run's state (one thread: plain globals, static to this file) ---- */
@@ -215,17 +216,26 @@ static int w_open, w_ended;
 
 /* timeline */
 static double t0, join_end_sched, t_join_done, t_beaten, t_kill, t_seen, t_end;
+static double t_kill_real;       /* the kill by CLOCK_REALTIME, to place routerd's log line */
+/* Answers naming the dead node to requests sent after the kill: when the
+ * request was sent, and whether it placed the viewer there (new). */
+typedef struct dead_ans {
+	double sent;
+	int is_new;
+} dead_ans_t;
+static dead_ans_t *dead_ans;
+static size_t ndead_ans, cap_dead_ans;
+static double max_gap[2];       /* the longest pass of the driver's loop, before and after the kill */
 static int victim = -1, nvictims, beat_s = 0;
 static double hb_s = 10;
 
 /* counts */
-static hist_t h_join, h_late, h_beat;
+static hist_t h_join, h_late, h_beat, h_beat_fo;
 static unsigned long join_ok, join_in_window, join_denied, join_failed, late_ok, late_failed,
 	late_denied;
 static unsigned long denials[32], statuses[20], beats_sent, beats_ok, beats_failed, beats_skipped, beats_inactive,
 	changed, changed_victims, changed_others, changed_silent, no_node_answers, start_delayed;
-static unsigned long dead_new_after_seen, dead_beat_after_seen, dead_changed_to, dead_new_after_kill,
-	dead_beat_after_kill, down_others, over_events, recovered_events, victims_ended;
+static unsigned long dead_changed_to, dead_new_after_kill, dead_beat_after_kill, down_others, over_events, recovered_events, victims_ended;
 static double dead_last_named;
 static int other_down_node = -1;
 static int stopping;            /* the end: streams are cancelled on purpose */
@@ -357,9 +367,26 @@ static double pg_cpu(int postmaster)
 	return sum;
 }
 
+/* The machine's busy CPU seconds: /proc/stat's first line less idle,
+ * iowait and steal. */
+static double machine_busy(void)
+{
+	FILE *f = fopen("/proc/stat", "r");
+	unsigned long long v[8] = { 0 };
+	if (!f)
+		return 0;
+	int n = fscanf(f, "cpu %llu %llu %llu %llu %llu %llu %llu %llu", &v[0], &v[1], &v[2], &v[3], &v[4], &v[5], &v[6],
+	               &v[7]);
+	fclose(f);
+	if (n != 8)
+		return 0;
+	return (double)(v[0] + v[1] + v[2] + v[5] + v[6]) / (double)sysconf(_SC_CLK_TCK);
+}
+
 static void cpu_mark(const procs_t *p, cpu_mark_t *m)
 {
 	m->t = mono();
+	m->busy = machine_busy();
 	for (int i = 0; i < p->n; i++) {
 		m->v[i] = 0;
 		stat_of(p->pid[i], &m->v[i], NULL, NULL);
@@ -382,7 +409,8 @@ static void cpu_print(const procs_t *p, const char *phase, const cpu_mark_t *a, 
 		total += c;
 		printf(" %s_cores=%.2f", i < p->n ? p->name[i] : i == p->n ? "postgres" : "driver", c / w);
 	}
-	printf(" total_cores=%.2f", total / w);
+	printf(" total_cores=%.2f others_cores=%.2f (the rest of the machine: neighbours)", total / w,
+	       (b->busy - a->busy - total) / w);
 	if (ncall > 0) {
 		printf(" | us per %s:", per);
 		for (int i = 0; i < p->n + 2; i++)
@@ -835,17 +863,20 @@ static void named(viewer_t *v, int n, double sent, double now, int is_auth, int 
 {
 	if (victim >= 0 && n == victim) {
 		dead_last_named = now;
-		if (t_seen > 0 && sent >= t_seen) {
-			if (is_auth || v->node != victim)
-				dead_new_after_seen++;
-			else
-				dead_beat_after_seen++;
-		}
 		if (sent >= t_kill) {
-			if (is_auth || v->node != victim)
+			int is_new = is_auth || v->node != victim;
+			if (is_new)
 				dead_new_after_kill++;
 			else
 				dead_beat_after_kill++;
+			if (ndead_ans == cap_dead_ans) {
+				cap_dead_ans = cap_dead_ans ? cap_dead_ans * 2 : 1024;
+				dead_ans_t *more = realloc(dead_ans, cap_dead_ans * sizeof(*more));
+				if (!more)
+					die("out of memory");
+				dead_ans = more;
+			}
+			dead_ans[ndead_ans++] = (dead_ans_t){ sent, is_new };
 		}
 		if (!is_auth && node_changed)
 			dead_changed_to++;
@@ -921,6 +952,8 @@ static void unary_done(cctx_t *c, double now)
 			t_join_done = now;
 	} else {
 		hist_add(&h_beat, lat);
+		if (t_kill > 0 && c->sched >= t_kill)
+			hist_add(&h_beat_fo, lat);
 		v->beating = 0;
 		Frontdesk__V1__SessionHeartbeatResponse *r = c->status == GRPC_STATUS_OK
 			? frontdesk__v1__session_heartbeat_response__unpack(NULL, GRPC_SLICE_LENGTH(all), GRPC_SLICE_START_PTR(all))
@@ -1074,6 +1107,35 @@ static void parse_pids(const char *arg, procs_t *p)
 	}
 }
 
+/* routerd's log line `node ID: heartbeat stream broken|closed` after the
+ * kill (its time is UTC to the millisecond), on the monotonic clock; 0 if
+ * none. */
+static double routerd_saw(const char *path, int64_t id)
+{
+	FILE *f = fopen(path, "r");
+	if (!f)
+		return 0;
+	char line[2048], want[64];
+	snprintf(want, sizeof(want), "node %" PRId64 ": heartbeat stream ", id);
+	double found = 0;
+	while (!found && fgets(line, sizeof(line), f)) {
+		struct tm tm;
+		int ms = 0;
+		memset(&tm, 0, sizeof(tm));
+		if (!strstr(line, want) ||
+		    sscanf(line, "%4d-%2d-%2dT%2d:%2d:%2d.%3dZ", &tm.tm_year, &tm.tm_mon, &tm.tm_mday, &tm.tm_hour, &tm.tm_min,
+		           &tm.tm_sec, &ms) != 7)
+			continue;
+		tm.tm_year -= 1900;
+		tm.tm_mon -= 1;
+		double real = (double)timegm(&tm) + ms / 1000.0;
+		if (real >= t_kill_real - 0.002)
+			found = t_kill + (real - t_kill_real);
+	}
+	fclose(f);
+	return found;
+}
+
 static int cmp_double(const void *a, const void *b)
 {
 	double x = *(const double *)a, y = *(const double *)b;
@@ -1107,7 +1169,7 @@ static void fmt_s(char *buf, size_t len, double s)
 int main(int argc, char **argv)
 {
 	const char *linesd = NULL, *routerd = NULL, *edge_file = NULL, *admin_file = NULL, *nodes_file = NULL,
-		   *plan_file = NULL, *pids = "";
+		   *plan_file = NULL, *pids = "", *routerd_log = NULL;
 	double join_s = 10, late_rate = 100, kill_at = 0, after_kill = 25;
 	int nview = 50000, max_out = 8192;
 	procs_t procs = { 0 };
@@ -1130,6 +1192,7 @@ int main(int argc, char **argv)
 		else if (!strcmp(k, "--max-outstanding")) max_out = atoi(v);
 		else if (!strcmp(k, "--pids")) pids = v;
 		else if (!strcmp(k, "--postmaster")) procs.postmaster = atoi(v);
+		else if (!strcmp(k, "--routerd-log")) routerd_log = v;
 		else { fprintf(stderr, "bench_kickoff: unknown option %s\n", k); return 2; }
 	}
 	if (!linesd || !routerd || !edge_file || !admin_file || !nodes_file || !plan_file || nview < 1 || join_s <= 0 ||
@@ -1170,6 +1233,7 @@ int main(int argc, char **argv)
 	hist_init(&h_join);
 	hist_init(&h_late);
 	hist_init(&h_beat);
+	hist_init(&h_beat_fo);
 
 	grpc_init();
 	cq = grpc_completion_queue_create_for_next(NULL);
@@ -1251,26 +1315,33 @@ int main(int argc, char **argv)
 	double rate = njoin / join_s, late_t0 = 0;
 	int next_join = 0, next_late = njoin, ending = 0, join_marked = 0;
 	unsigned long auth_at_join_mark = 0;
+	double last_pass = mono();
 	for (;;) {
 		double now = mono();
-		while (!ending && next_join < njoin && t0 + next_join / rate <= now) {
+		if (now - last_pass > max_gap[t_kill > 0])
+			max_gap[t_kill > 0] = now - last_pass;
+		last_pass = now;
+		int budget = 256;   /* calls started a pass, so answers are taken in between */
+		while (!ending && budget > 0 && next_join < njoin && t0 + next_join / rate <= now) {
 			if (start_auth(next_join, t0 + next_join / rate) < 0) {
 				start_delayed++;
 				break;
 			}
 			next_join++;
+			budget--;
 		}
 		if (!late_t0 && next_join == njoin)
 			late_t0 = join_end_sched;
-		while (!ending && late_rate > 0 && late_t0 && next_late < nviewers &&
+		while (!ending && budget > 0 && late_rate > 0 && late_t0 && next_late < nviewers &&
 		       late_t0 + (next_late - njoin) / late_rate <= now) {
 			if (start_auth(next_late, late_t0 + (next_late - njoin) / late_rate) < 0) {
 				start_delayed++;
 				break;
 			}
 			next_late++;
+			budget--;
 		}
-		while (!ending && nheap && heap[0].t <= now) {
+		while (!ending && budget > 0 && nheap && heap[0].t <= now) {
 			due_t d = heap[0];
 			viewer_t *v = &viewers[d.v];
 			if (v->state != V_PLAYING) {
@@ -1289,6 +1360,7 @@ int main(int argc, char **argv)
 			}
 			heap_pop();
 			heap_push(d.t + hb_s, d.v);
+			budget--;
 		}
 		if (now - last_scan >= 0.005) {
 			last_scan = now;
@@ -1344,7 +1416,10 @@ int main(int argc, char **argv)
 			}
 			printf("\n");
 			cpu_mark(&procs, &m_kill);
+			struct timespec rt;
+			clock_gettime(CLOCK_REALTIME, &rt);
 			t_kill = mono();
+			t_kill_real = (double)rt.tv_sec + (double)rt.tv_nsec / 1e9;
 			node_kill(&nodes[victim]);
 			fflush(stdout);
 		}
@@ -1355,8 +1430,11 @@ int main(int argc, char **argv)
 		}
 		if (ending && (outstanding == 0 || now > t_end + DRAIN_S))
 			break;
-		grpc_event ev = grpc_completion_queue_next(cq, deadline_in(0.002), NULL);
-		while (ev.type == GRPC_OP_COMPLETE) {
+		/* The answers and events in: at most 128 a pass, so the calls due
+		 * start on time while answers keep coming. */
+		grpc_event ev = grpc_completion_queue_next(cq, budget == 0 ? gpr_time_0(GPR_CLOCK_MONOTONIC)
+		                                                           : deadline_in(0.002), NULL);
+		for (int taken = 0; ev.type == GRPC_OP_COMPLETE; taken++) {
 			tag_t *t = ev.tag;
 			if (t->kind == T_UNARY) {
 				cctx_t *c = &calls[t->idx];
@@ -1367,6 +1445,8 @@ int main(int argc, char **argv)
 			} else {
 				node_event(t, ev.success);
 			}
+			if (taken == 127)
+				break;
 			ev = grpc_completion_queue_next(cq, gpr_time_0(GPR_CLOCK_MONOTONIC), NULL);
 		}
 	}
@@ -1419,46 +1499,63 @@ int main(int argc, char **argv)
 	       late_failed, hist_pct(&h_late, 0.5), hist_pct(&h_late, 0.99));
 	printf("heartbeats interval=%.0f s sent=%lu ok=%lu failed=%lu inactive=%lu skipped_still_out=%lu p50_ms=%.1f "
 	       "p99_ms=%.1f max_ms=%.1f node_changed=%lu (dead node's viewers %lu, others %lu; without node_changed %lu) "
-	       "answers_without_a_node=%lu\n",
+	       "answers_without_a_node=%lu; scheduled after the kill: p50_ms=%.1f p99_ms=%.1f\n",
 	       hb_s, beats_sent, beats_ok, beats_failed, beats_inactive, beats_skipped, hist_pct(&h_beat, 0.5),
 	       hist_pct(&h_beat, 0.99), h_beat.max * 1e3, changed, changed_victims, changed_others, changed_silent,
-	       no_node_answers);
+	       no_node_answers, hist_pct(&h_beat_fo, 0.5), hist_pct(&h_beat_fo, 0.99));
+	printf("driver longest_loop_pass_ms before_kill=%.1f after_kill=%.1f (how late it could have seen an answer or "
+	       "an event)\n", max_gap[0] * 1e3, max_gap[1] * 1e3);
 	for (int i = 0; i < 16; i++)
 		if (end_reasons[i])
 			printf("ended reason=%s n=%lu\n", enum_name(&frontdesk__v1__session_end_reason__descriptor, i),
 			       end_reasons[i]);
 
 	node_t *dv = victim >= 0 ? &nodes[victim] : NULL;
+	/* When routerd itself saw the death: its log line for the victim's
+	 * stream, placed on this clock through the kill's two clocks; else the
+	 * DOWN event as received here. */
+	double t_log = 0;
+	if (dv && routerd_log)
+		t_log = routerd_saw(routerd_log, dv->id);
+	double t_death = t_log > 0 ? t_log : t_seen;
+	unsigned long dead_new_after_seen = 0, dead_beat_after_seen = 0;
+	for (size_t i = 0; i < ndead_ans; i++)
+		if (t_death > 0 && dead_ans[i].sent >= t_death)
+			(void)(dead_ans[i].is_new ? dead_new_after_seen++ : dead_beat_after_seen++);
 	double *d_seen = xcalloc((size_t)nvictims + 1, sizeof(double)), *d_kill = xcalloc((size_t)nvictims + 1, sizeof(double));
 	int moved = 0;
 	for (int i = 0; i < nviewers; i++)
 		if (viewers[i].victim && viewers[i].moved_at > 0) {
-			d_seen[moved] = t_seen > 0 ? viewers[i].moved_at - t_seen : -1;
+			d_seen[moved] = t_death > 0 ? viewers[i].moved_at - t_death : -1;
 			d_kill[moved] = viewers[i].moved_at - t_kill;
 			moved++;
 		}
 	qsort(d_seen, (size_t)moved, sizeof(double), cmp_double);
 	qsort(d_kill, (size_t)moved, sizeof(double), cmp_double);
 	char s99[32], s100[32], k99[32], k100[32];
-	double p99_seen = t_seen > 0 ? moved_by(d_seen, moved, nvictims, 0.99) : -1;
+	double p99_seen = t_death > 0 ? moved_by(d_seen, moved, nvictims, 0.99) : -1;
 	fmt_s(s99, sizeof(s99), p99_seen);
-	fmt_s(s100, sizeof(s100), t_seen > 0 ? moved_by(d_seen, moved, nvictims, 1.0) : -1);
+	fmt_s(s100, sizeof(s100), t_death > 0 ? moved_by(d_seen, moved, nvictims, 1.0) : -1);
 	fmt_s(k99, sizeof(k99), moved_by(d_kill, moved, nvictims, 0.99));
 	fmt_s(k100, sizeof(k100), moved_by(d_kill, moved, nvictims, 1.0));
 	if (dv) {
 		printf("kill node %" PRId64 " (%s, max_connections %d) at t=%.1f s carrying %d viewers\n", dv->id, dv->region,
 		       dv->max_conn, t_kill - t0, nvictims);
-		if (t_seen > 0)
-			printf("down_event_after_kill_ms=%.1f (routerd's WatchNodes DOWN event of it, as the driver received it)\n",
-			       (t_seen - t_kill) * 1e3);
-		else
-			printf("down_event never came: the times below are from the kill only\n");
-		printf("failover moved=%d of %d (ended %lu, never moved %d) 99%%: %s after DOWN, %s after the kill; "
-		       "100%%: %s after DOWN, %s after the kill; first moved %.3f s after DOWN\n",
+		printf("death routerd_saw_it_ms_after_kill=%s down_event_received_ms_after_kill=%s (routerd's own time: its "
+		       "log line for the stream, to the millisecond; the DOWN event: WatchNodes as this driver received it)\n",
+		       t_log > 0 ? (snprintf(s99, sizeof(s99), "%.1f", (t_log - t_kill) * 1e3), s99) : "unknown",
+		       t_seen > 0 ? (snprintf(s100, sizeof(s100), "%.1f", (t_seen - t_kill) * 1e3), s100) : "never");
+		fmt_s(s99, sizeof(s99), p99_seen);
+		fmt_s(s100, sizeof(s100), t_death > 0 ? moved_by(d_seen, moved, nvictims, 1.0) : -1);
+		if (t_death <= 0)
+			printf("death: routerd's time unknown: the times below are from the kill only\n");
+		printf("failover moved=%d of %d (ended %lu, never moved %d) 99%%: %s after routerd saw the death, %s after "
+		       "the kill; 100%%: %s after routerd saw it, %s after the kill; the first moved %.3f s after the kill\n",
 		       moved, nvictims, victims_ended, nvictims - moved - (int)victims_ended, s99, k99, s100, k100,
-		       moved && t_seen > 0 ? d_seen[0] : -1.0);
-		printf("sent_to_dead_after_down new_placements=%lu heartbeat_answers_still_naming_it=%lu "
-		       "(after the kill: %lu and %lu; node_changed to it: %lu; last answer naming it %.3f s after the kill)\n",
+		       moved ? d_kill[0] : -1.0);
+		printf("sent_to_dead_after_routerd_saw_it new_placements=%lu heartbeat_answers_still_naming_it=%lu "
+		       "(sent after the kill: %lu and %lu; node_changed to it: %lu; the last answer naming it came %.3f s "
+		       "after the kill)\n",
 		       dead_new_after_seen, dead_beat_after_seen, dead_new_after_kill, dead_beat_after_kill, dead_changed_to,
 		       dead_last_named > 0 ? dead_last_named - t_kill : -1.0);
 	}
@@ -1530,12 +1627,15 @@ int main(int argc, char **argv)
 	       worst[0] <= 1.0 && worst[1] <= 1.0 ? "met" : "MISSED");
 	printf("goal no viewer sent to the dead node after routerd saw it die: %lu new, %lu heartbeat answers: %s\n",
 	       dead_new_after_seen, dead_beat_after_seen,
-	       t_seen > 0 && dead_new_after_seen + dead_beat_after_seen == 0 ? "met" : "MISSED");
+	       t_death > 0 && dead_new_after_seen + dead_beat_after_seen == 0 ? "met" : "MISSED");
 	printf("goal join: every viewer allowed, achieved >= 98%% of offered within the window: %lu of %d allowed, "
 	       "%.0f/s of %.0f/s: %s\n",
 	       join_ok, njoin, join_in_window / join_s, offered,
 	       join_ok == (unsigned long)njoin && join_in_window / join_s >= 0.98 * offered ? "met" : "MISSED");
 	fflush(stdout);
+	free(d_seen);
+	free(d_kill);
+	free(next_report);
 
 	for (int i = 0; i < nconns; i++)
 		grpc_channel_destroy(lch[i]);

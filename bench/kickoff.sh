@@ -29,7 +29,8 @@
 # (25 s), KILL_AT (0: as soon as every viewer had a heartbeat answered),
 # HEARTBEAT_INTERVAL (10 s, linesd's), NODE_HEARTBEAT_MS (1000, routerd's),
 # LINESD_THREADS (8), LINESD_DB_POOL (8), ROUTERD_THREADS (8), CONNS (8: the
-# driver's connections to linesd).
+# driver's connections to linesd), KICKOFF_DRIVER (another bench_kickoff, e.g.
+# a sanitizer build's, with this BUILD's services).
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 BUILD=${BUILD:-${FD_BUILD_DIR:-$ROOT/build}}
@@ -48,8 +49,10 @@ CONNS=${CONNS:-8}
 SESSION_TIMEOUT=$(( HB_S * 9 > 90 ? HB_S * 9 : 90 ))
 PY=/usr/bin/python3
 HELPER=$ROOT/bench/kickoff_setup.py
+DRIVER=${KICKOFF_DRIVER:-$BUILD/bench/bench_kickoff}
 
-for b in bench/bench_kickoff services/authd/authd services/billingd/billingd services/linesd/linesd \
+[ -x "$DRIVER" ] || { echo "kickoff.sh: $DRIVER missing: build first (scripts/build.sh)" >&2; exit 1; }
+for b in services/authd/authd services/billingd/billingd services/linesd/linesd \
 	services/routerd/routerd services/frontdesk/frontdesk; do
 	[ -x "$BUILD/$b" ] || { echo "kickoff.sh: $BUILD/$b missing: build first (scripts/build.sh)" >&2; exit 1; }
 done
@@ -101,7 +104,7 @@ billingd_pid=$!
 routerd=127.0.0.1:$(port)
 env FRONTDESK_DATABASE_URL="$pg_url" FRONTDESK_ROUTERD_LISTEN="$routerd" FRONTDESK_ROUTERD_THREADS="$RTHREADS" \
 	FRONTDESK_ROUTERD_DB_POOL=2 FRONTDESK_SECRET_HASH_KEY="$hash_key" FRONTDESK_NODE_HEARTBEAT_MS="$NODE_HB_MS" \
-	FRONTDESK_SHUTDOWN_GRACE_MS=1000 FRONTDESK_LOG_LEVEL=warn \
+	FRONTDESK_SHUTDOWN_GRACE_MS=1000 FRONTDESK_LOG_LEVEL=info \
 	"$BUILD/services/routerd/routerd" >"$tmp/routerd.log" 2>&1 &
 routerd_pid=$!
 linesd=127.0.0.1:$(port)
@@ -152,11 +155,11 @@ echo "# set-up took $(( ($(date +%s%N) - t_setup) / 1000000 )) ms: $(wc -l <"$tm
 echo "=== kickoff: linesd (threads $THREADS, pool $POOL; players told a heartbeat every ${HB_S} s, session timeout" \
 	"${SESSION_TIMEOUT} s), routerd (threads $RTHREADS; nodes report every $NODE_HB_MS ms), authd, billingd," \
 	"PostgreSQL and the driver on $(nproc) CPUs shared by all"
-"$BUILD/bench/bench_kickoff" --linesd "$linesd" --routerd "$routerd" --edge-token-file "$tmp/edge.token" \
+"$DRIVER" --linesd "$linesd" --routerd "$routerd" --edge-token-file "$tmp/edge.token" \
 	--admin-token-file "$tmp/admin.token" --nodes "$tmp/nodes.txt" --plan "$tmp/plan.txt" --viewers "$VIEWERS" \
 	--join-seconds "$JOIN_SECONDS" --late-rate "$LATE_RATE" --kill-at "$KILL_AT" --after-kill "$AFTER_KILL" \
 	--conns "$CONNS" --pids "linesd=$linesd_pid,routerd=$routerd_pid,authd=$authd_pid,billingd=$billingd_pid" \
-	--postmaster "$pg_postmaster" | tee "$tmp/out" || { logs; exit 1; }
+	--postmaster "$pg_postmaster" --routerd-log "$tmp/routerd.log" | tee "$tmp/out" || { logs; exit 1; }
 
 # --- the sessions as the database has them ---
 dead=$(sed -n 's/^kill node \([0-9]*\) .*/\1/p' "$tmp/out")
