@@ -1,133 +1,43 @@
-/* authorize.c - AuthorizePlayback: one statement (frontdesk.authorize_playback)
- * decides, under the connection limit and exact across replicas, and the
- * answer is read from its outcome's number (enums.h). */
+/* authorize.c - AuthorizePlayback. A line whose rules linesd holds (rules.h)
+ * and that they allow costs PostgreSQL one small statement
+ * (frontdesk.open_session: the connection limit, exact across replicas);
+ * anything else is decided by frontdesk.authorize_playback, as before. The
+ * answer is read from the outcome's number (enums.h). */
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sodium.h>
 #include "check.h"
 #include "enums.h"
 #include "linesd.h"
 #include "store.h"
 #include "cache.h"
+#include "rules.h"
 #include "fd/text.h"
 
-/* ---- suspended accounts, per tenant ---- */
-
-/* The paths of a tenant's suspended accounts, as the text of a text[] of
- * LIKE prefixes ("{1.5.%}"), read at most SUSPENDED_TTL_MS ago (DESIGN.md:
- * reference data is cached at most 5 s). A handful of rows per tenant,
- * where reading the reseller tree's status for every authorization cost a
- * view with a subquery per call. */
-#define SUSPENDED_SLOTS 256
-#define SUSPENDED_TTL_MS 1000
-
-typedef struct suspended_slot {
-	int64_t tenant;
-	int64_t read_ms;
-	char *paths;                 /* malloc'd */
-} suspended_slot_t;
-
-struct linesd_suspended {
-	pthread_mutex_t mu;
-	suspended_slot_t slots[SUSPENDED_SLOTS];
-};
-
-int authorize_init(linesd_t *l, fd_err_t *err)
+/* The suspended accounts' paths of t's tenant (rules.c's tenant rules:
+ * the one source of tenant and reseller status at the edge). */
+const char *authorize_suspended_paths(const fd_tctx_t *t, linesd_t *l)
 {
-	struct linesd_suspended *s = calloc(1, sizeof(*s));
-	if (!s)
-		return fd_err_set(err, FD_EEXHAUSTED, "out of memory");
-	pthread_mutex_init(&s->mu, NULL);
-	l->suspended = s;
-	return 0;
-}
-
-void authorize_fini(linesd_t *l)
-{
-	struct linesd_suspended *s = l->suspended;
-	if (!s)
-		return;
-	for (int i = 0; i < SUSPENDED_SLOTS; i++)
-		free(s->slots[i].paths);
-	pthread_mutex_destroy(&s->mu);
-	free(s);
-	l->suspended = NULL;
-}
-
-void authorize_forget_suspended(linesd_t *l, int64_t tenant)
-{
-	struct linesd_suspended *c = l->suspended;
-	if (!c)
-		return;
-	suspended_slot_t *slot = &c->slots[(uint64_t)tenant % SUSPENDED_SLOTS];
-	pthread_mutex_lock(&c->mu);
-	if (slot->tenant == tenant)
-		slot->read_ms = INT64_MIN / 2;   /* read again at the next use */
-	pthread_mutex_unlock(&c->mu);
+	rules_tenant_t rt;
+	if (rules_tenant(t, l, NULL, NULL, &rt) < 0)
+		return NULL;
+	return rt.paths;
 }
 
 /* ---- AuthorizePlayback ---- */
-
-typedef struct suspended_q {
-	const char *params[1];
-	char *paths;
-} suspended_q_t;
-
-static int suspended_tx(fd_tx_t *tx, void *arg)
-{
-	suspended_q_t *q = arg;
-	PGresult *res;
-	int rc = fd_tx_exec(tx, &SQL_SUSPENDED, q->params, FD_TX_LAST, &res);
-	if (rc < 0)
-		return rc;
-	free(q->paths);
-	if (!(q->paths = strdup(PQgetvalue(res, 0, 0))))
-		return TX_OOM(tx);
-	return 0;
-}
-
-const char *authorize_suspended_paths(const fd_tctx_t *t, linesd_t *l)
-{
-	fd_arena_t *a = t->arena;
-	int64_t tenant = t->tenant;
-	struct linesd_suspended *c = l->suspended;
-	suspended_slot_t *slot = &c->slots[(uint64_t)tenant % SUSPENDED_SLOTS];
-	int64_t now = fd_mono_ms();
-	const char *out = NULL;
-	pthread_mutex_lock(&c->mu);
-	if (slot->paths && slot->tenant == tenant && now - slot->read_ms < SUSPENDED_TTL_MS)
-		out = fd_arena_strdup(a, slot->paths);
-	pthread_mutex_unlock(&c->mu);
-	if (out)
-		return out;
-	suspended_q_t q = { { t->tenant_s }, NULL };
-	static const fd_tx_opts_t ro = { .read_only = true };
-	if (fd_tctx_run(t, l->db, &ro, suspended_tx, &q) < 0) {
-		free(q.paths);
-		return NULL;
-	}
-	out = fd_arena_strdup(a, q.paths);
-	pthread_mutex_lock(&c->mu);
-	free(slot->paths);
-	slot->tenant = tenant;
-	slot->read_ms = now;
-	slot->paths = q.paths;
-	pthread_mutex_unlock(&c->mu);
-	if (!out)
-		fd_call_fail(t->call, FD_EEXHAUSTED, "out of memory");
-	return out;
-}
 
 typedef struct auth_q {
 	linesd_t *l;
 	fd_arena_t *arena;
 	int64_t tenant;
 	const char *params[16];
-	int outcome;                 /* playback_outcome_t */
+	int outcome;                 /* playback_outcome_t; OPEN_STALE */
 	int32_t retry_after;
-	int64_t session, replaced, line_id;
+	int64_t session, replaced, line_id, rev, live;
 	bool reused;
+	const char *path;            /* the line's reseller path (arena) */
 	Frontdesk__V1__Line *line;
 } auth_q_t;
 
@@ -147,9 +57,29 @@ static int authorize_tx(fd_tx_t *tx, void *arg)
 	q->replaced = col_i64(res, 0, AUTH_COL_REPLACED);
 	q->line_id = col_i64(res, 0, AUTH_COL_LINE_ID);
 	q->line = NULL;
-	if (!PQgetisnull(res, 0, AUTH_COL_LINE) &&
-	    !(q->line = line_message(q->l, q->arena, q->tenant, res, 0, AUTH_COL_LINE)))
-		return TX_OOM(tx);
+	if (!PQgetisnull(res, 0, AUTH_COL_LINE)) {
+		q->rev = col_i64(res, 0, AUTH_COL_REV);
+		if (!(q->line = line_message_sealed(q->l, q->arena, q->tenant, res, 0, AUTH_COL_LINE)) ||
+		    !(q->path = fd_arena_strdup(q->arena, PQgetvalue(res, 0, AUTH_COL_LINE + LINE_COL_PATH))))
+			return TX_OOM(tx);
+	}
+	return 0;
+}
+
+static int open_tx(fd_tx_t *tx, void *arg)
+{
+	auth_q_t *q = arg;
+	PGresult *res;
+	int rc = fd_tx_exec(tx, &SQL_OPEN_SESSION, q->params, FD_TX_LAST, &res);
+	if (rc < 0)
+		return rc;
+	if (PQntuples(res) != 1)
+		return fd_err_set(fd_tx_err(tx), FD_EINTERNAL, "open_session answered no row");
+	q->outcome = (int)col_i64(res, 0, OPEN_COL_OUTCOME);
+	q->session = col_i64(res, 0, OPEN_COL_SESSION);
+	q->reused = col_bool(res, 0, OPEN_COL_REUSED);
+	q->replaced = col_i64(res, 0, OPEN_COL_REPLACED);
+	q->live = col_i64(res, 0, OPEN_COL_LIVE);
 	return 0;
 }
 
@@ -176,6 +106,53 @@ static int no_node(fd_call_t *call, ProtobufCMessage **resp, int rc, const char 
 	return 0;
 }
 
+/* The fast path: the line's rules from memory allow it, PostgreSQL opens
+ * the session (rules.h). 1: decided (q filled), 0: ask authorize_playback,
+ * or -code. */
+static int open_from_memory(fd_tctx_t *t, linesd_t *l, const Frontdesk__V1__AuthorizePlaybackRequest *req,
+                            const unsigned char pw_bin[32], const rules_addr_t *addr, const rules_tenant_t *rt,
+                            int64_t stream, int64_t node, bool announce, auth_q_t *q)
+{
+	fd_arena_t *a = t->arena;
+	rules_hit_t hit;
+	if (!stream || !rt->cached || rt->blocked || !rt->active ||
+	    !rules_line(l, a, req->tenant_id, req->username, pw_bin, addr, req->user_agent, (int)req->output_format,
+	                fd_now_s(), rt->paths, &hit))
+		return 0;
+	Frontdesk__V1__Line *line = (Frontdesk__V1__Line *)protobuf_c_message_unpack(
+		&frontdesk__v1__line__descriptor, &a->pb, hit.message_len, hit.message);
+	if (!line)
+		return OOM(t->call);
+	const char *params[16] = {
+		t->tenant_s, lines_i64(t, hit.line_id), lines_i64(t, hit.rev), lines_i64(t, hit.reseller_id),
+		lines_i64(t, hit.max_connections), hit.bouquets, "true", lines_i64(t, stream), req->client_ip,
+		req->user_agent, lines_i64(t, (int64_t)req->output_format), lines_i64(t, node), req->client_session_key,
+		lines_i64(t, l->cfg->session_timeout), rt->end_oldest ? "true" : "false", announce ? "true" : "false",
+	};
+	memcpy(q->params, params, sizeof(params));
+	for (int i = 0; i < 16; i++)
+		if (!q->params[i])
+			return OOM(t->call);
+	fd_tx_opts_t o = { .generic_plans = true };
+	int rc = fd_tctx_run(t, l->db, &o, open_tx, q);
+	if (rc < 0)
+		return rc;
+	if (q->outcome == OPEN_STALE) {
+		rules_line_drop(l, req->tenant_id, req->username);
+		return 0;
+	}
+	if (q->outcome == PLAYBACK_STREAM_NOT_IN_PACKAGE || q->outcome == PLAYBACK_MAX_CONNECTIONS) {
+		/* Denials are answered by authorize_playback, with the line as it
+		 * shows it (its live count). Nothing was written. */
+		return 0;
+	}
+	q->line = line;
+	q->line_id = hit.line_id;
+	q->line->active_connections = (int32_t)q->live;
+	q->line->last_seen_at = fd_now_s();
+	return 1;
+}
+
 int linesd_authorize_playback(fd_call_t *call, const ProtobufCMessage *msg, ProtobufCMessage **resp)
 {
 	const Frontdesk__V1__AuthorizePlaybackRequest *req = (const void *)msg;
@@ -200,6 +177,12 @@ int linesd_authorize_playback(fd_call_t *call, const ProtobufCMessage *msg, Prot
 		return fd_call_fail(call, FD_EINVAL, "stream_id, node_id: must not be negative");
 	if (req->output_format < 0 || req->output_format > FRONTDESK__V1__OUTPUT_FORMAT__OUTPUT_FORMAT_RTMP)
 		return fd_call_fail(call, FD_EINVAL, "output_format: not an OutputFormat");
+	rules_addr_t addr;
+	rules_addr_parse(req->client_ip, &addr);
+	rules_tenant_t rt;
+	if ((rc = rules_tenant(&t, l, req->username, &addr, &rt)) < 0)
+		return rc;
+	active = rt.active;
 	/* The node first: Route answers from memory, and the session is
 	 * written with its node in the same statement. When no node can take
 	 * the viewer, the line is still checked (without a session): a denial
@@ -228,29 +211,39 @@ int linesd_authorize_playback(fd_call_t *call, const ProtobufCMessage *msg, Prot
 			node = route->node->node_id;
 	}
 	char pwh[65];
+	unsigned char pw_bin[32];
 	line_password_hash(l, req->tenant_id, req->password, pwh);
+	sodium_hex2bin(pw_bin, sizeof(pw_bin), pwh, 64, NULL, NULL, NULL);
+	bool announce = stream && events_watched(l, req->tenant_id);
 	auth_q_t q = { .l = l, .arena = a, .tenant = req->tenant_id };
-	const char *paths = authorize_suspended_paths(&t, l);
-	if (!paths)
-		return -(int)err->code;
-	const char *params[16] = {
-		t.tenant_s, req->username, pwh,
-		fd_arena_printf(a, "%" PRId64, stream), req->client_ip, req->user_agent,
-		fd_arena_printf(a, "%d", (int)req->output_format), fd_arena_printf(a, "%" PRId64, node),
-		req->client_session_key, active ? "true" : "false",
-		fd_arena_printf(a, "%" PRId64, l->cfg->session_timeout), fd_arena_printf(a, "%" PRId64, l->cfg->fail_window),
-		fd_arena_printf(a, "%" PRId64, l->cfg->fail_max_user), fd_arena_printf(a, "%" PRId64, l->cfg->fail_max_ip),
-		stream && events_watched(l, req->tenant_id) ? "true" : "false", paths,
-	};
-	memcpy(q.params, params, sizeof(params));
-	for (int i = 0; i < 16; i++)
-		if (!q.params[i])
-			return OOM(call);
 	/* The session's id (and so its shard) is known only after: every drop counts. */
 	uint64_t drops = cache_drops(l->cache);
-	fd_tx_opts_t o = { .generic_plans = true };
-	if ((rc = fd_tctx_run(&t, l->db, &o, authorize_tx, &q)) < 0)
-		return rc;
+	int fast = open_from_memory(&t, l, req, pw_bin, &addr, &rt, stream, node, announce, &q);
+	if (fast < 0)
+		return fast;
+	if (!fast) {
+		const char *params[16] = {
+			t.tenant_s, req->username, pwh,
+			lines_i64(&t, stream), req->client_ip, req->user_agent,
+			lines_i64(&t, (int64_t)req->output_format), lines_i64(&t, node),
+			req->client_session_key, active ? "true" : "false",
+			lines_i64(&t, l->cfg->session_timeout), lines_i64(&t, l->cfg->fail_window),
+			lines_i64(&t, l->cfg->fail_max_user), lines_i64(&t, l->cfg->fail_max_ip),
+			announce ? "true" : "false", rt.paths,
+		};
+		memcpy(q.params, params, sizeof(params));
+		for (int i = 0; i < 16; i++)
+			if (!q.params[i])
+				return OOM(call);
+		fd_tx_opts_t o = { .generic_plans = true };
+		if ((rc = fd_tctx_run(&t, l->db, &o, authorize_tx, &q)) < 0)
+			return rc;
+		/* An allowed line's rules are kept: the next authorization of it
+		 * is decided from memory. */
+		if (playback_answer(q.outcome).allowed && q.line)
+			rules_line_put(l, req->tenant_id, q.line, q.rev, q.path, pw_bin);
+	}
+	sodium_memzero(pw_bin, sizeof(pw_bin));
 	playback_answer_t answer = playback_answer(q.outcome);
 	if (route_rc < 0 && answer.allowed)
 		return no_node(call, resp, route_rc, rerr.msg);
@@ -260,7 +253,7 @@ int linesd_authorize_playback(fd_call_t *call, const ProtobufCMessage *msg, Prot
 		return -FD_EEXHAUSTED;
 	m->line = q.line;
 	if (m->line)
-		m->line->password = req->password;   /* the player's own; not opened again */
+		m->line->password = req->password;   /* the player's own; never opened */
 	if (answer.allowed) {
 		m->allowed = true;
 		m->session_id = q.session;
@@ -297,4 +290,3 @@ int linesd_authorize_playback(fd_call_t *call, const ProtobufCMessage *msg, Prot
 	}
 	return 0;
 }
-

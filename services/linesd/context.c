@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "linesd.h"
+#include "rules.h"
 #include "store.h"
 
 /* ---- the prelude ---- */
@@ -51,11 +52,12 @@ static int edge_begin(fd_tctx_t *t, fd_call_t *call, fd_scope_t scope, bool serv
 		return rc;
 	if (tenant_id <= 0)
 		return fd_call_fail(call, FD_EINVAL, "tenant_id: required (the tenant of the host name the player used)");
-	linesd_t *l = linesd_of(call);
-	if ((rc = fd_verifier_tenant(l->verifier, tenant_id, fd_call_deadline_ms(call), active, fd_call_err(call))) < 0)
-		return rc;
-	fd_call_set_log_tenant(call, tenant_id);
 	lines_tctx_tenant(t, tenant_id);
+	rules_tenant_t rt;
+	if ((rc = rules_tenant(t, linesd_of(call), NULL, NULL, &rt)) < 0)
+		return rc;
+	*active = rt.active;
+	fd_call_set_log_tenant(call, tenant_id);
 	return 0;
 }
 

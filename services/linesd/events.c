@@ -591,13 +591,14 @@ static void on_notify(struct linesd_events *ev, const char *payload)
 	int end = 0;
 	if (sscanf(payload, "%" SCNd64 " %d %" SCNd64 " %" SCNd64 " %" SCNd64 " %d%n", &e.tenant, &e.type,
 	           &e.line_id, &e.reseller_id, &e.session_id, &e.previous, &end) != 6 ||
-	    payload[end] != '\0' || e.tenant <= 0) {
+	    (payload[end] != '\0' && !(e.type == NOTIFY_FAILURE_COUNTED && payload[end] == ' ')) || e.tenant <= 0) {
 		fd_warn("line events: ignoring a malformed notification");
 		return;
 	}
 	if (ev->obs.on_event) {
 		events_notice_t n = { .tenant = e.tenant, .type = e.type, .line_id = e.line_id,
-			                  .reseller_id = e.reseller_id, .session_id = e.session_id, .last = e.previous };
+			                  .reseller_id = e.reseller_id, .session_id = e.session_id, .last = e.previous,
+			                  .key = payload[end] == ' ' ? payload + end + 1 : NULL };
 		ev->obs.on_event(ev->obs.arg, &n);
 	}
 	if (e.type < EV(LINE_CREATED) || e.type > EV(LINE_DELETED))

@@ -12,6 +12,7 @@
  *   lines.c      lines: create, trial, read, list, update, extend, status, delete
  *   charges.c    the charges' outbox: claim, settle with billingd, apply, reconcile
  *   authorize.c  AuthorizePlayback
+ *   rules.c      tenants' and lines' rules kept in memory for it (rules.h)
  *   channels.c   GetLineChannels (the edge's playlists)
  *   cache.c      the heartbeat cache (cache.h; pure memory)
  *   sessions.c   heartbeats and their flusher, failover, End/Kick/ListSessions,
@@ -62,6 +63,7 @@ typedef struct linesd_config {
 	int64_t fail_window;           /* s: failed-authorization window */
 	int64_t fail_max_user;         /* failures per (username, client ip) per window */
 	int64_t fail_max_ip;           /* failures per client ip per window */
+	int64_t line_cache;            /* lines whose rules are kept in memory (0: none) */
 	char *fault;                   /* tests only: "kill_after_charge" */
 } linesd_config_t;
 
@@ -70,11 +72,12 @@ typedef struct events_notice {
 	int64_t tenant, line_id, reseller_id, session_id;
 	int type;                   /* a LineEventType or NOTIFY_* */
 	int last;                   /* the payload's last field (see NOTIFY_STATUS_SHIFT) */
+	const char *key;            /* NOTIFY_FAILURE_COUNTED: the failure key; else NULL */
 } events_notice_t;
 
 struct linesd_events;
 struct linesd_sessions;
-struct linesd_suspended;
+struct linesd_rules;
 struct linesd_routing;
 struct linesd_playback;
 
@@ -90,7 +93,7 @@ typedef struct linesd {
 	struct linesd_playback *playback;   /* watch_playback.c: the edge's streams */
 	struct linesd_sessions *sessions;   /* sessions.c: the flusher */
 	cache_t *cache;                     /* sessions.c: the heartbeat cache */
-	struct linesd_suspended *suspended; /* authorize.c: suspended accounts per tenant */
+	struct linesd_rules *rules;         /* rules.c: tenants' and lines' rules in memory */
 	struct linesd_routing *routing;     /* routing.c; NULL: not configured */
 	pthread_t jobs;                     /* janitor.c */
 	pthread_mutex_t jobs_mu;
@@ -179,15 +182,10 @@ int linesd_authorize_playback(fd_call_t *, const ProtobufCMessage *, ProtobufCMe
 /* ---- channels.c ---- */
 
 int linesd_get_line_channels(fd_call_t *, const ProtobufCMessage *, ProtobufCMessage **);
-int authorize_init(linesd_t *l, fd_err_t *err) FD_MUSTCHECK;
-void authorize_fini(linesd_t *l);
 /* The paths of the suspended accounts of t's tenant, as the text of a
- * text[] of LIKE prefixes ("{1.5.%}"), read at most a second ago; in t's
+ * text[] of LIKE prefixes ("{1.5.%}"), from rules.c's tenant rules; in t's
  * arena. NULL with the call's error set when the database cannot say. */
 const char *authorize_suspended_paths(const fd_tctx_t *t, linesd_t *l);
-/* An account of tenant was just suspended: its paths are read again at the
- * next use. */
-void authorize_forget_suspended(linesd_t *l, int64_t tenant);
 
 /* ---- sessions.c ---- */
 
@@ -249,6 +247,13 @@ typedef struct events_observer {
 #define NOTIFY_CATALOG_CHANGED 101     /* session field: the tenant's catalog version now */
 #define NOTIFY_TENANT_SUSPENDED 102
 #define NOTIFY_ACCOUNT_SUSPENDED 103   /* reseller field: the account; its subtree's lines */
+/* 0020_line_rules.sql: made active again; the tenant's lines settings;
+ * a failure counter written (session field: its window's start in epoch
+ * seconds, last: the count, then " <key>"). */
+#define NOTIFY_TENANT_REACTIVATED 105
+#define NOTIFY_ACCOUNT_REACTIVATED 106
+#define NOTIFY_LINES_SETTINGS 107
+#define NOTIFY_FAILURE_COUNTED 108
 /* session.ended: the end reason. line.status_changed: the new status <<
  * NOTIFY_STATUS_SHIFT | the previous. line.updated: the line's status <<
  * NOTIFY_STATUS_SHIFT | NOTIFY_UPDATED_PASSWORD when its password changed.

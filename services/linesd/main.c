@@ -5,6 +5,7 @@
 #include <string.h>
 #include <sodium.h>
 #include "linesd.h"
+#include "rules.h"
 #include "fd/log.h"
 
 static const fd_cfg_item_t config_items[] = {
@@ -39,6 +40,9 @@ static const fd_cfg_item_t config_items[] = {
 	  offsetof(linesd_config_t, fail_max_user), "failed authorizations per (username, client address) per window" },
 	{ "fail_max_ip", "FRONTDESK_PLAYBACK_FAIL_MAX_IP", FD_CFG_INT, "50", 1, 1000000,
 	  offsetof(linesd_config_t, fail_max_ip), "failed authorizations per client address per window" },
+	{ "line_cache", "FRONTDESK_LINESD_LINE_CACHE", FD_CFG_INT, "1000000", 0, 100000000,
+	  offsetof(linesd_config_t, line_cache),
+	  "lines whose rules are kept in memory for playback authorization (0: none; about 0.5 KB each)" },
 	{ "fault", "FRONTDESK_LINESD_FAULT", FD_CFG_STR, "", 0, 64, offsetof(linesd_config_t, fault),
 	  "tests only: kill_after_charge (SIGKILL itself after Charge answered, before the line commits)" },
 	{ 0 },
@@ -76,16 +80,19 @@ static const fd_method_impl_t methods[] = {
 	{ 0 },
 };
 
-/* events.c's observer: the heartbeat cache first (it must be right before
- * anyone acts on the event), then the edge's playback streams. */
+/* events.c's observer: the rules and the heartbeat cache first (they must
+ * be right before anyone acts on the event), then the edge's playback
+ * streams. */
 static void observe_event(void *arg, const events_notice_t *n)
 {
+	rules_on_event(arg, n);
 	sessions_on_event(arg, n);
 	playback_on_event(arg, n);
 }
 
 static void observe_lost(void *arg)
 {
+	rules_forget_all(arg);
 	sessions_forget_all(arg);
 	playback_on_lost(arg);
 }
@@ -125,7 +132,7 @@ static int linesd_start(linesd_t *l, fd_service_t *svc, fd_err_t *err)
 	 * and forget all when they may have been missed: events.c knows
 	 * nothing of them. */
 	events_observer_t obs = { .on_event = observe_event, .on_lost = observe_lost, .arg = l };
-	if ((rc = authorize_init(l, err)) < 0 || (rc = sessions_init(l, err)) < 0 ||
+	if ((rc = rules_init(l, (size_t)cfg->line_cache, err)) < 0 || (rc = sessions_init(l, err)) < 0 ||
 	    (rc = playback_init(l, err)) < 0 || (rc = events_init(l, &obs, err)) < 0 ||
 	    (rc = routing_init(l, err)) < 0)
 		return rc;
@@ -159,7 +166,7 @@ static void linesd_fini(fd_service_t *svc, void *state)
 	events_fini(l);
 	playback_fini(l);
 	sessions_fini(l);
-	authorize_fini(l);
+	rules_fini(l);
 	fd_token_source_free(l->billing_token);
 	fd_channel_free(l->billingd);
 	fd_channel_free(l->authd);

@@ -19,6 +19,7 @@
 #include <string.h>
 #include "cache.h"
 #include "linesd.h"
+#include "rules.h"
 #include "store.h"
 #include "fd/jobs.h"
 #include "fd/log.h"
@@ -153,19 +154,15 @@ void sessions_on_event(linesd_t *l, const events_notice_t *n)
 	int64_t tenant = n->tenant, line_id = n->line_id, session_id = n->session_id;
 	int type = n->type;
 	/* A suspension (authd's, announced by 0017_edge_lines.sql's triggers):
-	 * what this replica keeps of the tenant's and accounts' status is read
-	 * again, and the job that ends the suspended lines' sessions runs now
-	 * rather than at its next period. Before the edge hears of it (events.c
-	 * tells the observer first), so that the edge's next authorization here
-	 * is decided afresh. */
+	 * the job that ends the suspended lines' sessions runs now rather than
+	 * at its next period (rules.c, told first, forgets the tenant's status,
+	 * so that the edge's next authorization here is decided afresh). */
 	if (type == NOTIFY_TENANT_SUSPENDED || type == NOTIFY_ACCOUNT_SUSPENDED) {
-		if (type == NOTIFY_TENANT_SUSPENDED)
-			fd_verifier_flush(l->verifier);
-		else
-			authorize_forget_suspended(l, tenant);
 		janitor_soon(l, tenant);
 		return;
 	}
+	if (type > FRONTDESK__V1__LINE_EVENT_TYPE__LINE_EVENT_TYPE_LINE_DELETED)
+		return;   /* rules.c's (catalog, reactivations, settings, failures) */
 	if (!l->cache)
 		return;
 	if (type == FRONTDESK__V1__LINE_EVENT_TYPE__LINE_EVENT_TYPE_SESSION_ENDED && session_id) {
@@ -775,17 +772,17 @@ int linesd_report_sessions(fd_call_t *call, const ProtobufCMessage *msg, Protobu
 		while (j < n && items[j].tenant == items[i].tenant)
 			j++;
 		int64_t tenant = items[i].tenant;
-		bool active;
-		fd_err_t err = { 0 };
-		rc = fd_verifier_tenant(l->verifier, tenant, fd_call_deadline_ms(call), &active, &err);
+		lines_tctx_tenant(&t, tenant);
+		rules_tenant_t rt;
+		rc = rules_tenant(&t, l, NULL, NULL, &rt);
 		if (rc == -FD_ENOTFOUND) {
+			*fd_call_err(call) = (fd_err_t){ 0 };
 			i = j;     /* no such tenant: its sessions are unknown (ended, no reason) */
 			continue;
 		}
-		if (rc < 0) {
-			*fd_call_err(call) = err;
+		if (rc < 0)
 			return rc;
-		}
+		bool active = rt.active;
 		/* The cache first (a live session of this tenant, its line
 		 * unchanged since cached), as SessionHeartbeat answers. */
 		for (size_t x = i; x < j; x++) {
@@ -799,7 +796,6 @@ int linesd_report_sessions(fd_call_t *call, const ProtobufCMessage *msg, Protobu
 				it->gen = cache_gen(l->cache, it->id);
 			}
 		}
-		lines_tctx_tenant(&t, tenant);
 		if ((rc = report_tenant(l, &t, active, items + i, j - i)) < 0)
 			return rc;
 		for (size_t x = i; x < j; x++) {

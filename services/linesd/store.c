@@ -72,7 +72,8 @@
 
 /* ---- rows ---- */
 
-Frontdesk__V1__Line *line_message(const struct linesd *l, fd_arena_t *a, int64_t tenant, PGresult *res, int row, int base)
+static Frontdesk__V1__Line *line_message_of(const struct linesd *l, fd_arena_t *a, int64_t tenant, PGresult *res,
+                                            int row, int base, bool open_password)
 {
 	Frontdesk__V1__Line *m = fd_arena_zalloc(a, sizeof(*m));
 	if (!m)
@@ -82,7 +83,7 @@ Frontdesk__V1__Line *line_message(const struct linesd *l, fd_arena_t *a, int64_t
 	m->tenant_id = tenant;
 	m->reseller_id = col_i64(res, row, base + LINE_COL_RESELLER);
 	m->username = fd_arena_strdup(a, PQgetvalue(res, row, base + LINE_COL_USERNAME));
-	m->password = line_password_open(l, a, PQgetvalue(res, row, base + LINE_COL_PASSWORD_BOX));
+	m->password = open_password ? line_password_open(l, a, PQgetvalue(res, row, base + LINE_COL_PASSWORD_BOX)) : "";
 	m->package_id = col_i64(res, row, base + LINE_COL_PACKAGE);
 	m->status = enum_value(&LINE_STATUS, PQgetvalue(res, row, base + LINE_COL_STATUS));
 	m->expires_at = col_i64(res, row, base + LINE_COL_EXPIRES);
@@ -105,6 +106,17 @@ Frontdesk__V1__Line *line_message(const struct linesd *l, fd_arena_t *a, int64_t
 		m->password = "";
 	}
 	return m->username && m->notes ? m : NULL;
+}
+
+Frontdesk__V1__Line *line_message(const struct linesd *l, fd_arena_t *a, int64_t tenant, PGresult *res, int row, int base)
+{
+	return line_message_of(l, a, tenant, res, row, base, true);
+}
+
+Frontdesk__V1__Line *line_message_sealed(const struct linesd *l, fd_arena_t *a, int64_t tenant, PGresult *res, int row,
+                                         int base)
+{
+	return line_message_of(l, a, tenant, res, row, base, false);
 }
 
 
@@ -652,12 +664,41 @@ const fd_sql_t SQL_AUTHORIZE = {
 	                  "CASE WHEN d.session_id > 0 THEN " EPOCH("now()") " ELSE coalesce((SELECT "
 	                  EPOCH("max(s.last_seen_at)") " FROM frontdesk.sessions s WHERE s.tenant_id = $1"
 	                  " AND s.line_id = l.id), 0) END")
+	"  , (d.line).rev"
 	"  FROM frontdesk.authorize_playback($1, $2, decode($3, 'hex'), $4, $5::inet, $6, $7::smallint, $8, $9, $10,"
 	"       $16::text[], $11, $12, $13, $14, coalesce((SELECT connection_limit_policy = 'end_oldest'"
 	"                                        FROM frontdesk.lines_settings WHERE tenant_id = $1), false), $15) d"
 	"  LEFT JOIN LATERAL (SELECT (d.line).*) l ON true"
 	"  CROSS JOIN LATERAL (SELECT " PLAYBACK_OUTCOME_SQL("d.outcome") ") o(n)",
 	16,
+};
+/* AuthorizePlayback of a line whose rules linesd holds (rules.h): the
+ * connection limit, the live sessions once, the insert (0020_line_rules.sql);
+ * the outcome's number (-1: stale), the session, reused, replaced, live. */
+const fd_sql_t SQL_OPEN_SESSION = {
+	"linesd_open_session",
+	"SELECT CASE WHEN d.outcome = 'stale' THEN -1 ELSE " PLAYBACK_OUTCOME_SQL("d.outcome") " END,"
+	"       d.session_id, d.reused, d.replaced_id, coalesce(d.live, 0)"
+	"  FROM frontdesk.open_session($1, $2, $3, $4, $5, $6::bigint[], $7, $8, $9::inet, $10, $11::smallint, $12, $13,"
+	"       $14, $15, $16) d",
+	16,
+};
+/* A tenant's rules (rules.c): its status (NULL: no such tenant), its
+ * connection-limit policy, its suspended accounts as LIKE prefixes, then
+ * the failure keys over their limits ($2 the window, $3 and $4 the limits
+ * per username and source; NULL columns when none). */
+const fd_sql_t SQL_TENANT_RULES = {
+	"linesd_tenant_rules",
+	"SELECT t.status, t.end_oldest, t.paths, f.key, floor(extract(epoch FROM f.window_start))::bigint, f.failures"
+	"  FROM (SELECT (SELECT status FROM frontdesk.tenants WHERE id = $1) AS status,"
+	"               coalesce((SELECT connection_limit_policy = 'end_oldest' FROM frontdesk.lines_settings"
+	"                          WHERE tenant_id = $1), false) AS end_oldest,"
+	"               (SELECT coalesce(array_agg(path || '%' ORDER BY path), '{}') FROM frontdesk.account_refs"
+	"                 WHERE tenant_id = $1 AND status = 'suspended') AS paths) t"
+	"  LEFT JOIN frontdesk.playback_failures f"
+	"    ON f.tenant_id = $1 AND f.window_start > now() - make_interval(secs => $2::integer)"
+	"   AND f.failures >= CASE WHEN f.key LIKE 'u:%' THEN $3::integer ELSE $4::integer END",
+	4,
 };
 /* GetLineChannels (channels.c): AuthorizePlayback's decision for stream 0
  * (the same checks and failure counting), then, when allowed, one row per
@@ -677,12 +718,6 @@ const fd_sql_t SQL_LINE_CHANNELS = {
 	"    ON true"
 	" ORDER BY c.pos",
 	11,
-};
-const fd_sql_t SQL_SUSPENDED = {
-	"linesd_suspended",
-	"SELECT coalesce(array_agg(path || '%' ORDER BY path), '{}') FROM frontdesk.account_refs"
-	" WHERE tenant_id = $1 AND status = 'suspended'",
-	1,
 };
 
 /* ---- sessions (sessions.c) ---- */

@@ -43,6 +43,10 @@ enum {
  * its password opened (wiped with a). NULL when out of memory. */
 Frontdesk__V1__Line *line_message(const struct linesd *l, fd_arena_t *a, int64_t tenant, PGresult *res, int row,
                                   int base);
+/* The same without opening the password (the message's password is ""):
+ * AuthorizePlayback answers with the player's own. */
+Frontdesk__V1__Line *line_message_sealed(const struct linesd *l, fd_arena_t *a, int64_t tenant, PGresult *res, int row,
+                                         int base);
 
 /* A session's columns, with its line's username and owner. */
 enum {
@@ -107,8 +111,11 @@ enum {
  * columns when no line was found). */
 enum {
 	AUTH_COL_OUTCOME, AUTH_COL_RETRY_AFTER, AUTH_COL_SESSION, AUTH_COL_REUSED, AUTH_COL_REPLACED,
-	AUTH_COL_LINE_ID, AUTH_COL_LINE
+	AUTH_COL_LINE_ID, AUTH_COL_LINE, AUTH_COL_REV = AUTH_COL_LINE + LINE_NCOLS
 };
+/* SQL_OPEN_SESSION */
+enum { OPEN_COL_OUTCOME, OPEN_COL_SESSION, OPEN_COL_REUSED, OPEN_COL_REPLACED, OPEN_COL_LIVE };
+#define OPEN_STALE (-1)
 /* SQL_LINE_CHANNELS: the decision, the line's lists and the catalog
  * version (every row), then the channel (NULL when none). */
 enum {
@@ -200,7 +207,8 @@ extern const fd_sql_t SQL_PENDING;
 
 /* ---- AuthorizePlayback (authorize.c) ---- */
 extern const fd_sql_t SQL_AUTHORIZE;
-extern const fd_sql_t SQL_SUSPENDED;
+extern const fd_sql_t SQL_OPEN_SESSION;
+extern const fd_sql_t SQL_TENANT_RULES;
 
 /* ---- GetLineChannels (channels.c) ---- */
 extern const fd_sql_t SQL_LINE_CHANNELS;

@@ -243,7 +243,7 @@ class Gate:
 
     def wait_for(self, n):
         q = ("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
-             " AND wait_event_type = 'Lock' AND query LIKE '%authorize_playback(%'")
+             " AND wait_event_type = 'Lock' AND query SIMILAR TO '%(authorize_playback|open_session)\\(%'")
         wait_until(lambda: int(self.p.sql(q)) >= n, 5.0, f"{n} authorizations waiting behind the gate", 0.02)
 
     def release(self):

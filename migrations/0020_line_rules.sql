@@ -1,0 +1,189 @@
+-- 0020_line_rules.sql - what linesd keeps in memory to authorize playback at
+-- kickoff speed (services/linesd/rules.c), and the statement left on the hot
+-- path.
+--
+-- - lines.rev: a line's rules version, bumped by a trigger whenever a column
+--   an authorization reads (or the line's message shows) changes, whoever
+--   writes it. frontdesk.open_session refuses a rev other than the one
+--   linesd holds (and a line past its expiry), so a line rule held in
+--   memory is never trusted past its change: no notification is needed for
+--   lines, none can be late or lost.
+-- - Announcements linesd's tenant cache needs besides the suspensions of
+--   0017_edge_lines.sql: a tenant or an account made active again (105,
+--   106), the tenant's lines settings (107), and every failed-authorization
+--   counter written (108: the window's start and the count, the key last)
+--   so that every replica knows at once who is over the limit.
+-- - frontdesk.open_session: for a line whose rules linesd has checked in
+--   memory, only the connection limit's lock, one look at the line's live
+--   sessions (reuse and count in one scan), the stream's check when linesd
+--   cannot make it, the insert.
+--
+-- Payload of frontdesk_lines: "<tenant> <type> <line> <reseller> <session>
+-- <last>" (0004_lines.sql); type 108 appends " <key>".
+
+ALTER TABLE frontdesk.lines ADD COLUMN rev bigint NOT NULL DEFAULT 0;
+
+CREATE FUNCTION frontdesk.line_rev() RETURNS trigger
+LANGUAGE plpgsql SET search_path = pg_catalog AS $$
+BEGIN
+  IF (NEW.tenant_id, NEW.id, NEW.reseller_id, NEW.reseller_path, NEW.username, NEW.password_hash,
+      NEW.package_id, NEW.state, NEW.expires_at, NEW.max_connections, NEW.bouquet_ids, NEW.allowed_ips,
+      NEW.allowed_user_agents, NEW.output_formats, NEW.bandwidth_cap_kbps, NEW.trial, NEW.notes)
+     IS DISTINCT FROM
+     (OLD.tenant_id, OLD.id, OLD.reseller_id, OLD.reseller_path, OLD.username, OLD.password_hash,
+      OLD.package_id, OLD.state, OLD.expires_at, OLD.max_connections, OLD.bouquet_ids, OLD.allowed_ips,
+      OLD.allowed_user_agents, OLD.output_formats, OLD.bandwidth_cap_kbps, OLD.trial, OLD.notes) THEN
+    NEW.rev := OLD.rev + 1;
+  END IF;
+  RETURN NEW;
+END
+$$;
+CREATE TRIGGER lines_rev BEFORE UPDATE ON frontdesk.lines
+  FOR EACH ROW EXECUTE FUNCTION frontdesk.line_rev();
+
+-- Made active again (the suspensions themselves: 0017_edge_lines.sql).
+CREATE FUNCTION frontdesk.tenant_reactivated() RETURNS trigger
+LANGUAGE plpgsql SET search_path = pg_catalog AS $$
+BEGIN
+  PERFORM pg_notify('frontdesk_lines', concat_ws(' ', NEW.id, 105, 0, 0, 0, 0));
+  RETURN NULL;
+END
+$$;
+CREATE TRIGGER tenants_reactivated AFTER UPDATE OF status ON frontdesk.tenants
+  FOR EACH ROW WHEN (OLD.status = 'suspended' AND NEW.status <> 'suspended' AND NEW.id > 0)
+  EXECUTE FUNCTION frontdesk.tenant_reactivated();
+
+CREATE FUNCTION frontdesk.account_reactivated() RETURNS trigger
+LANGUAGE plpgsql SET search_path = pg_catalog AS $$
+BEGIN
+  PERFORM pg_notify('frontdesk_lines', concat_ws(' ', NEW.tenant_id, 106, 0, NEW.id, 0, 0));
+  RETURN NULL;
+END
+$$;
+CREATE TRIGGER accounts_reactivated AFTER UPDATE OF status ON frontdesk.accounts
+  FOR EACH ROW WHEN (OLD.status = 'suspended' AND NEW.status <> 'suspended' AND NEW.tenant_id > 0)
+  EXECUTE FUNCTION frontdesk.account_reactivated();
+
+CREATE FUNCTION frontdesk.lines_settings_changed() RETURNS trigger
+LANGUAGE plpgsql SET search_path = pg_catalog AS $$
+BEGIN
+  PERFORM pg_notify('frontdesk_lines', concat_ws(' ', NEW.tenant_id, 107, 0, 0, 0, 0));
+  RETURN NULL;
+END
+$$;
+CREATE TRIGGER lines_settings_changed AFTER INSERT OR UPDATE ON frontdesk.lines_settings
+  FOR EACH ROW EXECUTE FUNCTION frontdesk.lines_settings_changed();
+
+-- Every failure counter written (failures are the slow path): the window's
+-- start (epoch seconds) in the session field, the count last, then the key
+-- ('u:<username>|<source>' or 'a:<source>', 0017_edge_lines.sql).
+CREATE FUNCTION frontdesk.playback_failure_counted() RETURNS trigger
+LANGUAGE plpgsql SET search_path = pg_catalog AS $$
+BEGIN
+  PERFORM pg_notify('frontdesk_lines', concat_ws(' ', NEW.tenant_id, 108, 0, 0,
+                    floor(extract(epoch FROM NEW.window_start))::bigint, NEW.failures, NEW.key));
+  RETURN NULL;
+END
+$$;
+CREATE TRIGGER playback_failures_counted AFTER INSERT OR UPDATE ON frontdesk.playback_failures
+  FOR EACH ROW EXECUTE FUNCTION frontdesk.playback_failure_counted();
+
+-- ---------------------------------------------------------------------------
+-- frontdesk.open_session: a new or reopened session of a line whose rules
+-- (credentials, status, suspensions, expiry, locks, and the stream when
+-- p_check_stream is false) linesd has checked against its copy of rev
+-- p_rev. Outcomes as authorize_playback's, plus 'stale': the line is not at
+-- p_rev any more (changed or deleted) or has expired: nothing is written, and linesd asks
+-- authorize_playback. The connection limit and zapping are exactly
+-- authorize_playback's (0007_zapping.sql, 0017_edge_lines.sql), under the
+-- same advisory lock on the line.
+-- ---------------------------------------------------------------------------
+CREATE FUNCTION frontdesk.open_session(
+  p_tenant bigint, p_line bigint, p_rev bigint, p_reseller bigint, p_max integer, p_bouquets bigint[],
+  p_check_stream boolean, p_stream bigint, p_ip inet, p_ua text, p_format smallint, p_node bigint,
+  p_client_key text, p_session_timeout integer, p_policy_end_oldest boolean, p_announce boolean)
+RETURNS frontdesk.playback_decision
+LANGUAGE plpgsql SET search_path = pg_catalog SET plan_cache_mode = force_generic_plan AS $$
+DECLARE
+  d       frontdesk.playback_decision;
+  v_live  integer;
+  v_reuse bigint;
+  v_ids   bigint[];
+  v_nodes bigint[];
+BEGIN
+  PERFORM set_config('synchronous_commit', 'off', true);
+  d.reused := false;
+  d.replaced_id := 0;
+  d.replaced_node := 0;
+  d.session_id := 0;
+  d.line_id := p_line;
+  d.retry_after := 0;
+  IF p_check_stream AND NOT EXISTS (
+       SELECT 1 FROM frontdesk.streams s
+        WHERE s.tenant_id = p_tenant AND s.id = p_stream AND NOT s.disabled
+          AND EXISTS (SELECT 1 FROM frontdesk.bouquets b
+                       WHERE b.tenant_id = p_tenant AND b.id = ANY (p_bouquets)
+                         AND p_stream = ANY (b.stream_ids))) THEN
+    d.outcome := 'stream_not_in_package'; RETURN d;
+  END IF;
+
+  PERFORM pg_advisory_xact_lock(p_line);
+  PERFORM 1 FROM frontdesk.lines l
+   WHERE l.tenant_id = p_tenant AND l.id = p_line AND l.rev = p_rev AND l.expires_at > now();
+  IF NOT FOUND THEN
+    d.outcome := 'stale'; RETURN d;
+  END IF;
+  -- The line's live sessions, once: how many, and the one this client
+  -- reopens (its client session key, or the same stream, address and player).
+  SELECT count(*),
+         max(s.id) FILTER (WHERE (p_client_key <> '' AND s.client_key = p_client_key)
+                              OR (s.stream_id = p_stream AND s.client_ip = p_ip AND s.user_agent = p_ua))
+    INTO v_live, v_reuse
+    FROM frontdesk.sessions s
+   WHERE s.tenant_id = p_tenant AND s.line_id = p_line AND s.ended_at IS NULL
+     AND s.last_seen_at > now() - make_interval(secs => p_session_timeout);
+  IF v_reuse IS NOT NULL THEN
+    UPDATE frontdesk.sessions SET last_seen_at = now(), stream_id = p_stream,
+           node_id = CASE WHEN p_node <> 0 THEN p_node ELSE node_id END
+     WHERE tenant_id = p_tenant AND id = v_reuse;
+    d.session_id := v_reuse;
+    d.reused := true;
+    d.live := v_live;
+    d.outcome := 'allowed';
+    RETURN d;
+  END IF;
+  IF v_live >= p_max THEN
+    SELECT array_agg(x.id ORDER BY x.n), array_agg(x.node_id ORDER BY x.n) INTO v_ids, v_nodes
+      FROM (SELECT s.id, s.node_id,
+                   row_number() OVER (ORDER BY s.client_ip = p_ip AND s.user_agent = p_ua DESC,
+                                      s.started_at, s.id) AS n
+              FROM frontdesk.sessions s
+             WHERE s.tenant_id = p_tenant AND s.line_id = p_line AND s.ended_at IS NULL
+               AND s.last_seen_at > now() - make_interval(secs => p_session_timeout)
+               AND (p_policy_end_oldest OR (s.client_ip = p_ip AND s.user_agent = p_ua))) x
+     WHERE x.n <= v_live - p_max + 1;
+    IF coalesce(cardinality(v_ids), 0) < v_live - p_max + 1 THEN
+      d.outcome := 'max_connections'; RETURN d;
+    END IF;
+    UPDATE frontdesk.sessions SET ended_at = now(), end_reason = 4
+     WHERE tenant_id = p_tenant AND id = ANY (v_ids);
+    PERFORM frontdesk.line_event(p_tenant, 6, p_line, p_reseller, r, 4) FROM unnest(v_ids) r;
+    d.replaced_id := v_ids[cardinality(v_ids)];
+    d.replaced_node := v_nodes[cardinality(v_nodes)];
+  END IF;
+  INSERT INTO frontdesk.sessions (tenant_id, line_id, stream_id, node_id, client_ip, user_agent,
+                                  output_format, client_key)
+  VALUES (p_tenant, p_line, p_stream, p_node, p_ip, p_ua, p_format, p_client_key)
+  RETURNING id INTO d.session_id;
+  d.live := v_live - coalesce(cardinality(v_ids), 0) + 1;
+  IF p_announce THEN
+    PERFORM frontdesk.line_event(p_tenant, 5, p_line, p_reseller, d.session_id, 0);
+  END IF;
+  d.outcome := 'allowed';
+  RETURN d;
+END
+$$;
+REVOKE ALL ON FUNCTION frontdesk.open_session(bigint, bigint, bigint, bigint, integer, bigint[], boolean, bigint,
+  inet, text, smallint, bigint, text, integer, boolean, boolean) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION frontdesk.open_session(bigint, bigint, bigint, bigint, integer, bigint[], boolean, bigint,
+  inet, text, smallint, bigint, text, integer, boolean, boolean) TO frontdesk_linesd;
