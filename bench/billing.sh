@@ -60,6 +60,17 @@ trap 'exit 130' INT TERM
 # --- a private PostgreSQL, a migrated database, a platform admin ---
 bench_platform
 psql_pg() { psql -X -q -v ON_ERROR_STOP=1 -h "$pg_host" -p "$pg_port" -U postgres "$@"; }
+# BENCH_PGSS=1: PostgreSQL restarted with pg_stat_statements (planning
+# tracked too): each run is followed by a `pgss` line per statement (calls,
+# plans made, mean planning and execution time). A diagnosis, not a figure:
+# the tracking costs PostgreSQL CPU of its own.
+if [ "${BENCH_PGSS:-0}" = 1 ]; then
+	printf '%s\n' "shared_preload_libraries = 'pg_stat_statements'" "pg_stat_statements.track_planning = on" \
+		"pg_stat_statements.track = 'all'" >>"$tmp/pg/data/postgresql.conf"
+	"$ROOT/scripts/pg.sh" stop "$tmp/pg"
+	"$ROOT/scripts/pg.sh" start "$tmp/pg" "$pg_port"
+	psql_pg -d frontdesk -c "CREATE EXTENSION pg_stat_statements"
+fi
 
 # --- authd (service tokens for linesd), billingd ---
 hash_key=$(openssl rand -hex 32)
@@ -119,9 +130,9 @@ billingd_pid=$!
 TAG=TTTTTT KEY=KKKKKKKKKKKKKKKK
 "$PY" "$HELPER" payloads "$tmp" "$tenant" "$hot" "$first" "$RESELLERS" "$TAG" "$KEY"
 if [ "${PGBENCH_PIPELINE:-1}" = 0 ]; then
-	"$PY" "$HELPER" pgbench "$tmp/charge.pgbench" nopipeline
+	"$PY" "$HELPER" pgbench "$tmp/charge.pgbench" nopipeline ${PGBENCH_TIMEOUT:+timeout}
 else
-	"$PY" "$HELPER" pgbench "$tmp/charge.pgbench"
+	"$PY" "$HELPER" pgbench "$tmp/charge.pgbench" ${PGBENCH_TIMEOUT:+timeout}
 fi
 pg_postmaster=$(head -1 "$tmp/pg/data/postmaster.pid")
 
@@ -136,7 +147,24 @@ out=$tmp/out
 measure() {
 	local name=$1
 	shift
+	[ "${BENCH_PGSS:-0}" = 1 ] && psql_pg -d frontdesk -tA -c "SELECT pg_stat_statements_reset(), pg_stat_reset_shared('wal')" >/dev/null
 	"$PY" "$ROOT/bench/measure.py" "$name" "$billingd_pid" "$pg_postmaster" "$WARMUP" "$SECS" --label billingd "$@" | tee -a "$out"
+	[ "${BENCH_PGSS:-0}" = 1 ] && pgss "$name"
+	return 0
+}
+# The statements of the run just measured, busiest first (BENCH_PGSS=1).
+pgss() { # CASE
+	psql_pg -d frontdesk -tA -F ' ' -v c="$1" <<'SQL'
+SELECT 'pgss ' || :'c' || ' calls=' || calls || ' plans=' || plans
+       || ' plan_us=' || round((total_plan_time / greatest(calls, 1) * 1000)::numeric, 1)
+       || ' exec_us=' || round((total_exec_time / greatest(calls, 1) * 1000)::numeric, 1)
+       || ' toplevel=' || toplevel || ' ' || left(regexp_replace(query, '\s+', ' ', 'g'), 90)
+  FROM pg_stat_statements WHERE dbid = (SELECT oid FROM pg_database WHERE datname = 'frontdesk')
+ ORDER BY calls DESC, total_exec_time DESC LIMIT 6;
+SELECT 'pgwal ' || :'c' || ' records=' || wal_records || ' fpi=' || wal_fpi || ' bytes=' || wal_bytes
+       || ' writes=' || wal_write || ' syncs=' || wal_sync || ' buffers_full=' || wal_buffers_full
+  FROM pg_stat_wal;
+SQL
 }
 
 conns_for() { if [ "$1" -le 1 ]; then echo 1; elif [ "$1" -le 8 ]; then echo $(( $1 / 2 )); else echo 8; fi; }
@@ -161,9 +189,9 @@ run_sql() { # PATTERN K ROUND
 	local name=charge_sql_$1_inflight$2 span=1 r0=$hot
 	if [ "$1" = spread ]; then span=$RESELLERS r0=$first; fi
 	local j=$(( PGB_THREADS < $2 ? PGB_THREADS : $2 ))
-	measure "$name" -- "$PGBENCH" -n -M prepared -c "$2" -j "$j" -T "$(( SECS + WARMUP ))" -P 1 \
+	measure "$name" -- "$PGBENCH" -n -M prepared ${PGBENCH_EXTRA:-} -c "$2" -j "$j" -T "$(( SECS + WARMUP ))" -P 1 \
 		-f "$tmp/charge.pgbench" -h "$pg_host" -p "$pg_port" -U frontdesk_billingd \
-		-D t="$tenant" -D r0="$r0" -D span="$span" -D n=0 -D amount=1 \
+		-D t="$tenant" -D st=10000 -D r0="$r0" -D span="$span" -D n=0 -D amount=1 \
 		-D reason=line_created -D line=1 -D note=bench -D actor=linesd \
 		-D idem="Charge/svc:linesd/$(tag p "$1" "$2" "$3")" -D hash="$(printf '%064d' 0)" frontdesk
 }

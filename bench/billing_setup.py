@@ -131,7 +131,8 @@ def main(cmd, *args):
         with open(os.path.join(out, "spread.hex"), "w") as f:
             f.writelines(charge(first + i) for i in range(n))
     elif cmd == "pgbench":
-        pipeline = args[1:] != ("nopipeline",)
+        pipeline = "nopipeline" not in args[1:]
+        timeout = "timeout" in args[1:]
         with open(args[0], "w") as f:
             f.write("-- written by bench/billing_setup.py: one Charge as billingd runs it\n"
                     "-- a per-client counter: (client_id, n) is unique in a run, TAG per run\n"
@@ -140,7 +141,8 @@ def main(cmd, *args):
                     "\\set r :r0 + random(0, :span - 1)\n")
             f.write("\\startpipeline\n" if pipeline else "")
             f.write("BEGIN ISOLATION LEVEL READ COMMITTED;\n"
-                    "SELECT set_config('frontdesk.tenant_id', :t, true);\n"
+                    + ("SELECT set_config('frontdesk.tenant_id', :t, true), set_config('statement_timeout', :st, true);\n"
+                       if timeout else "SELECT set_config('frontdesk.tenant_id', :t, true);\n") +
                     f"{sql_charge()};\n"
                     "COMMIT;\n")
             f.write("\\endpipeline\n" if pipeline else "")

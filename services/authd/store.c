@@ -543,14 +543,13 @@ static const fd_sql_t SQL_PRUNE_FAILURES = {
 static const fd_sql_t SQL_LIMITED_LOCK = {
 	"authd_limited_lock", "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))", 1,
 };
+/* One more repeat on the window's login.rate_limited row: the UPDATE of
+ * audit_events (hash-partitioned) is frontdesk.audit_limited_repeat
+ * (migrations/0019_generic_plans.sql), whose generic plan the session keeps,
+ * also behind a pooler; as a plain statement a custom plan was made again on
+ * every call. Its id, or no row. */
 static const fd_sql_t SQL_LIMITED_REPEAT = {
-	"authd_limited_repeat",
-	"UPDATE frontdesk.audit_events e SET repeats = e.repeats + 1, last_at = greatest(e.last_at, now())"
-	" WHERE e.tenant_id = $1 AND e.action = 'login.rate_limited' AND e.actor = $2 AND e.source = $3"
-	"   AND e.at >= to_timestamp($4::double precision)"
-	"   AND (e.detail ->> 'tenant_slug') IS NOT DISTINCT FROM $5"
-	" RETURNING e.id",
-	5,
+	"authd_limited_repeat", "SELECT * FROM frontdesk.audit_limited_repeat($1, $2, $3, $4, $5)", 5,
 };
 
 int store_count_attempt(fd_tx_t *tx, fd_arena_t *arena, const char *key, int64_t window_s, int64_t *attempts,

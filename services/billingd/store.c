@@ -18,7 +18,9 @@ static int64_t col_int(const PGresult *res, int row, int col)
 /* ---- ledger entries ---- */
 
 /* The columns of an entry, as every statement that returns entries gives
- * them: ENTRY_COLS lists them in this order. */
+ * them: ENTRY_COLS lists them in this order, and so does the type
+ * frontdesk.billing_entry (migrations/0019_generic_plans.sql) that the
+ * functions of the hot statements return. */
 enum entry_col {
 	COL_ID,
 	COL_CREATED_AT,              /* Unix seconds */
@@ -94,11 +96,15 @@ static int written_entry(fd_tx_t *tx, const fd_tctx_t *t, const PGresult *res, e
 	return 0;
 }
 
+/* The hot statements over ledger_entries (a hash-partitioned table) are
+ * plpgsql functions of migrations/0019_generic_plans.sql, which return the
+ * entry as ENTRY_COLS gives it (frontdesk.billing_entry): their plans are
+ * generic and kept by the function for the life of the session, also behind
+ * a pooler that cannot keep prepared statements (FRONTDESK_DB_PREPARED=false).
+ * As plain statements, a custom plan was made again on every call of the
+ * ones that read ledger_entries by tenant. */
 static const fd_sql_t SQL_BY_IDEM = {
-	"billingd_by_idem",
-	"SELECT " ENTRY_COLS(REFUNDED_SUBQUERY) " FROM frontdesk.ledger_entries e"
-	" WHERE e.tenant_id = $1 AND e.idem_key = $2",
-	2,
+	"billingd_by_idem", "SELECT * FROM frontdesk.billing_entry_by_idem($1, $2)", 2,
 };
 
 int store_entry_by_idem(fd_tx_t *tx, const fd_tctx_t *t, const char *idem, entry_t **entry, const char **hash)
@@ -116,20 +122,14 @@ int store_entry_by_idem(fd_tx_t *tx, const fd_tctx_t *t, const char *idem, entry
 	return 1;
 }
 
-/* Charge, the hot path: a conditional UPDATE of the reseller's balance (no
- * overdraft under any interleaving) feeding the INSERT of the entry. The
- * consumption account has no balance row to lock. bench/billing_setup.py
- * reads this statement from here: keep its shape. */
+/* Charge, the hot path (frontdesk.billing_charge): a conditional UPDATE of
+ * the reseller's balance (no overdraft under any interleaving) feeding the
+ * INSERT of the entry, one statement. The consumption account has no
+ * balance row to lock. bench/billing_setup.py reads this statement from
+ * here: keep its shape. */
 static const fd_sql_t SQL_CHARGE = {
 	"billingd_charge",
-	"WITH debit AS ("
-	"  UPDATE frontdesk.credit_balances SET balance = balance - $3, updated_at = now()"
-	"   WHERE tenant_id = $1 AND account_id = $2 AND balance >= $3"
-	"  RETURNING balance)"
-	" INSERT INTO frontdesk.ledger_entries AS e (tenant_id, kind, from_account, to_account, amount,"
-	"   from_balance_after, to_balance_after, charge_reason, line_id, note, actor_service, idem_key, request_hash)"
-	" SELECT $1, 'charge', $2, -1, $3, debit.balance, 0, $4, $5, $6, $7, $8, decode($9, 'hex') FROM debit"
-	" RETURNING " ENTRY_COLS("0"),
+	"SELECT * FROM frontdesk.billing_charge($1, $2, $3, $4, $5, $6, $7, $8, $9)",
 	9,
 };
 
@@ -141,23 +141,10 @@ int store_charge(fd_tx_t *tx, const fd_tctx_t *t, const char *const params[CHARG
 	return rc < 0 ? rc : written_entry(tx, t, res, entry);
 }
 
+/* Refund (frontdesk.billing_refund): the charge read, the balance credited
+ * and the entry written in one statement. */
 static const fd_sql_t SQL_REFUND = {
-	"billingd_refund",
-	"WITH c AS ("
-	"  SELECT from_account, amount, line_id FROM frontdesk.ledger_entries"
-	"   WHERE tenant_id = $1 AND id = $2 AND kind = 'charge'),"
-	" credit AS ("
-	"  UPDATE frontdesk.credit_balances b"
-	"     SET balance = b.balance + CASE WHEN $3::bigint = 0 THEN c.amount ELSE $3::bigint END, updated_at = now()"
-	"    FROM c WHERE b.tenant_id = $1 AND b.account_id = c.from_account AND $3::bigint <= c.amount"
-	"  RETURNING b.balance, c.from_account, c.line_id,"
-	"            CASE WHEN $3::bigint = 0 THEN c.amount ELSE $3::bigint END AS n)"
-	" INSERT INTO frontdesk.ledger_entries AS e (tenant_id, kind, from_account, to_account, amount,"
-	"   from_balance_after, to_balance_after, line_id, refund_of, note, actor_service, idem_key, request_hash)"
-	" SELECT $1, 'refund', -1, credit.from_account, credit.n, 0, credit.balance, credit.line_id, $2, $4, $5,"
-	"        $6, decode($7, 'hex') FROM credit"
-	" RETURNING " ENTRY_COLS("0"),
-	7,
+	"billingd_refund", "SELECT * FROM frontdesk.billing_refund($1, $2, $3, $4, $5, $6, $7)", 7,
 };
 
 int store_refund(fd_tx_t *tx, const fd_tctx_t *t, const char *const params[REFUND_NPARAMS], unsigned flags,

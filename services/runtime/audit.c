@@ -4,12 +4,15 @@
 #include "fd/audit.h"
 #include "fd/pgarray.h"
 
+/* The INSERT into audit_events (hash-partitioned) is the plpgsql function
+ * frontdesk.audit_add (migrations/0019_generic_plans.sql), so that its plan
+ * is kept by the session also behind a pooler that cannot keep prepared
+ * statements. Parameters: the tenant, the actor's label, tenant, account,
+ * role, path and API key, the action, target, source, outcome and the
+ * detail's key, value pairs (a text[] literal; NULL: none). */
 static const fd_sql_t SQL_AUDIT = {
 	"fd_audit_add",
-	"INSERT INTO frontdesk.audit_events (tenant_id, actor, actor_tenant_id, actor_account_id,"
-	"   actor_role, actor_path, actor_key_id, action, target, source, outcome, detail)"
-	" VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11,"
-	"         coalesce(jsonb_object($12::text[]), '{}'::jsonb))",
+	"SELECT frontdesk.audit_add($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
 	12,
 };
 
