@@ -1,19 +1,25 @@
 #!/usr/bin/env bash
 # routing.sh - the issue-6 benchmark: routerd with 1,000 nodes registered
 # (800 in the platform's shared pool over 12 regions, 200 of one tenant over
-# 4; 4 failure domains per region and owner), beside a baseline from the
+# 4; 4 failure domains per region and owner), then, with BENCH_NODES="1000
+# 10000", with 10,000 (the same shares; more nodes are registered and
+# routerd is restarted between the two), each beside a baseline from the
 # same run:
 #   - route: RoutingService/Route for that tenant (closed loop, 64 in flight
 #     by default; clients in 12 countries and one unknown, TS, 4 Mbit/s), with
 #     linesd's service token (audience routerd, scope route);
-#   - beat: RoutingService/Heartbeat from the 1,000 simulated nodes, each call
+#   - beat: RoutingService/Heartbeat from the simulated nodes, each call
 #     with the next node's key (bench_load --token-file);
 #   - echo (baseline): bench_echo, the bare gRPC-core echo, sent the very same
 #     Route requests and metadata.
 # The nodes heartbeat at their interval during the whole run, as deployed:
 # a keeper (bench_load --rate 1000/s open loop over the 1,000 keys: one
 # heartbeat per node per interval) runs in the background through every
-# case, so no node misses `miss_after` while Route is measured (KEEPER=0:
+# case, so no node misses `miss_after` while Route is measured. With more
+# nodes the total heartbeat rate stays the same: the interval grows with the
+# count (10,000 nodes: every 10 s, miss_after 20 s), routerd is told it
+# (FRONTDESK_NODE_HEARTBEAT_MS) and the keeper sends 1000/s over the 10,000
+# keys; so a larger fleet costs Route only what its size does (KEEPER=0:
 # no keeper, routerd then runs the rounds with FRONTDESK_NODE_MISS_AFTER_MS
 # = KEEPER0_MISS_AFTER_MS, and is restarted with the stated miss_after for
 # the failover part). Cases are interleaved round by round, each run
@@ -22,21 +28,29 @@
 # every Route answer naming a node and backups (bench_load --count-field),
 # every heartbeat answered with a directive, and after each run all 1,000
 # nodes UP and ACTIVE (ListNodes, all tenants), after a heartbeat run each
-# with a heartbeat since the run began. Then bench/routing_failover.py: 20
+# with a heartbeat since the run began. After the first node count's rounds,
+# bench/routing_failover.py: 20
 # kills (SIGKILL) and 20 silences (SIGSTOP) of a node process holding
 # StreamHeartbeats, with Route probed in a tight loop, and the time from the
 # node's last heartbeat (and from the kill) to the first Route that avoids
-# it. Medians, ratios and the goals: route >= 50% of echo at 64 in flight;
-# failover <= miss_after + 100 ms for a silent node, <= 250 ms for a dead one.
+# it. Medians, ratios and the goals: route >= 75% of echo at 64 in flight
+# with the first node count, and with each larger count route/echo within
+# 10% of that; failover <= miss_after + 100 ms for a silent node, <= 250 ms
+# for a dead one.
 # Everything runs on loopback against a private PostgreSQL in a temporary
 # folder; all of it is stopped and removed on exit.
 #   BUILD=build BENCH_SECONDS=4 BENCH_ROUNDS=3 bench/routing.sh
-# Knobs: BENCH_SECONDS (4, whole), BENCH_ROUNDS (3), BENCH_INFLIGHT ("64"),
+#   BENCH_NODES="1000 10000" BUILD=build bench/routing.sh
+# Knobs: BENCH_NODES ("1000": node counts, ascending, each measured in turn),
+# NODES_SHARED_PERCENT (80: the shared pool's share of each count),
+# BENCH_SECONDS (4, whole), BENCH_ROUNDS (3), BENCH_INFLIGHT ("64"),
 # ROUTERD_THREADS (8), ROUTERD_DB_POOL (8), ECHO_THREADS (2), HEARTBEAT_MS
-# (1000: FRONTDESK_NODE_HEARTBEAT_MS), MISS_AFTER_MS (0 = routerd's default,
-# 2 x HEARTBEAT_MS), NODES_SHARED (800), NODES_TENANT (200), KEEPER (1),
-# KEEPER0_MISS_AFTER_MS (600000, routerd's most), BENCH_FAILOVER=0 (skip it),
-# FAILOVER_KILLS (20), FAILOVER_SILENCES (20), FAILOVER_PROBERS (4 threads).
+# (1000: FRONTDESK_NODE_HEARTBEAT_MS with the first count; scaled with the
+# count), MISS_AFTER_MS (0 = routerd's default, 2 x the interval; else
+# scaled like it), KEEPER (1), KEEPER0_MISS_AFTER_MS (600000, routerd's
+# most), BENCH_FAILOVER=0 (skip it), FAILOVER_KILLS (20), FAILOVER_SILENCES
+# (20), FAILOVER_PROBERS (4 threads), ROUTERD_BIN (another routerd binary,
+# e.g. an older build's, to compare).
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 BUILD=${BUILD:-${FD_BUILD_DIR:-$ROOT/build}}
@@ -46,11 +60,12 @@ INFLIGHTS=${BENCH_INFLIGHT:-64}
 THREADS=${ROUTERD_THREADS:-8}
 POOL=${ROUTERD_DB_POOL:-8}
 ECHO_THREADS=${ECHO_THREADS:-2}
-HB_MS=${HEARTBEAT_MS:-1000}
-MISS_MS=${MISS_AFTER_MS:-0}
-NSHARED=${NODES_SHARED:-800}
-NTENANT=${NODES_TENANT:-200}
+HB_MS1=${HEARTBEAT_MS:-1000}
+MISS_MS1=${MISS_AFTER_MS:-0}
+COUNTS=${BENCH_NODES:-1000}
+SHARED_PCT=${NODES_SHARED_PERCENT:-80}
 KEEPER=${KEEPER:-1}
+ROUTERD_BIN=${ROUTERD_BIN:-$BUILD/services/routerd/routerd}
 KEEPER0_MISS=${KEEPER0_MISS_AFTER_MS:-600000}
 KILLS=${FAILOVER_KILLS:-20}
 SILENCES=${FAILOVER_SILENCES:-20}
@@ -58,8 +73,6 @@ PROBERS=${FAILOVER_PROBERS:-4}
 WARMUP=1
 PY=/usr/bin/python3
 HELPER=$ROOT/bench/routing_setup.py
-NODES=$((NSHARED + NTENANT))
-EFF_MISS=$(( MISS_MS > 0 ? MISS_MS : 2 * HB_MS ))
 
 for b in bench/bench_load bench/bench_echo services/authd/authd services/routerd/routerd \
 	services/frontdesk/frontdesk; do
@@ -70,7 +83,29 @@ done
 for k in $INFLIGHTS; do
 	[[ "$k" =~ ^[1-9][0-9]*$ ]] && [ "$k" -le 256 ] || { echo "routing.sh: BENCH_INFLIGHT: 1 to 256 each" >&2; exit 1; }
 done
-[ "$NODES" -ge 3 ] || { echo "routing.sh: at least 3 nodes" >&2; exit 1; }
+[ -x "$ROUTERD_BIN" ] || { echo "routing.sh: ROUTERD_BIN $ROUTERD_BIN: not an executable" >&2; exit 1; }
+prev=0
+for c in $COUNTS; do
+	[[ "$c" =~ ^[1-9][0-9]*$ ]] && [ "$c" -ge 5 ] && [ "$c" -gt "$prev" ] ||
+		{ echo "routing.sh: BENCH_NODES: ascending counts of 5 or more" >&2; exit 1; }
+	prev=$c
+done
+N1=${COUNTS%% *}
+# The keeper's rate, the same for every count: one heartbeat per node per
+# HEARTBEAT_MS with the first count.
+BEAT_RATE=$(( N1 * 1000 / HB_MS1 ))
+[ "$BEAT_RATE" -ge 1 ] || { echo "routing.sh: fewer than 1 heartbeat a second" >&2; exit 1; }
+# Per count: the interval (ms), miss_after, the pool's and the tenant's nodes.
+period_of() { echo $(( $1 * 1000 / BEAT_RATE )); }
+miss_of() { if [ "$MISS_MS1" -gt 0 ]; then echo $(( MISS_MS1 * $1 / N1 )); else echo 0; fi; }
+eff_miss_of() { local m; m=$(miss_of "$1"); echo $(( m > 0 ? m : 2 * $(period_of "$1") )); }
+shared_of() { echo $(( $1 * SHARED_PCT / 100 )); }
+for c in $COUNTS; do
+	p=$(period_of "$c")
+	[ "$p" -ge 100 ] && [ "$p" -le 60000 ] && [ "$(eff_miss_of "$c")" -le 600000 ] ||
+		{ echo "routing.sh: $c nodes at $BEAT_RATE heartbeats/s: an interval of $p ms (100..60000)" >&2; exit 1; }
+done
+[ "$SHARED_PCT" -ge 0 ] && [ "$SHARED_PCT" -le 100 ] || { echo "routing.sh: NODES_SHARED_PERCENT: 0..100" >&2; exit 1; }
 
 tmp=$(mktemp -d /tmp/fd-bench-routing.XXXXXX)
 authd_pid= routerd_pid= echo_pid= keeper_pid=
@@ -104,17 +139,22 @@ env FRONTDESK_DATABASE_URL="$pg_url" FRONTDESK_AUTHD_LISTEN="$authd" FRONTDESK_A
 	"$BUILD/services/authd/authd" >"$tmp/authd.log" 2>&1 &
 authd_pid=$!
 routerd=127.0.0.1:$(port)
-start_routerd() { # MISS_AFTER_MS (0 = routerd's default)
+start_routerd() { # HEARTBEAT_MS MISS_AFTER_MS (0 = routerd's default)
 	env FRONTDESK_DATABASE_URL="$pg_url" FRONTDESK_ROUTERD_LISTEN="$routerd" \
 		FRONTDESK_ROUTERD_THREADS="$THREADS" FRONTDESK_ROUTERD_DB_POOL="$POOL" \
-		FRONTDESK_SECRET_HASH_KEY="$hash_key" FRONTDESK_NODE_HEARTBEAT_MS="$HB_MS" \
-		FRONTDESK_NODE_MISS_AFTER_MS="$1" FRONTDESK_SHUTDOWN_GRACE_MS=1000 FRONTDESK_LOG_LEVEL=warn \
-		"$BUILD/services/routerd/routerd" >>"$tmp/routerd.log" 2>&1 &
+		FRONTDESK_SECRET_HASH_KEY="$hash_key" FRONTDESK_NODE_HEARTBEAT_MS="$1" \
+		FRONTDESK_NODE_MISS_AFTER_MS="$2" FRONTDESK_SHUTDOWN_GRACE_MS=1000 FRONTDESK_LOG_LEVEL=warn \
+		"$ROUTERD_BIN" >>"$tmp/routerd.log" 2>&1 &
 	routerd_pid=$!
 }
+stop_routerd() {
+	kill "$routerd_pid" 2>/dev/null || true
+	wait "$routerd_pid" 2>/dev/null || true
+	routerd_pid=
+}
 logs() { for f in authd routerd; do echo "--- $f's log" >&2; tail -20 "$tmp/$f.log" >&2; done; }
-if [ "$KEEPER" = 1 ]; then rounds_miss=$MISS_MS; else rounds_miss=$KEEPER0_MISS; fi
-start_routerd "$rounds_miss"
+rounds_miss() { if [ "$KEEPER" = 1 ]; then miss_of "$1"; else echo "$KEEPER0_MISS"; fi; }
+start_routerd "$(period_of "$N1")" "$(rounds_miss "$N1")"
 ROUTE=/frontdesk.v1.RoutingService/Route
 BEAT=/frontdesk.v1.RoutingService/Heartbeat
 echo_target=127.0.0.1:$(port)
@@ -123,31 +163,18 @@ echo_target=127.0.0.1:$(port)
 echo_pid=$!
 for t in "$authd" "$routerd"; do "$PY" "$HELPER" wait "$t" || { logs; exit 1; }; done
 
-# --- the nodes, each UP after one heartbeat; the requests; linesd's token ---
-echo "# set-up: a tenant, $NSHARED shared-pool nodes (platform admin) and $NTENANT of the tenant" \
-	"(its admin) through RegisterNode, one Heartbeat each"
-tenant='' admin_token='' boss_token='' told_interval_ms=''
-t0=$(date +%s%N)
-vars=$("$PY" "$HELPER" setup "$authd" "$routerd" "$admin_pw" "$NSHARED" "$NTENANT" "$tmp") || { logs; exit 1; }
-eval "$vars"
-echo "# $NODES nodes registered and UP in $(( ($(date +%s%N) - t0) / 1000000 )) ms;" \
-	"routerd tells them heartbeat_interval_ms=$told_interval_ms"
-"$PY" "$HELPER" payloads "$tmp" "$tenant"
-token=''
-vars=$("$PY" "$HELPER" token "$authd" "$linesd_secret" "$routerd") || { logs; exit 1; }
-eval "$vars"
-
+tenant='' admin_token='' boss_token='' told_interval_ms='' token=''
 out=$tmp/out
 : >"$out"
-# The keeper: every node heartbeats once an interval (open loop, the 1,000
-# keys in turn), from now until the end.
-# It stops by itself after a generous estimate of the whole run.
-keeper_rate=$(( NODES * 1000 / HB_MS ))
+# The keeper: every node heartbeats once an interval (open loop, the keys in
+# turn), from its start until the count's last case. It stops by itself
+# after a generous estimate of the whole run.
 nk=$(wc -w <<<"$INFLIGHTS")
-keeper_secs=$(( ROUNDS * nk * 3 * (SECS + WARMUP + 15) + (KILLS + SILENCES) * (EFF_MISS / 1000 + 15) + 600 ))
-start_keeper() {
+start_keeper() { # NODES
+	local secs
+	secs=$(( ROUNDS * nk * 3 * (SECS + WARMUP + 15) + (KILLS + SILENCES) * ($(eff_miss_of "$1") / 1000 + 15) + 600 ))
 	"$BUILD/bench/bench_load" --target "$routerd" --method "$BEAT" --case keeper --inflight 32 --conns 2 \
-		--seconds "$keeper_secs" --warmup 0 --rate "$keeper_rate" --payload-file "$tmp/beat.hex" \
+		--seconds "$secs" --warmup 0 --rate "$BEAT_RATE" --payload-file "$tmp/beat.hex" \
 		--token-file "$tmp/nodes.keys" >"$tmp/keeper.log" 2>&1 &
 	keeper_pid=$!
 }
@@ -160,9 +187,6 @@ stop_keeper() {
 		echo "keeper VIOLATIONS: $(grep "failed call" "$tmp/keeper.log" | head -1)" | tee -a "$out"
 	fi
 }
-if [ "$KEEPER" = 1 ]; then start_keeper; fi
-sleep 0.5
-"$PY" "$HELPER" sample "$routerd" "$token" "$tenant" "$admin_token" | tee -a "$out"
 
 # measure CASE SERVER_PID -- COMMAND...: runs COMMAND, samples the CPU of the
 # server (routerd or bench_echo), of PostgreSQL (the postmaster and its
@@ -196,8 +220,10 @@ check_answers() { # CASE LABEL NFIELDS
 	fi
 }
 health() { # LABEL [SINCE_EPOCH_S]
-	"$PY" "$HELPER" health "$routerd" "$admin_token" "$1" "$NODES" ${2:+"$2"} | tee -a "$out"
+	"$PY" "$HELPER" health "$routerd" "$admin_token" "$tenant" "$1" "$NODES" ${2:+"$2"} | tee -a "$out"
 }
+# The run's case name: CASE_n<NODES>_inflight<K>.
+cname() { echo "${1}_n${NODES}_inflight$2"; }
 
 # bench_load's command line, into BL: CASE TARGET METHOD PAYLOADS K [more options]
 bl() {
@@ -208,11 +234,14 @@ bl() {
 }
 
 run_echo() { # K ROUND
-	bl "echo_inflight$1" "$echo_target" "$ROUTE" "$tmp/route.hex" "$1" --metadata "authorization=Bearer $token"
-	measure "echo_inflight$1" "$echo_pid" -- "${BL[@]}"
+	local name
+	name=$(cname echo "$1")
+	bl "$name" "$echo_target" "$ROUTE" "$tmp/route.hex" "$1" --metadata "authorization=Bearer $token"
+	measure "$name" "$echo_pid" -- "${BL[@]}"
 }
 run_route() { # K ROUND
-	local name=route_inflight$1
+	local name
+	name=$(cname route "$1")
 	bl "$name" "$routerd" "$ROUTE" "$tmp/route.hex" "$1" --metadata "authorization=Bearer $token" \
 		--count-field 1 --count-field 2
 	measure "$name" "$routerd_pid" -- "${BL[@]}"
@@ -220,7 +249,8 @@ run_route() { # K ROUND
 	health "nodes-up-after-$name-round$2"
 }
 run_beat() { # K ROUND
-	local name=beat_inflight$1 since
+	local name since
+	name=$(cname beat "$1")
 	since=$(date +%s)
 	bl "$name" "$routerd" "$BEAT" "$tmp/beat.hex" "$1" --token-file "$tmp/nodes.keys" --count-field 1
 	measure "$name" "$routerd_pid" -- "${BL[@]}"
@@ -228,61 +258,105 @@ run_beat() { # K ROUND
 	health "nodes-up-after-$name-round$2" "$since"
 }
 
-if [ "$KEEPER" = 1 ]; then
-	keep="a keeper sends each node's heartbeat every ${HB_MS} ms (${keeper_rate}/s, open loop) throughout"
-else
-	keep="no keeper: miss_after ${KEEPER0_MISS} ms for the rounds"
-fi
-echo "=== routerd (threads $THREADS, pool $POOL; heartbeat interval $HB_MS ms, miss_after $EFF_MISS ms)" \
-	"with $NODES nodes ($NSHARED shared pool over 12 regions, $NTENANT of tenant $tenant over 4); $keep;" \
-	"bench_echo ($ECHO_THREADS threads); $ROUNDS rounds of ${SECS}s a case (+${WARMUP}s warm-up);" \
-	"$(nproc) CPUs shared by all"
-for r in $(seq "$ROUNDS"); do
-	token=''
-	vars=$("$PY" "$HELPER" token "$authd" "$linesd_secret" "$routerd") || { logs; exit 1; }
-	eval "$vars"
-	cases=(echo route beat)
-	for k in $INFLIGHTS; do
-		# A different order each round: the noise of a shared machine falls on all alike.
-		n=${#cases[@]}
-		for i in $(seq 0 $((n - 1))); do
-			c=${cases[$(( (i + r + k) % n ))]}
-			"run_$c" "$k" "$r"
-		done
-	done
-done
-"$PY" "$HELPER" sample "$routerd" "$token" "$tenant" "$admin_token" | tee -a "$out"
-
-# --- failover: a node process killed, or silent, while Route is probed ---
-if [ "${BENCH_FAILOVER:-1}" != 0 ]; then
-	if [ "$KEEPER" != 1 ]; then
-		kill "$routerd_pid" 2>/dev/null || true
-		wait "$routerd_pid" 2>/dev/null || true
-		start_routerd "$MISS_MS"
+first=1 FO_MISS=0
+for NODES in $COUNTS; do
+	HB_MS=$(period_of "$NODES")
+	EFF_MISS=$(eff_miss_of "$NODES")
+	NSHARED=$(shared_of "$NODES")
+	NTENANT=$(( NODES - NSHARED ))
+	# --- the nodes, each UP after one heartbeat; the requests; linesd's token ---
+	t0=$(date +%s%N)
+	if [ "$first" = 1 ]; then
+		echo "# set-up: a tenant, $NSHARED shared-pool nodes (platform admin) and $NTENANT of the tenant" \
+			"(its admin) through RegisterNode, one Heartbeat each"
+		vars=$("$PY" "$HELPER" setup "$authd" "$routerd" "$admin_pw" "$NSHARED" "$NTENANT" "$tmp") ||
+			{ logs; exit 1; }
+		eval "$vars"
+		"$PY" "$HELPER" payloads "$tmp" "$tenant"
+	else
+		echo "# set-up: more nodes through RegisterNode, until $NSHARED of the shared pool and $NTENANT of" \
+			"the tenant, one Heartbeat each; then routerd restarted with heartbeats every $HB_MS ms"
+		vars=$("$PY" "$HELPER" grow "$authd" "$routerd" "$admin_pw" "$tenant" "$NSHARED" "$NTENANT" "$tmp") ||
+			{ logs; exit 1; }
+		eval "$vars"
+		stop_keeper
+		# routerd writes the last heartbeats every second (node_live): the
+		# restarted one reads them, so every node is still UP when it starts.
+		sleep 2
+		stop_routerd
+		start_routerd "$HB_MS" "$(rounds_miss "$NODES")"
 		"$PY" "$HELPER" wait "$routerd" || { logs; exit 1; }
 	fi
-	echo "# failover: $KILLS kills and $SILENCES silences of a node process holding StreamHeartbeats" \
-		"(interval $HB_MS ms, miss_after $EFF_MISS ms), Route probed by $PROBERS threads;" \
-		"$([ "$KEEPER" = 1 ] && echo "the $NODES nodes heartbeating meanwhile" || echo "no other load")"
-	"$PY" "$ROOT/bench/routing_failover.py" --routerd "$routerd" --authd "$authd" --admin-pw "$admin_pw" \
-		--secret "$linesd_secret" --interval-ms "$HB_MS" --miss-after-ms "$EFF_MISS" --kills "$KILLS" \
-		--silences "$SILENCES" --probers "$PROBERS" | tee -a "$out" || { logs; exit 1; }
-fi
+	echo "# $NODES nodes registered and UP in $(( ($(date +%s%N) - t0) / 1000000 )) ms;" \
+		"routerd told them heartbeat_interval_ms=$told_interval_ms"
+	if [ "$KEEPER" = 1 ]; then start_keeper "$NODES"; fi
+	sleep 0.5
+	vars=$("$PY" "$HELPER" token "$authd" "$linesd_secret" "$routerd") || { logs; exit 1; }
+	eval "$vars"
+	"$PY" "$HELPER" sample "$routerd" "$token" "$tenant" "$admin_token" | tee -a "$out"
+
+	if [ "$KEEPER" = 1 ]; then
+		keep="a keeper sends each node's heartbeat every ${HB_MS} ms (${BEAT_RATE}/s, open loop) throughout"
+	else
+		keep="no keeper: miss_after ${KEEPER0_MISS} ms for the rounds"
+	fi
+	echo "=== routerd (threads $THREADS, pool $POOL; heartbeat interval $HB_MS ms, miss_after $EFF_MISS ms)" \
+		"with $NODES nodes ($NSHARED shared pool over 12 regions, $NTENANT of tenant $tenant over 4); $keep;" \
+		"bench_echo ($ECHO_THREADS threads); $ROUNDS rounds of ${SECS}s a case (+${WARMUP}s warm-up);" \
+		"$(nproc) CPUs shared by all" | tee -a "$out"
+	for r in $(seq "$ROUNDS"); do
+		token=''
+		vars=$("$PY" "$HELPER" token "$authd" "$linesd_secret" "$routerd") || { logs; exit 1; }
+		eval "$vars"
+		cases=(echo route beat)
+		for k in $INFLIGHTS; do
+			# A different order each round: the noise of a shared machine falls on all alike.
+			n=${#cases[@]}
+			for i in $(seq 0 $((n - 1))); do
+				c=${cases[$(( (i + r + k) % n ))]}
+				"run_$c" "$k" "$r"
+			done
+		done
+	done
+	"$PY" "$HELPER" sample "$routerd" "$token" "$tenant" "$admin_token" | tee -a "$out"
+
+	# --- failover (first count only): a node process killed, or silent, while Route is probed ---
+	if [ "$first" = 1 ] && [ "${BENCH_FAILOVER:-1}" != 0 ]; then
+		if [ "$KEEPER" != 1 ]; then
+			stop_routerd
+			start_routerd "$HB_MS" "$(miss_of "$NODES")"
+			"$PY" "$HELPER" wait "$routerd" || { logs; exit 1; }
+		fi
+		echo "# failover: $KILLS kills and $SILENCES silences of a node process holding StreamHeartbeats" \
+			"(interval $HB_MS ms, miss_after $EFF_MISS ms), Route probed by $PROBERS threads;" \
+			"$([ "$KEEPER" = 1 ] && echo "the $NODES nodes heartbeating meanwhile" || echo "no other load")"
+		"$PY" "$ROOT/bench/routing_failover.py" --routerd "$routerd" --authd "$authd" --admin-pw "$admin_pw" \
+			--secret "$linesd_secret" --interval-ms "$HB_MS" --miss-after-ms "$EFF_MISS" --kills "$KILLS" \
+			--silences "$SILENCES" --probers "$PROBERS" | tee -a "$out" || { logs; exit 1; }
+		FO_MISS=$EFF_MISS
+		if [ "$KEEPER" != 1 ]; then
+			stop_routerd
+			start_routerd "$HB_MS" "$KEEPER0_MISS"
+			"$PY" "$HELPER" wait "$routerd" || { logs; exit 1; }
+		fi
+	fi
+	first=0
+done
 stop_keeper
 if grep -q "level=error\|ERROR" "$tmp/routerd.log"; then
 	echo "# routerd logged errors:"; grep "level=error\|ERROR" "$tmp/routerd.log" | tail -5
 fi
 
 echo "--- medians over $ROUNDS rounds"
-"$PY" - "$out" "$EFF_MISS" <<'PY'
+"$PY" - "$out" "$FO_MISS" <<'PY'
 import re, statistics, sys
 miss = int(sys.argv[2])
 rows, audits, fo = {}, [], {}
 for line in open(sys.argv[1]):
-    m = re.match(r"(bench|cpu|fields) (\w+?)_inflight(\d+) (.*)", line)
+    m = re.match(r"(bench|cpu|fields) (echo|route|beat)_n(\d+)_inflight(\d+) (.*)", line)
     if m:
-        r = rows.setdefault((m[2], int(m[3])), {})
-        for kv in m[4].split():
+        r = rows.setdefault((int(m[3]), int(m[4]), m[2]), {})
+        for kv in m[5].split():
             k, v = kv.split("=", 1)
             v = v[:-2] if v.endswith("/s") else v
             if v not in ("-", "nan"):
@@ -296,29 +370,45 @@ med = {k: {f: statistics.median(v) for f, v in r.items()} for k, r in rows.items
 def fmt(r, f, spec):
     return format(r[f], spec) if f in r else "-"
 order = {"echo": 0, "route": 1, "beat": 2}
-for key in sorted(med, key=lambda x: (x[1], order.get(x[0], 9))):
-    case, k = key
+for key in sorted(med, key=lambda x: (x[0], x[1], order.get(x[2], 9))):
+    n, k, case = key
     r = med[key]
-    print(f"{case}_inflight{k:<4} rate={r['bench.rate']:>7.0f}/s p50_ms={fmt(r, 'bench.p50_ms', '.3f')} "
-          f"p99_ms={fmt(r, 'bench.p99_ms', '.3f')} errors={int(sum(rows[key].get('bench.errors', [0])))} "
+    print(f"{case:<5} nodes={n:<6} inflight={k:<4} rate={r['bench.rate']:>7.0f}/s "
+          f"p50_ms={fmt(r, 'bench.p50_ms', '.3f')} p99_ms={fmt(r, 'bench.p99_ms', '.3f')} "
+          f"errors={int(sum(rows[key].get('bench.errors', [0])))} "
           f"server_cores={fmt(r, 'cpu.server_cores', '.2f')} pg_cores={fmt(r, 'cpu.pg_cores', '.2f')} "
           f"load_cores={fmt(r, 'cpu.load_cores', '.2f')} keeper_cores={fmt(r, 'cpu.keeper_cores', '.2f')} "
           f"others_cores={fmt(r, 'cpu.others_cores', '.2f')} "
           f"us/call: server={fmt(r, 'cpu.server_us_per_call', '.1f')} "
           f"load={fmt(r, 'cpu.load_us_per_call', '.1f')} total={fmt(r, 'cpu.total_us_per_call', '.1f')}")
-ks = sorted({k for c, k in med})
-def rate(case, k):
-    r = med.get((case, k))
+counts = sorted({n for n, k, c in med})
+ks = sorted({k for n, k, c in med})
+def rate(n, k, case):
+    r = med.get((n, k, case))
     return r["bench.rate"] if r else 0
-print("--- ratios (medians)")
-for k in ks:
-    e, g, b = rate("echo", k), rate("route", k), rate("beat", k)
-    print(f"inflight{k:<4} route/echo={g / e if e else float('nan'):.3f} beat/echo={b / e if e else float('nan'):.3f}")
+def ratio(n, k, case="route"):
+    e = rate(n, k, "echo")
+    return rate(n, k, case) / e if e else 0.0
+# Per round too (each round's route over the same round's echo), for the spread.
+def round_ratios(n, k):
+    e, g = rows.get((n, k, "echo"), {}).get("bench.rate", []), rows.get((n, k, "route"), {}).get("bench.rate", [])
+    return [b / a for a, b in zip(e, g) if a]
+print("--- ratios (medians; route/echo per round in brackets)")
+for n in counts:
+    for k in ks:
+        rr = " ".join(f"{x:.3f}" for x in round_ratios(n, k))
+        print(f"nodes={n:<6} inflight={k:<4} route/echo={ratio(n, k):.3f} [{rr}] beat/echo={ratio(n, k, 'beat'):.3f}")
 goals = []
 k64 = 64 if 64 in ks else max(ks)
-e, g = rate("echo", k64), rate("route", k64)
-goals.append((f"Route >= 50% of the bare echo at {k64} in flight", f"{g:.0f}/s of {e:.0f}/s = "
-              f"{g / e if e else 0:.3f}", bool(e) and g / e >= 0.5))
+n1 = counts[0]
+r1 = ratio(n1, k64)
+goals.append((f"Route >= 75% of the bare echo at {k64} in flight with {n1} nodes",
+              f"{rate(n1, k64, 'route'):.0f}/s of {rate(n1, k64, 'echo'):.0f}/s = {r1:.3f}", r1 >= 0.75))
+for n in counts[1:]:
+    rn = ratio(n, k64)
+    goals.append((f"Route/echo with {n} nodes within 10% of that with {n1}",
+                  f"{rn:.3f} vs {r1:.3f} = {rn / r1 if r1 else 0:.3f} of it "
+                  f"(route {rate(n, k64, 'route'):.0f}/s vs {rate(n1, k64, 'route'):.0f}/s)", bool(r1) and rn >= 0.9 * r1))
 for kind, limit, what in (("silence", miss + 100, f"miss_after + 100 ms = {miss + 100} ms"),
                           ("kill", 250, "250 ms")):
     s = fo.get(kind)

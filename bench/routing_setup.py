@@ -13,6 +13,12 @@ Each command prints shell assignments or writes files:
                                      health UP. Writes DIR/nodes.keys (the node
                                      keys, one a line), DIR/nodes.ids, and
                                      prints tenant= admin_token= boss_token=
+  grow AUTHD ROUTERD ADMIN_PW TENANT NSHARED NTENANT DIR
+                                     more nodes, the same way, until there are
+                                     NSHARED and NTENANT (the next indices:
+                                     the spread over regions and domains goes
+                                     on as if registered at once); appends to
+                                     DIR/nodes.keys and DIR/nodes.ids
   payloads DIR TENANT                DIR/route.hex: RouteRequests of the tenant,
                                      one a line (clients in 12 countries and one
                                      without, TS, 4 Mbit/s, new sessions) and
@@ -31,9 +37,11 @@ Each command prints shell assignments or writes files:
                                      client's region when it has one there,
                                      and two backups, none the node, the first
                                      in another failure domain; prints them
-  health ROUTERD ADMIN_TOKEN LABEL WANT_UP [SINCE_MS]
-                                     every node (ListNodes all_tenants, platform
-                                     admin) by health and state: prints
+  health ROUTERD ADMIN_TOKEN TENANT LABEL WANT_UP [SINCE_MS]
+                                     every node of the shared pool and TENANT
+                                     (ListNodes all_tenants, platform admin;
+                                     the failover part's tenant left out) by
+                                     health and state: prints
                                      `audit LABEL ok` when WANT_UP nodes are UP
                                      and ACTIVE (and, with SINCE_MS, all of them
                                      heartbeated at or after it), else the
@@ -137,41 +145,67 @@ def parallel(n, fn, window=32):
     return out
 
 
+BOSS_PW = "bench-boss-password-1"
+
+
+def grow(auth, routerd, admin_pw, tenant, shared_from, shared_to, own_from, own_to, d):
+    """Shared-pool nodes [shared_from, shared_to) and the tenant's [own_from,
+    own_to), one Heartbeat each (UP); keys and ids appended to DIR's files
+    (DIR/nodes.shared: how many of them are the pool's). Returns the
+    platform admin's and the tenant admin's tokens and the intervals told."""
+    pa = auth.Login(tenant_slug="platform", username="admin", password=admin_pw).access_token
+    boss = auth.Login(tenant_slug="bench-routing", username="boss", password=BOSS_PW).access_token
+    ch = wait(routerd)
+    admin, own = Routing(ch, pa, timeout=30), Routing(ch, boss, timeout=30)
+    regs = parallel(max(shared_to - shared_from, 0),
+                    lambda i: admin.RegisterNode(node_request(shared_from + i, 0, NODE_REGIONS)))
+    regs += parallel(max(own_to - own_from, 0),
+                     lambda i: own.RegisterNode(node_request(own_from + i, tenant, NODE_REGIONS[:4])))
+    keys = [r.node_key for r in regs]
+    ids = [r.node.id for r in regs]
+    assert all(keys) and len(set(ids)) == len(ids), "a node without a key, or ids shared"
+    assert all(r.node.health == R.NODE_HEALTH_DOWN for r in regs), "a new node not DOWN"
+    beat = ch.unary_unary(HEARTBEAT, request_serializer=R.HeartbeatRequest.SerializeToString,
+                          response_deserializer=R.HeartbeatResponse.FromString)
+
+    def first_beat(i):
+        dr = beat(R.HeartbeatRequest(node_id=0, load=load()), metadata=fdapi.bearer(keys[i]),
+                  timeout=30).directive
+        if dr.health != R.NODE_HEALTH_UP or dr.state != R.NODE_STATE_ACTIVE or dr.drain:
+            raise AssertionError(f"node {ids[i]}: first heartbeat answered {dr}")
+        return dr.heartbeat_interval_ms
+    intervals = set(parallel(len(keys), first_beat))
+    with open(os.path.join(d, "nodes.keys"), "a") as f:
+        f.writelines(k + "\n" for k in keys)
+    with open(os.path.join(d, "nodes.ids"), "a") as f:
+        f.writelines(f"{i}\n" for i in ids)
+    with open(os.path.join(d, "nodes.shared"), "w") as f:
+        f.write(f"{max(shared_to, shared_from)}\n")
+    return pa, boss, intervals
+
+
 def main(cmd, *args):
     if cmd == "wait":
         wait(args[0])
     elif cmd == "setup":
         authd, routerd, admin_pw, nshared, ntenant, d = args
-        nshared, ntenant = int(nshared), int(ntenant)
         auth = fdapi.Auth(wait(authd), timeout=30)
         pa = auth.Login(tenant_slug="platform", username="admin", password=admin_pw).access_token
-        boss_pw = "bench-boss-password-1"
         tenant = auth.with_token(pa).CreateTenant(slug="bench-routing", name="Bench routing",
-                                                  admin_username="boss", admin_password=boss_pw).tenant.id
-        boss = auth.Login(tenant_slug="bench-routing", username="boss", password=boss_pw).access_token
-        ch = wait(routerd)
-        admin, own = Routing(ch, pa, timeout=30), Routing(ch, boss, timeout=30)
-        regs = parallel(nshared, lambda i: admin.RegisterNode(node_request(i, 0, NODE_REGIONS)))
-        regs += parallel(ntenant, lambda i: own.RegisterNode(node_request(i, tenant, NODE_REGIONS[:4])))
-        keys = [r.node_key for r in regs]
-        ids = [r.node.id for r in regs]
-        assert all(keys) and len(set(ids)) == len(ids), "a node without a key, or ids shared"
-        assert all(r.node.health == R.NODE_HEALTH_DOWN for r in regs), "a new node not DOWN"
-        beat = ch.unary_unary(HEARTBEAT, request_serializer=R.HeartbeatRequest.SerializeToString,
-                              response_deserializer=R.HeartbeatResponse.FromString)
-
-        def first_beat(i):
-            d = beat(R.HeartbeatRequest(node_id=0, load=load()), metadata=fdapi.bearer(keys[i]),
-                     timeout=30).directive
-            if d.health != R.NODE_HEALTH_UP or d.state != R.NODE_STATE_ACTIVE or d.drain:
-                raise AssertionError(f"node {ids[i]}: first heartbeat answered {d}")
-            return d.heartbeat_interval_ms
-        intervals = set(parallel(len(keys), first_beat))
-        with open(os.path.join(d, "nodes.keys"), "w") as f:
-            f.writelines(k + "\n" for k in keys)
-        with open(os.path.join(d, "nodes.ids"), "w") as f:
-            f.writelines(f"{i}\n" for i in ids)
+                                                  admin_username="boss", admin_password=BOSS_PW).tenant.id
+        pa, boss, intervals = grow(auth, routerd, admin_pw, tenant, 0, int(nshared), 0, int(ntenant), d)
         print(f"tenant={tenant} admin_token='{pa}' boss_token='{boss}' "
+              f"told_interval_ms={','.join(map(str, sorted(intervals)))}")
+    elif cmd == "grow":
+        authd, routerd, admin_pw, tenant, nshared, ntenant, d = args
+        with open(os.path.join(d, "nodes.ids")) as f:
+            have = len(f.read().split())
+        with open(os.path.join(d, "nodes.shared")) as f:
+            have_shared = int(f.read())
+        auth = fdapi.Auth(wait(authd), timeout=30)
+        pa, boss, intervals = grow(auth, routerd, admin_pw, int(tenant), have_shared, int(nshared),
+                                   have - have_shared, int(ntenant), d)
+        print(f"admin_token='{pa}' boss_token='{boss}' "
               f"told_interval_ms={','.join(map(str, sorted(intervals)))}")
     elif cmd == "payloads":
         d, tenant = args[0], int(args[1])
@@ -234,9 +268,10 @@ def main(cmd, *args):
         print(f"audit sample-routes {'ok' if not bad else 'VIOLATIONS: clients ' + ' '.join(bad)}"
               f" ({len(CLIENT_COUNTRIES)} routes)")
     elif cmd == "health":
-        routerd, admin_tok, label, want = args[:4]
-        since = int(args[4]) if len(args) > 4 else 0
-        nodes = all_nodes(Routing(wait(routerd), admin_tok, timeout=30)).values()
+        routerd, admin_tok, tenant, label, want = args[:5]
+        since = int(args[5]) if len(args) > 5 else 0
+        nodes = [n for n in all_nodes(Routing(wait(routerd), admin_tok, timeout=30)).values()
+                 if n.tenant_id in (0, int(tenant))]
         up = [n for n in nodes if n.health == R.NODE_HEALTH_UP and n.state == R.NODE_STATE_ACTIVE]
         # *_at are Unix seconds (common.proto); taken as milliseconds if that large.
         fresh = [n for n in up if (n.last_heartbeat_at / 1000 if n.last_heartbeat_at > 10**11

@@ -13,6 +13,7 @@
 #include <string.h>
 #include <sodium.h>
 #include "routerd.h"
+#include "index.h"
 #include "keys.h"
 #include "sync.h"
 #include "fd/log.h"
@@ -147,6 +148,7 @@ static void apply_report(routerd_t *rd, rnode_t *n, const Frontdesk__V1__NodeLoa
 	take_shares(n, l);
 	atomic_store(&n->hb_ms, now);
 	pthread_mutex_unlock(&n->mu);
+	index_touch(n);
 	atomic_store(&n->share_dirty, true);
 	atomic_store(&n->persist_dirty, true);
 	health_t after = node_health(&rd->tbl, n, now);
@@ -260,6 +262,7 @@ static void hs_closed(fd_call_t *call, bool cancelled)
 	if (n && atomic_fetch_sub(&n->streams, 1) == 1 && s->reported) {
 		atomic_store(&n->closed_ms, now);
 		atomic_store(&n->persist_dirty, true);
+		index_touch(n);
 		announce = true;
 	}
 	pthread_rwlock_unlock(&rd->tbl.lock);

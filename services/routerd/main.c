@@ -7,6 +7,7 @@
 #include <string.h>
 #include <sodium.h>
 #include "routerd.h"
+#include "index.h"
 #include "sync.h"
 #include "watch.h"
 #include "fd/log.h"
@@ -114,6 +115,13 @@ static void routerd_fini(fd_service_t *svc, void *state)
 		return;
 	sync_fini(rd);
 	watch_fini(rd);
+	if (rd->tbl.by_id) {
+		uint64_t touches, waits, drops;
+		index_stats(&rd->tbl, &touches, &waits, &drops);
+		fd_info("routerd: Route's index: %" PRIu64 " key updates, %" PRIu64 " of them waited for their cell's "
+		        "lock (%.3f%%); %" PRIu64 " nodes dropped as found silent", touches, waits,
+		        touches ? 100.0 * (double)waits / (double)touches : 0.0, drops);
+	}
 	table_free(&rd->tbl);
 	sodium_memzero(rd->key_hash_key, sizeof(rd->key_hash_key));
 	free(rd);

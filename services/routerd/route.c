@@ -1,6 +1,61 @@
 /* route.c - Route: which node serves a viewer, with backups, from memory.
- * The choice (route.h) is pure over the table; rd_route checks the request,
- * applies the tenant's bandwidth cap, and answers. */
+ * The choice (route.h) reads Route's candidate index (index.h); rd_route
+ * checks the request, applies the tenant's bandwidth cap, and answers.
+ *
+ * The structure. Candidates are indexed by owner (the tenant, or the shared
+ * pool), region and format: one cell per (owner, region) holds the owner's
+ * ACTIVE nodes there, and one tree per format (0: any) over those serving
+ * it. A tree is a tournament over its nodes: each inner entry names the
+ * best leaf below it by stored key (weight > 0 first, then weight x
+ * headroom, headroom net of what this replica routed since the node's last
+ * report; ties to the lower id). A cell is rebuilt only when its membership
+ * changes (a node registered, updated, drained, disabled, activated: under
+ * the table's write lock); a key is replayed up its path (O(log n), cut
+ * short where the winner does not change) by whoever changes what it is
+ * made of: a report (beat.c), another replica's share (sync.c), a stream
+ * ending, a restart's read (table.c), and Route itself after counting a
+ * viewer on its primary. Nothing is re-sorted, nor scanned, per call.
+ *
+ * The choice. Sticky first: the current node is looked up by id and kept
+ * while it fits. Else the primary is the best of the client region's cells
+ * of the tenant and the pool (two trees), and only if none fits there, the
+ * best of the other cells. Backup k (up to 2) is the best by (another
+ * failure domain than those chosen, another region than the primary's,
+ * the client's region, key, id): the tiers are searched in that order over
+ * the cells of the matching regions, the failure-domain rule applied to
+ * whole subtrees too (leaves are sorted by failure domain, so a subtree of
+ * one domain is left out at once). Each search is a branch and bound: down
+ * the better child first, a subtree skipped when its winner cannot beat the
+ * best found, and at a leaf the node checked as it is now: UP at this
+ * instant (health computed then, so a node silent for miss_ms drops out on
+ * time), ACTIVE, serving the format, not excluded; its key recomputed from
+ * its live fields.
+ *
+ * Why it is right. The stored key of a node is never below its key now:
+ * every change that can raise it (a report, a share, a reload) is replayed
+ * before the writer returns, and what only lowers it (viewers counted by
+ * another thread a moment before it replays) leaves the stored key above.
+ * So a skipped subtree holds no node better than the one found, and the
+ * answer is exactly the best of a pass over every node (the order is the
+ * one the pass used, kept as tuples instead of one sum: tests/unit/
+ * test_route.c checks the cases). A node found not UP has its keys set to
+ * -INFINITY, rechecked under the cell's mutex so that a report racing it
+ * wins, until its next report; never-reported, stream-ended and overloaded
+ * nodes are stored so at once.
+ *
+ * Its cost: a primary is a descent of two trees (about 2 log2 n leaves and
+ * siblings), a backup one root look per cell of the tier plus a descent;
+ * independent of the fleet but for log n. Concurrency: searches take no
+ * lock (the table's read lock keeps the cells' shape; keys and winners are
+ * atomics, a search racing a replay sees either side of it, as a pass
+ * reading live atomics would); replays take their cell's mutex, held for
+ * one path per format (counted: index_stats, logged when routerd stops).
+ * Why not a sorted list or a heap per bucket: every Route changes its
+ * primary's headroom, so a sorted order would move a node per call, and a
+ * heap cannot skip a failure domain or a silent node without popping;
+ * the tournament tree updates in place and answers both. The counts of the
+ * error (seen, down, overloaded, unfit) need every node: they are taken by
+ * a pass only when nothing fits. */
 #include <inttypes.h>
 #include <pthread.h>
 #include <stdlib.h>
@@ -8,57 +63,12 @@
 #include <string.h>
 #include <arpa/inet.h>
 #include "routerd.h"
+#include "index.h"
 #include "route.h"
 #include "fd/tenant.h"
 
 #define MAX_EXCLUDE 16
 #define MAX_BITRATE_KBPS 1000000
-
-/* An eligible node, with what the choice compares kept at hand (the passes
- * over 1,000s of candidates then touch one small array). */
-typedef struct cand {
-	rnode_t *n;
-	int64_t id;
-	double key;                   /* the order of primaries (better()) */
-	uint64_t domain;              /* 0: its own */
-	int region;
-	int url;                      /* index of the format's URL */
-} cand_t;
-
-/* Each worker thread keeps its candidate array between calls: a fresh
- * 50 KB from the call's arena every Route was handed back to the kernel and
- * faulted in again (measured: ~20 us of a ~70 us Route with 1,000 nodes). */
-typedef struct cand_buf {
-	size_t cap;
-	cand_t v[];
-} cand_buf_t;
-
-static pthread_key_t cand_key;
-static pthread_once_t cand_once = PTHREAD_ONCE_INIT;
-
-static void cand_key_make(void)
-{
-	if (pthread_key_create(&cand_key, free) != 0)
-		abort();
-}
-
-static cand_t *cand_array(size_t n)
-{
-	pthread_once(&cand_once, cand_key_make);
-	cand_buf_t *b = pthread_getspecific(cand_key);
-	if (b && b->cap >= n)
-		return b->v;
-	size_t cap = b ? b->cap : 256;
-	while (cap < n)
-		cap *= 2;
-	cand_buf_t *nb = malloc(sizeof(*nb) + cap * sizeof(cand_t));
-	if (!nb)
-		return NULL;
-	nb->cap = cap;
-	free(b);
-	pthread_setspecific(cand_key, nb);
-	return nb->v;
-}
 
 static bool excluded(const route_ask_t *ask, int64_t id)
 {
@@ -68,106 +78,150 @@ static bool excluded(const route_ask_t *ask, int64_t id)
 	return false;
 }
 
-/* The order of primaries as one number: in the client's region, then
- * weight > 0, then weight x headroom (at most 10,000). */
-#define KEY_REGION 4e4
-#define KEY_WEIGHTED 2e4
-
-/* Whether a is a better primary than b; ties: the lower id. */
-static bool better(const cand_t *a, const cand_t *b)
+/* Whether the viewer's current node still fits: the tenant's (or the
+ * pool's, when allowed), ACTIVE, UP now, serving the format, not excluded. */
+static bool still_fits(const rtable_t *t, const route_ask_t *ask, const rnode_t *n, int64_t now)
 {
-	return a->key != b->key ? a->key > b->key : a->id < b->id;
+	bool mine = n->tenant == ask->tenant || (ask->shared && n->tenant == FD_PLATFORM_TENANT);
+	return mine && n->state == STATE_ACTIVE && n->url_of[ask->format] >= 0 && !excluded(ask, n->id) &&
+	       node_health(t, n, now) == HEALTH_UP;
 }
 
-static bool same_domain(const cand_t *a, const cand_t *b)
+/* The owners whose nodes the viewer may use: the tenant, the pool. */
+static int owners_of(const rtable_t *t, const route_ask_t *ask, const iowner_t *own[2])
 {
-	return a->domain && b->domain ? a->domain == b->domain : a->id == b->id;
+	int n = 0;
+	if ((own[n] = index_owner(t, ask->tenant)))
+		n++;
+	if (ask->shared && ask->tenant != FD_PLATFORM_TENANT && (own[n] = index_owner(t, FD_PLATFORM_TENANT)))
+		n++;
+	return n;
 }
 
-/* A backup's order: another failure domain than the chosen nodes, then
- * another region than the node's, then a primary's order. */
-static double backup_key(const cand_t *c, cand_t *const *chosen, int nchosen)
+static int rank_of(const route_ask_t *ask, const icell_t *c)
 {
-	bool other_domain = true;
-	for (int i = 0; i < nchosen; i++)
-		other_domain &= !same_domain(c, chosen[i]);
-	return (other_domain ? 2e5 : 0) + (c->region != chosen[0]->region ? 1e5 : 0) + c->key;
+	return ask->region >= 0 && c->region == ask->region;
 }
 
-/* The eligible nodes of [lo, hi) into cands. */
-static size_t gather(const rtable_t *t, const route_ask_t *ask, size_t lo, size_t hi, int64_t now, cand_t *cands,
-                     size_t nc, route_pick_t *out)
+static void probe_init(iprobe_t *p, const rtable_t *t, const route_ask_t *ask, int64_t now)
+{
+	memset(p, 0, sizeof(*p));
+	p->t = t;
+	p->now = now;
+	p->format = ask->format;
+	p->exclude = ask->exclude;
+	p->nexclude = ask->nexclude;
+}
+
+/* The best primary: the client region's cells, then (only if none fits
+ * there) every other cell. */
+static rnode_t *primary(const rtable_t *t, const route_ask_t *ask, const iowner_t *const *own, int nown,
+                        int64_t now, unsigned *leaves)
+{
+	iprobe_t p;
+	probe_init(&p, t, ask, now);
+	for (int i = 0; ask->region >= 0 && i < nown; i++)
+		if (ask->region + 1 < own[i]->ncells && own[i]->cell[ask->region + 1])
+			index_search(&p, own[i]->cell[ask->region + 1], 1);
+	bool in_region = p.best != NULL;
+	for (int i = 0; !in_region && i < nown; i++)
+		for (int k = 0; k < own[i]->nlist; k++)
+			if (!rank_of(ask, own[i]->list[k]))
+				index_search(&p, own[i]->list[k], 0);
+	*leaves += p.leaves;
+	return p.best;
+}
+
+/* The next backup after chosen[0..n): the first tier with a node, of
+ * (another failure domain, another region than chosen[0]'s), (another
+ * domain, its region), (a chosen domain, another region), (a chosen domain,
+ * its region); in a tier, the client region's cells first. */
+static rnode_t *backup(const rtable_t *t, const route_ask_t *ask, const iowner_t *const *own, int nown,
+                       int64_t now, rnode_t *const *chosen, int n, unsigned *leaves)
+{
+	int region0 = chosen[0]->region;
+	for (int tier = 0; tier < 4; tier++) {
+		iprobe_t p;
+		probe_init(&p, t, ask, now);
+		p.rule = tier < 2 ? IDX_OTHER : IDX_SAME;
+		for (int i = 0; i < n; i++) {
+			p.groups[p.ngroups++] = node_group(chosen[i]);
+			p.skip[p.nskip++] = chosen[i];
+		}
+		bool other_region = tier % 2 == 0;
+		for (int rank = 1; rank >= 0; rank--)
+			for (int i = 0; i < nown; i++)
+				for (int k = 0; k < own[i]->nlist; k++) {
+					const icell_t *c = own[i]->list[k];
+					if ((c->region != region0) == other_region && rank_of(ask, c) == rank)
+						index_search(&p, c, rank);
+				}
+		*leaves += p.leaves;
+		if (p.best)
+			return p.best;
+	}
+	return NULL;
+}
+
+int route_choose(const rtable_t *t, const route_ask_t *ask, int64_t now, route_pick_t *out)
+{
+	memset(out, 0, sizeof(*out));
+	const iowner_t *own[2];
+	int nown = owners_of(t, ask, own);
+	rnode_t *chosen[1 + ROUTE_MAX_BACKUPS] = { 0 };
+	rnode_t *cur = ask->current ? table_get(t, ask->current) : NULL;
+	if (cur && still_fits(t, ask, cur, now)) {
+		chosen[0] = cur;
+		out->sticky = true;
+	} else {
+		chosen[0] = primary(t, ask, own, nown, now, &out->leaves);
+	}
+	int n = chosen[0] ? 1 : 0;
+	while (n > 0 && n < 1 + ROUTE_MAX_BACKUPS && (chosen[n] = backup(t, ask, own, nown, now, chosen, n, &out->leaves)))
+		n++;
+	for (int i = 0; i < n; i++) {
+		out->node[i] = chosen[i];
+		out->url[i] = chosen[i]->url_of[ask->format];
+	}
+	out->n = n;
+	return 0;
+}
+
+/* Why the nodes of [lo, hi) were left out. */
+static void count_range(const rtable_t *t, const route_ask_t *ask, size_t lo, size_t hi, int64_t now,
+                        route_pick_t *out)
 {
 	for (size_t i = lo; i < hi; i++) {
-		rnode_t *n = t->nodes[i];
+		const rnode_t *n = t->nodes[i];
 		out->seen++;
 		health_t h = node_health(t, n, now);
-		if (h != HEALTH_UP) {
-			if (h == HEALTH_DOWN)
-				out->down++;
-			else
-				out->overloaded++;
-			continue;
-		}
-		int url = n->url_of[ask->format];
-		if (n->state != STATE_ACTIVE || url < 0 || (ask->nexclude && excluded(ask, n->id))) {
+		if (h == HEALTH_DOWN)
+			out->down++;
+		else if (h != HEALTH_UP)
+			out->overloaded++;
+		else if (n->state != STATE_ACTIVE || n->url_of[ask->format] < 0 || excluded(ask, n->id))
 			out->unfit++;
-			continue;
-		}
-		double headroom = 1.0 - node_fill(n, true);
-		cands[nc++] = (cand_t){ .n = n, .id = n->id, .domain = n->domain, .region = n->region, .url = url,
-		                        .key = (ask->region >= 0 && n->region == ask->region ? KEY_REGION : 0) +
-		                               (n->weight > 0 ? KEY_WEIGHTED : 0) + n->weight * (headroom > 0 ? headroom : 0) };
 	}
-	return nc;
+}
+
+void route_count(const rtable_t *t, const route_ask_t *ask, int64_t now, route_pick_t *out)
+{
+	size_t lo, hi;
+	out->seen = out->down = out->overloaded = out->unfit = 0;
+	table_range(t, ask->tenant, &lo, &hi);
+	count_range(t, ask, lo, hi, now, out);
+	if (ask->shared && ask->tenant != FD_PLATFORM_TENANT) {
+		table_range(t, FD_PLATFORM_TENANT, &lo, &hi);
+		count_range(t, ask, lo, hi, now, out);
+	}
 }
 
 int route_pick(const rtable_t *t, const route_ask_t *ask, int64_t now, route_pick_t *out)
 {
-	memset(out, 0, sizeof(*out));
-	size_t olo, ohi, slo = 0, shi = 0;
-	table_range(t, ask->tenant, &olo, &ohi);
-	if (ask->shared && ask->tenant != FD_PLATFORM_TENANT)
-		table_range(t, FD_PLATFORM_TENANT, &slo, &shi);
-	cand_t *cands = cand_array((ohi - olo) + (shi - slo) + 1);
-	if (!cands)
-		return -FD_EEXHAUSTED;
-	size_t nc = gather(t, ask, olo, ohi, now, cands, 0, out);
-	nc = gather(t, ask, slo, shi, now, cands, nc, out);
-
-	cand_t *chosen[1 + ROUTE_MAX_BACKUPS] = { 0 };
-	for (size_t i = 0; i < nc; i++) {
-		if (ask->current && cands[i].id == ask->current)
-			chosen[0] = &cands[i];
-	}
-	out->sticky = chosen[0] != NULL;
-	for (size_t i = 0; !out->sticky && i < nc; i++)
-		if (!chosen[0] || better(&cands[i], chosen[0]))
-			chosen[0] = &cands[i];
-	int nchosen = chosen[0] ? 1 : 0;
-	while (nchosen > 0 && nchosen < 1 + ROUTE_MAX_BACKUPS) {
-		cand_t *best = NULL;
-		double best_key = -1;
-		for (size_t i = 0; i < nc; i++) {
-			cand_t *c = &cands[i];
-			if (c == chosen[0] || c == chosen[1])
-				continue;
-			double k = backup_key(c, chosen, nchosen);
-			if (k > best_key || (k == best_key && c->id < best->id)) {
-				best = c;
-				best_key = k;
-			}
-		}
-		if (!best)
-			break;
-		chosen[nchosen++] = best;
-	}
-	for (int i = 0; i < nchosen; i++) {
-		out->node[i] = chosen[i]->n;
-		out->url[i] = chosen[i]->url;
-	}
-	out->n = nchosen;
-	return 0;
+	int rc = route_choose(t, ask, now, out);
+	if (rc == 0)
+		route_count(t, ask, now, out);
+	return rc;
 }
 
 int route_bandwidth(const rtenant_t *t, double e, int64_t bitrate_kbps, int64_t *cap_kbps)
@@ -260,11 +314,12 @@ int rd_route(fd_call_t *call, const ProtobufCMessage *msg, ProtobufCMessage **re
 		}
 	}
 	route_pick_t pick;
-	if (route_pick(&rd->tbl, &ask, now, &pick) < 0) {
+	if (route_choose(&rd->tbl, &ask, now, &pick) < 0) {
 		pthread_rwlock_unlock(&rd->tbl.lock);
 		return OOM(call);
 	}
 	if (pick.n == 0) {
+		route_count(&rd->tbl, &ask, now, &pick);
 		pthread_rwlock_unlock(&rd->tbl.lock);
 		return fd_call_fail(call, FD_EEXHAUSTED, "no node can take the viewer: of %zu nodes, %zu down, %zu "
 		                    "overloaded, %zu draining, disabled, excluded or without the format",
@@ -274,6 +329,7 @@ int rd_route(fd_call_t *call, const ProtobufCMessage *msg, ProtobufCMessage **re
 	if (!pick.sticky) {
 		atomic_fetch_add(&pick.node[0]->pend_conn, 1);
 		atomic_fetch_add(&pick.node[0]->pend_kbps, req->bitrate_kbps);
+		index_touch(pick.node[0]);
 	}
 	out->node = routed(rd, a, pick.node[0], pick.url[0]);
 	out->backups = backups;

@@ -6,7 +6,8 @@
  *   nodes.c     RegisterNode, GetNode, ListNodes, UpdateNode, SetNodeState
  *   tenants.c   GetTenantRouting, SetTenantBandwidth, SetSharedPoolAccess
  *   beat.c      Heartbeat, StreamHeartbeats: load reports, keys recognised
- *   route.c     Route (route.h: the choice itself, pure, unit-tested)
+ *   route.c     Route (route.h: the choice itself, unit-tested)
+ *   index.c     Route's candidates by owner, region and format (index.h)
  *   check.c     checks of a node's settings (check.h)
  *   sync.c      replicas (sync.h): reading the database into the table, the
  *               LISTEN connection, sharing and persisting heartbeats
@@ -19,7 +20,7 @@
  *   enums.c     enum names (enums.h)
  *
  *   nodes, tenants -> check, store, sync, view, keys, enums
- *   beat -> keys, sync;  route -> table, regions
+ *   beat -> keys, sync, index;  route -> index, table, regions;  index -> table
  *   sync -> store, watch;  watch -> view;  view, store -> table, regions
  *
  * Tables: migrations/0005_routing.sql (nodes, node_live, tenant_routing);

@@ -7,6 +7,7 @@
 #include <string.h>
 #include <sodium.h>
 #include "sync.h"
+#include "index.h"
 #include "store.h"
 #include "watch.h"
 #include "fd/listen.h"
@@ -389,6 +390,7 @@ static void apply_record(routerd_t *rd, char *rec)
 			atomic_store(&n->hb_ms, at);
 		}
 		pthread_mutex_unlock(&n->mu);
+		index_touch(n);
 	}
 	pthread_rwlock_unlock(&rd->tbl.lock);
 }
@@ -416,8 +418,10 @@ static void on_notify(void *arg, const char *payload)
 				continue;
 			pthread_rwlock_rdlock(&rd->tbl.lock);
 			rnode_t *n = table_get(&rd->tbl, id);
-			if (n && n->tenant == tenant && at > atomic_load(&n->closed_ms))
+			if (n && n->tenant == tenant && at > atomic_load(&n->closed_ms)) {
 				atomic_store(&n->closed_ms, at);
+				index_touch(n);
+			}
 			pthread_rwlock_unlock(&rd->tbl.lock);
 		}
 		free(copy);

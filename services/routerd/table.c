@@ -4,6 +4,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include "table.h"
+#include "index.h"
+#include "fd/log.h"
 #include "fd/tenant.h"
 
 const rtenant_t TENANT_DEFAULTS = {
@@ -64,6 +66,7 @@ void table_free(rtable_t *t)
 {
 	if (!t->by_id)
 		return;
+	index_free(t);
 	for (size_t i = 0; i < t->n; i++) {
 		cfg_free(t->nodes[i]->cfg);
 		pthread_mutex_destroy(&t->nodes[i]->mu);
@@ -240,6 +243,19 @@ int table_put(rtable_t *t, int64_t tenant, int64_t id, rcfg_t *c, rnode_t **node
 		if (c->formats[i] > 0 && c->formats[i] < 4 && n->url_of[c->formats[i]] < 0)
 			n->url_of[c->formats[i]] = (int8_t)i;
 	*node = n;
+	/* The settings are published whatever the index can do: out of memory
+	 * there, the node is left out of Route's choice until a later
+	 * table_put rebuilds every cell. */
+	if (fresh)
+		memset(n->slot, -1, sizeof(n->slot));
+	if (index_place(t, n) < 0 || (t->unindexed && index_rebuild(t) < 0)) {
+		if (!t->unindexed)
+			fd_warn("routerd: out of memory indexing node %lld: not routed to until the next change",
+			        (long long)id);
+		t->unindexed = true;
+	} else {
+		t->unindexed = false;
+	}
 	return 0;
 }
 
@@ -256,6 +272,7 @@ void node_take_live(rnode_t *n, const rlive_t *l)
 	if (l->closed_ms > atomic_load(&n->closed_ms))
 		atomic_store(&n->closed_ms, l->closed_ms);
 	pthread_mutex_unlock(&n->mu);
+	index_touch(n);
 }
 
 double tenant_egress(const rtable_t *t, int64_t tenant, int64_t now)

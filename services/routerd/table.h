@@ -12,9 +12,10 @@
  * Locks: t->lock (a rwlock) guards the table's shape and every node's
  * settings (rcfg_t, replaced whole under the write lock); Route, heartbeats
  * and reads take it shared. A node's live fields are atomics (the hot
- * path's), plus n->mu for their writers and the per-tenant viewer shares.
- * The table owns its nodes and their settings; pointers into it are
- * borrowed while the lock is held. */
+ * path's), plus n->mu for their writers and the per-tenant viewer shares;
+ * whoever changes them then calls index_touch (index.h), which keeps Route's
+ * candidate index in step. The table owns its nodes and their settings;
+ * pointers into it are borrowed while the lock is held. */
 #ifndef ROUTERD_TABLE_H
 #define ROUTERD_TABLE_H
 
@@ -78,10 +79,12 @@ typedef struct rlive {
 	bool overloaded;
 } rlive_t;
 
+struct icell;
+struct iowner;
+
 typedef struct rnode {
-	/* What Route reads of every node, together at the start (two cache
-	 * lines, no pointer to follow): a pass over 1,000s of nodes then stays
-	 * in cache. */
+	/* What Route reads of a candidate, together at the start (two cache
+	 * lines). */
 	int64_t tenant, id;
 	/* live, as last reported (wall-clock ms) */
 	_Atomic int64_t hb_ms;        /* 0: never */
@@ -99,6 +102,10 @@ typedef struct rnode {
 	int16_t region;
 	int8_t state;
 	int8_t url_of[4];             /* OutputFormat -> index in cfg->urls, -1: none; [0]: any */
+	/* index.c: the node's cell (NULL: in none) and its leaf in each
+	 * format's tree (-1: none), written under the write lock */
+	struct icell *cell;
+	int32_t slot[4];
 
 	rcfg_t *cfg;                  /* under the table lock */
 	pthread_mutex_t mu;           /* writers of the live fields; shares */
@@ -135,6 +142,10 @@ typedef struct rtable {
 	size_t id_cap;
 	rtenant_t *tenants;           /* sorted by tenant */
 	size_t ntenants, captenants;
+	/* Route's candidates (index.h): owners sorted by tenant */
+	struct iowner *owners;
+	size_t nowners, capowners;
+	bool unindexed;               /* a rebuild ran out of memory: the next table_put rebuilds all */
 } rtable_t;
 
 /* 0, or -FD_EEXHAUSTED. */
@@ -151,12 +162,13 @@ const rtenant_t *table_tenant(const rtable_t *t, int64_t tenant);
 int table_set_tenant(rtable_t *t, const rtenant_t *v);
 
 /* Publishes c as the settings of node (tenant, id), adding the node when it
- * is new (write lock held). Takes c (freed on failure); *node receives the
- * node, *old the settings c replaced (NULL for a new node: the caller
- * compares and frees them with cfg_free). 0 or -FD_EEXHAUSTED. */
+ * is new, and places it in Route's index (write lock held). Takes c (freed
+ * on failure); *node receives the node, *old the settings c replaced (NULL
+ * for a new node: the caller compares and frees them with cfg_free). 0 or
+ * -FD_EEXHAUSTED. */
 int table_put(rtable_t *t, int64_t tenant, int64_t id, rcfg_t *c, rnode_t **node, rcfg_t **old) FD_MUSTCHECK;
 /* Takes the live fields of l where they are newer than n's (a restart, or a
- * node another replica persisted). */
+ * node another replica persisted); index_touch after. */
 void node_take_live(rnode_t *n, const rlive_t *l);
 
 /* Derives what the settings' strings imply (c->domain). */
