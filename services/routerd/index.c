@@ -152,17 +152,19 @@ static icell_t *cell_of(rtable_t *t, int64_t tenant, int region)
 	}
 	int k = region + 1;
 	if (k >= o->ncells) {
+		/* The list first: it must hold ncells entries whenever ncells
+		 * grows (a failure in between leaves both as they were). */
 		int n = k + 1;
+		icell_t **list = realloc(o->list, (size_t)n * sizeof(*list));
+		if (!list)
+			return NULL;
+		o->list = list;
 		icell_t **cell = realloc(o->cell, (size_t)n * sizeof(*cell));
 		if (!cell)
 			return NULL;
 		memset(cell + o->ncells, 0, (size_t)(n - o->ncells) * sizeof(*cell));
 		o->cell = cell;
 		o->ncells = n;
-		icell_t **list = realloc(o->list, (size_t)n * sizeof(*list));
-		if (!list)
-			return NULL;
-		o->list = list;
 	}
 	if (o->cell[k])
 		return o->cell[k];
@@ -274,11 +276,18 @@ static void cell_lock(icell_t *c)
 	}
 }
 
+/* Sets n's leaves to x inside the cell's sequence count (mu held): odd
+ * from before the first store to after the last, so that a search which
+ * read any of them half done sees the count moved. */
 static void set_leaves(icell_t *c, const rnode_t *n, double x)
 {
+	uint32_t s = atomic_load_explicit(&c->seq, memory_order_relaxed);
+	atomic_store_explicit(&c->seq, s + 1, memory_order_relaxed);
+	atomic_thread_fence(memory_order_release);
 	for (int f = 0; f < IDX_FORMATS; f++)
 		if (n->slot[f] >= 0)
 			tree_set(&c->tree[f], n->slot[f], x);
+	atomic_store_explicit(&c->seq, s + 2, memory_order_release);
 }
 
 void index_touch(rnode_t *n)
@@ -292,22 +301,29 @@ void index_touch(rnode_t *n)
 	pthread_mutex_unlock(&c->mu);
 }
 
+/* index_drop with c's mutex held. */
+static void drop_held(const rtable_t *t, icell_t *c, rnode_t *n, int64_t now)
+{
+	if (node_health(t, n, now) != HEALTH_UP) {
+		set_leaves(c, n, -INFINITY);
+		c->drops++;
+	}
+}
+
 void index_drop(const rtable_t *t, rnode_t *n, int64_t now)
 {
 	icell_t *c = n->cell;
 	if (!c)
 		return;
 	cell_lock(c);
-	if (node_health(t, n, now) != HEALTH_UP) {
-		set_leaves(c, n, -INFINITY);
-		c->drops++;
-	}
+	drop_held(t, c, n, now);
 	pthread_mutex_unlock(&c->mu);
 }
 
-void index_stats(const rtable_t *t, uint64_t *touches, uint64_t *waits, uint64_t *drops)
+void index_stats(const rtable_t *t, uint64_t *touches, uint64_t *waits, uint64_t *drops, uint64_t *retries,
+                 uint64_t *locked)
 {
-	*touches = *waits = *drops = 0;
+	*touches = *waits = *drops = *retries = *locked = 0;
 	for (size_t i = 0; i < t->nowners; i++)
 		for (int k = 0; k < t->owners[i].nlist; k++) {
 			icell_t *c = t->owners[i].list[k];
@@ -315,7 +331,9 @@ void index_stats(const rtable_t *t, uint64_t *touches, uint64_t *waits, uint64_t
 			*touches += c->touches;
 			*waits += c->waits;
 			*drops += c->drops;
+			*locked += c->locked;
 			pthread_mutex_unlock(&c->mu);
+			*retries += atomic_load_explicit(&c->retries, memory_order_relaxed);
 		}
 }
 
@@ -367,7 +385,7 @@ static bool group_may(const iprobe_t *p, uint64_t g)
 	return (p->rule == IDX_OTHER) != in_groups(p, g);
 }
 
-static void leaf(iprobe_t *p, const icell_t *c, rnode_t *n, int rank)
+static void leaf(iprobe_t *p, icell_t *c, rnode_t *n, int rank)
 {
 	p->leaves++;
 	/* A node that left the cell after a rebuild failed stays in its old
@@ -381,7 +399,10 @@ static void leaf(iprobe_t *p, const icell_t *c, rnode_t *n, int rank)
 		if (p->exclude[i] == n->id)
 			return;
 	if (node_health(p->t, n, p->now) != HEALTH_UP) {
-		index_drop(p->t, n, p->now);
+		if (p->held == c)
+			drop_held(p->t, p->held, n, p->now);
+		else
+			index_drop(p->t, n, p->now);
 		return;
 	}
 	double k = node_key(n);
@@ -396,11 +417,8 @@ static void leaf(iprobe_t *p, const icell_t *c, rnode_t *n, int rank)
  * winner's stored key and id cannot beat the best found (stored keys are
  * never below the node's key now: every rise goes through index_touch), or
  * when the failure-domain rule excludes its one group. */
-void index_search(iprobe_t *p, const icell_t *c, int rank)
+static void tree_search(iprobe_t *p, icell_t *c, const itree_t *tr, int rank)
 {
-	const itree_t *tr = &c->tree[p->format];
-	if (tr->m == 0)
-		return;
 	int32_t stack[64];
 	int sp = 0;
 	stack[sp++] = 1;
@@ -421,4 +439,42 @@ void index_search(iprobe_t *p, const icell_t *c, int rank)
 		stack[sp++] = left ? 2 * v + 1 : 2 * v;
 		stack[sp++] = left ? 2 * v : 2 * v + 1;
 	}
+}
+
+/* The search proper is exact against the keys and winners it reads when
+ * they hold still (every winner's key at least every key below it); a
+ * replay of the cell running meanwhile can break that for what one search
+ * reads (a winner named before its key fell, read after), and a subtree
+ * left out by it can hold the best node. The cell's sequence count tells:
+ * the search is made again, from what was best before this cell, until it
+ * ran between two replays; the last of IDX_TRIES runs under the cell's
+ * mutex, so that a stream of replays cannot keep it from an exact answer
+ * (both counted). index_drop from this search's own leaves moves the count
+ * too; the next try then skips the dropped node at once. */
+void index_search(iprobe_t *p, icell_t *c, int rank)
+{
+	const itree_t *tr = &c->tree[p->format];
+	if (tr->m == 0)
+		return;
+	rnode_t *best = p->best;
+	int best_rank = p->best_rank;
+	double best_key = p->best_key;
+	for (int try = 1; try < IDX_TRIES; try++) {
+		uint32_t s1 = atomic_load_explicit(&c->seq, memory_order_acquire);
+		tree_search(p, c, tr, rank);
+		atomic_thread_fence(memory_order_acquire);
+		uint32_t s2 = atomic_load_explicit(&c->seq, memory_order_relaxed);
+		if (s1 == s2 && !(s1 & 1))
+			return;
+		atomic_fetch_add_explicit(&c->retries, 1, memory_order_relaxed);
+		p->best = best;
+		p->best_rank = best_rank;
+		p->best_key = best_key;
+	}
+	cell_lock(c);
+	c->locked++;
+	p->held = c;
+	tree_search(p, c, tr, rank);
+	p->held = NULL;
+	pthread_mutex_unlock(&c->mu);
 }

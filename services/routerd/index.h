@@ -7,7 +7,10 @@
  * Locks: the cells' shape (membership, leaf order, failure-domain groups)
  * changes only under the table's write lock (index_place); the stored keys
  * and winners change under the cell's mutex (index_touch, index_drop) with
- * the table lock held in either mode; searches read them lock-free. */
+ * the table lock held in either mode, inside the cell's sequence count (odd
+ * while a replay runs); searches read them lock-free and search a cell
+ * again when its count moved meanwhile (a replay seen half done could
+ * leave out a subtree by a winner whose key just fell). */
 #ifndef ROUTERD_INDEX_H
 #define ROUTERD_INDEX_H
 
@@ -35,7 +38,10 @@ typedef struct icell {
 	int64_t owner;
 	int region;                   /* -1: a region not configured here */
 	pthread_mutex_t mu;           /* writers of val and win */
+	_Atomic uint32_t seq;         /* bumped before and after every replay (under mu): odd while one runs */
 	uint64_t touches, waits, drops;   /* under mu: key updates, of them found mu taken; nodes dropped */
+	_Atomic uint64_t retries;     /* searches of this cell made again: a replay ran meanwhile */
+	uint64_t locked;              /* under mu: searches that ran under it (IDX_TRIES reached) */
 	itree_t tree[IDX_FORMATS];
 } icell_t;
 
@@ -79,12 +85,15 @@ int index_rebuild(rtable_t *t) FD_MUSTCHECK;
  * mode). */
 void index_touch(rnode_t *n);
 /* A search found n not UP at now: it is no candidate until its next report
- * (index_touch). Checked again under the cell's mutex. */
+ * (index_touch). Checked again under the cell's mutex. (Unlike the pass
+ * over every node, a wall clock stepped back does not make a dropped node
+ * a candidate again before that report.) */
 void index_drop(const rtable_t *t, rnode_t *n, int64_t now);
 /* The owner's cells (table lock held); NULL when it has no ACTIVE node. */
 const iowner_t *index_owner(const rtable_t *t, int64_t tenant);
 /* Sums of the cells' counters. */
-void index_stats(const rtable_t *t, uint64_t *touches, uint64_t *waits, uint64_t *drops);
+void index_stats(const rtable_t *t, uint64_t *touches, uint64_t *waits, uint64_t *drops, uint64_t *retries,
+                 uint64_t *locked);
 void index_free(rtable_t *t);
 
 /* ---- searching ---- */
@@ -106,6 +115,7 @@ typedef struct iprobe {
 	int ngroups, nskip;
 	uint64_t groups[3];
 	const rnode_t *skip[3];
+	icell_t *held;                /* the cell whose mutex this search holds (its last try) */
 	/* out */
 	rnode_t *best;
 	int best_rank;
@@ -114,7 +124,10 @@ typedef struct iprobe {
 } iprobe_t;
 
 /* Searches cell c's tree of p->format with rank, keeping in p the best
- * node that passes. */
-void index_search(iprobe_t *p, const icell_t *c, int rank);
+ * node that passes. A search that overlapped a replay of the cell (its
+ * sequence count moved) is made again; the last of IDX_TRIES under the
+ * cell's mutex (index.c). */
+#define IDX_TRIES 4
+void index_search(iprobe_t *p, icell_t *c, int rank);
 
 #endif

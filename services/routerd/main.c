@@ -116,11 +116,12 @@ static void routerd_fini(fd_service_t *svc, void *state)
 	sync_fini(rd);
 	watch_fini(rd);
 	if (rd->tbl.by_id) {
-		uint64_t touches, waits, drops;
-		index_stats(&rd->tbl, &touches, &waits, &drops);
+		uint64_t touches, waits, drops, retries, locked;
+		index_stats(&rd->tbl, &touches, &waits, &drops, &retries, &locked);
 		fd_info("routerd: Route's index: %" PRIu64 " key updates, %" PRIu64 " of them waited for their cell's "
-		        "lock (%.3f%%); %" PRIu64 " nodes dropped as found silent", touches, waits,
-		        touches ? 100.0 * (double)waits / (double)touches : 0.0, drops);
+		        "lock (%.3f%%); %" PRIu64 " nodes dropped as found silent; %" PRIu64 " cell searches made "
+		        "again after overlapping a key update, %" PRIu64 " of them under the cell's lock", touches, waits,
+		        touches ? 100.0 * (double)waits / (double)touches : 0.0, drops, retries, locked);
 	}
 	table_free(&rd->tbl);
 	sodium_memzero(rd->key_hash_key, sizeof(rd->key_hash_key));

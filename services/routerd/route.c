@@ -38,7 +38,13 @@
  * So a skipped subtree holds no node better than the one found, and the
  * answer is exactly the best of a pass over every node (the order is the
  * one the pass used, kept as tuples instead of one sum: tests/unit/
- * test_route.c checks the cases). A node found not UP has its keys set to
+ * test_route.c checks the cases, tests/unit/test_route_index.c compares
+ * with that pass, as it was at 464928d, over thousands of random tables
+ * and their changes). The one difference the tuples make: the pass's sum
+ * rounded keys to a coarser grid (2^-37 and up against 2^-38), so two keys
+ * a few units of the last place apart tied there (to the lower id) and do
+ * not here; keys from whole connection counts and capacities are never
+ * that close unless equal. A node found not UP has its keys set to
  * -INFINITY, rechecked under the cell's mutex so that a report racing it
  * wins, until its next report; never-reported, stream-ended and overloaded
  * nodes are stored so at once.
@@ -47,9 +53,17 @@
  * siblings), a backup one root look per cell of the tier plus a descent;
  * independent of the fleet but for log n. Concurrency: searches take no
  * lock (the table's read lock keeps the cells' shape; keys and winners are
- * atomics, a search racing a replay sees either side of it, as a pass
- * reading live atomics would); replays take their cell's mutex, held for
- * one path per format (counted: index_stats, logged when routerd stops).
+ * atomics); replays take their cell's mutex, held for one path per format,
+ * inside the cell's sequence count. A search that read a replay half done
+ * could leave out a subtree by a winner whose key had just fallen, and
+ * return a worse node than either side of the replay (seen: 16% of Routes
+ * racing a node replayed in a loop, tests/unit/test_route_index.c), so a
+ * search whose cell's count moved is made again, the last of IDX_TRIES
+ * under the cell's mutex: each answer is the exact best of the keys as
+ * some replay left them, a report counting from the end of its replay
+ * (counted: index_stats, logged when routerd stops). What a search reads at
+ * a leaf is live (health at now, the key from the live fields), so a node
+ * silent for miss_ms drops out at that instant whatever its stored key.
  * Why not a sorted list or a heap per bucket: every Route changes its
  * primary's headroom, so a sorted order would move a node per call, and a
  * heap cannot skip a failure domain or a silent node without popping;
@@ -152,7 +166,7 @@ static rnode_t *backup(const rtable_t *t, const route_ask_t *ask, const iowner_t
 		for (int rank = 1; rank >= 0; rank--)
 			for (int i = 0; i < nown; i++)
 				for (int k = 0; k < own[i]->nlist; k++) {
-					const icell_t *c = own[i]->list[k];
+					icell_t *c = own[i]->list[k];
 					if ((c->region != region0) == other_region && rank_of(ask, c) == rank)
 						index_search(&p, c, rank);
 				}
