@@ -915,11 +915,13 @@ class Gate:
             time.sleep(0.02)
 
     def waiting(self):
-        """How many of billingd's statements wait for a lock in this database."""
+        """How many of billingd's statements wait for a lock in this database
+        (the balance row, inside frontdesk.billing_charge or _refund too)."""
         return int(self.plat.sql(
             "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
             f" AND application_name <> '{self.app}' AND wait_event_type = 'Lock'"
-            " AND query LIKE '%frontdesk.credit_balances%'"))
+            " AND (query LIKE '%frontdesk.credit_balances%' OR query SIMILAR TO"
+            " '%frontdesk.billing\\_(charge|refund)%')"))
 
     def release(self):
         if self.proc.poll() is None:
