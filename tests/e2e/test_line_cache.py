@@ -1,0 +1,725 @@
+"""linesd's rules cache (issue 14; services/linesd/rules.h, rules.c,
+authorize.c, migrations/0020_line_rules.sql) end to end, through two linesd
+replicas on one database.
+
+What the cache keeps, and what must hold:
+- per tenant (status, END_OLDEST, suspended reseller paths, failure
+  blocks), driven by NOTIFY: every change made through replica A (or the
+  service that owns it: authd for resellers and tenants) is honoured by
+  replica B within 1 s, B having answered from memory just before;
+- per line (tenant, username), checked against lines.rev inside
+  frontdesk.open_session (stale: the full SQL path): every change of a line's
+  rules (password, status, ban, expiry, extension, package, bouquets, IP and
+  user agent locks, connection limit, bandwidth cap, deletion) and of the
+  catalog it plays from (bouquet content, a disabled stream) is honoured by B
+  at once;
+- with the LISTEN connection lost (PostgreSQL terminates it, and refuses it
+  back for a while) every authorization goes to SQL: a change whose NOTIFY
+  nobody heard is honoured at once, also one made while B was asked nothing;
+  once LISTEN is back the cache is used again and NOTIFY invalidates it;
+- the connection limit stays exact under 6-way races across both replicas
+  going through open_session, 100 rounds per policy (REFUSE_NEW: exactly
+  max allowed; END_OLDEST: all allowed, exactly max live after).
+
+The cache is provably used: a line is "warm" at a replica when an
+authorization of it there, held behind a lock on frontdesk.sessions, is seen
+waiting in pg_stat_activity as frontdesk.open_session(...) (the memory
+path) and not authorize_playback(...) (the full path). Every case warms the
+line at both replicas that way before it changes anything, and each race
+round under the gate asserts that all six calls wait as open_session.
+
+Processes: one Stack (authd, billingd, two linesd) for the file; SQL as
+postgres through two persistent psql sessions (one holds the gate, one
+reads), so a probe costs milliseconds, not a psql start."""
+import itertools
+import os
+import subprocess
+import sys
+import threading
+import time
+import uuid
+
+import pytest
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "lib"))
+import fdstack  # noqa: E402
+import fdtest  # noqa: E402
+from fdapi import outcome  # noqa: E402
+from fdstack import A, C, L, ikey, ns, uniq  # noqa: E402
+
+SESSION_TIMEOUT = 120
+FAIL_MAX_USER = 3
+FAIL_MAX_IP = 8
+ENV = {
+    "FRONTDESK_LINESD_SWEEP_MS": "500",
+    "FRONTDESK_SESSION_TIMEOUT": str(SESSION_TIMEOUT),
+    "FRONTDESK_HEARTBEAT_FLUSH_MS": "200",
+    "FRONTDESK_PLAYBACK_FAIL_MAX_USER": str(FAIL_MAX_USER),
+    "FRONTDESK_PLAYBACK_FAIL_MAX_IP": str(FAIL_MAX_IP),
+}
+WITHIN = 1.0             # issue 14: every replica honours a change within 1 s
+RACE_ROUNDS = 100
+BURST = 6
+D = L.DenialReason
+E = L.SessionEndReason
+VLC = "VLC/3.0"
+OPEN = "open_session"
+FULL = "authorize_playback"
+
+_ips = itertools.count(1)
+TIMINGS = []             # (case, seconds until replica B honoured it)
+
+
+def ip():
+    """A client address no other call of this file uses (10.0.0.0/8)."""
+    n = next(_ips)
+    return f"10.{(n >> 16) & 255}.{(n >> 8) & 255}.{n & 255}"
+
+
+# ---------------------------------------------------------------------------
+# SQL as postgres, without a process per statement.
+# ---------------------------------------------------------------------------
+
+class Psql:
+    """One psql session kept open: q() sends a statement and returns its
+    rows (-At output); any SQL error ends the session and raises."""
+    MARK = "__fd_done_" + uuid.uuid4().hex
+
+    def __init__(self, db):
+        self.proc = subprocess.Popen(
+            ["psql", "-X", "-q", "-At", "-v", "ON_ERROR_STOP=1", "-h", fdtest.PGHOST, "-p", str(fdtest.PGPORT),
+             "-U", "postgres", "-d", db],
+            env=dict(os.environ, PGAPPNAME="fdtest-" + uuid.uuid4().hex[:8]),
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, bufsize=1)
+
+    def q(self, sql):
+        self.proc.stdin.write(sql.strip().rstrip(";") + ";\n\\echo " + self.MARK + "\n")
+        self.proc.stdin.flush()
+        out = []
+        while True:
+            line = self.proc.stdout.readline()
+            if not line:
+                raise RuntimeError(f"psql ended on: {sql}\n{self.proc.stderr.read()}")
+            line = line.rstrip("\n")
+            if line == self.MARK:
+                return "\n".join(out)
+            out.append(line)
+
+    def close(self):
+        if self.proc.poll() is None:
+            self.proc.stdin.close()
+            self.proc.wait(10)
+
+
+# ---------------------------------------------------------------------------
+# The platform, shops, calls.
+# ---------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def p():
+    s = fdstack.Stack(linesd_replicas=2, linesd_env=ENV)
+    s.q = Psql(s.db.name)          # reads
+    s.g = Psql(s.db.name)          # holds the gate
+    yield s
+    s.q.close()
+    s.g.close()
+    codes = s.close()
+    if TIMINGS:
+        print("\nreplica B honoured each change after (ms):")
+        for what, dt in TIMINGS:
+            print(f"  {dt * 1000:8.1f}  {what}")
+    assert all(c == 0 for k, c in codes.items() if k.startswith("linesd")), codes
+
+
+@pytest.fixture(scope="module")
+def edges(p):
+    """The edge's Lines clients at replica A (0) and replica B (1)."""
+    return [p.edge(0), p.edge(1)]
+
+
+def make_shop(p, policy=None, max_connections=2):
+    """A tenant (admin t) with reseller r, its sub-reseller r2, a sibling r3,
+    and a catalog of 3 streams in one bouquet (package of max_connections)."""
+    t = p.tenant()
+    r = p.reseller(t, credits=100_000)
+    r2 = p.reseller(t, creator=r, parent_id=r.id)
+    p.mint(t, r2.id, 100_000)
+    r3 = p.reseller(t, credits=100_000)
+    cat = p.catalog(t, max_connections=max_connections)
+    if policy:
+        t.lines.UpdateLinesSettings(connection_limit_policy=policy)
+    return ns(t=t, r=r, r2=r2, r3=r3, cat=cat, tenant=t.tenant)
+
+
+def new_line(s, owner=None, package=None, **kw):
+    owner = owner or s.r
+    return owner.lines.CreateLine(reseller_id=owner.id, package_id=(package or s.cat.package).id,
+                                  idempotency_key=ikey(), **kw).line
+
+
+def authorize(edge, s, line, stream=None, client_ip=None, ua=VLC, password=None, username=None, **kw):
+    return edge.AuthorizePlayback(
+        tenant_id=s.tenant, username=line.username if username is None else username,
+        password=line.password if password is None else password,
+        stream_id=s.cat.streams[0] if stream is None else stream,
+        client_ip=client_ip or ip(), user_agent=ua, **kw)
+
+
+def why(a):
+    return "allowed" if a.allowed else D.Name(a.denial_reason)
+
+
+def end(edge, s, a):
+    """Ends the session an allowed answer opened (the line's slot is free again)."""
+    if a.allowed and a.session_id:
+        edge.EndSession(tenant_id=s.tenant, session_id=a.session_id)
+    return a
+
+
+def live_ids(p, line_id):
+    out = p.q.q(f"SELECT id FROM frontdesk.sessions WHERE line_id = {line_id} AND ended_at IS NULL")
+    return {int(x) for x in out.split()}
+
+
+def wait_until(pred, timeout, what, interval=0.02):
+    start = time.monotonic()
+    while not pred():
+        assert time.monotonic() - start < timeout, f"{what}: not within {timeout} s"
+        time.sleep(interval)
+    return time.monotonic() - start
+
+
+# The statements of an authorization as pg_stat_activity shows them.
+WAITING = ("SELECT query FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'"
+           " AND query SIMILAR TO '%(authorize_playback|open_session)\\(%'")
+
+
+class Gate:
+    """LOCK TABLE frontdesk.sessions IN SHARE MODE in a transaction of p.g
+    held open: every authorization that writes a session waits behind it
+    (inside its line's advisory lock, or for it), and all go on together at
+    release()."""
+
+    def __init__(self, p):
+        self.p = p
+        p.g.q("BEGIN; LOCK TABLE frontdesk.sessions IN SHARE MODE")
+        self.open = True
+
+    def waiting(self):
+        out = self.p.q.q(WAITING)
+        return out.split("\n") if out else []
+
+    def wait_for(self, n, timeout=5.0):
+        """The statements once n authorizations wait behind the gate."""
+        got = []
+
+        def enough():
+            got[:] = self.waiting()
+            return len(got) >= n
+        wait_until(enough, timeout, f"{n} authorizations waiting behind the gate", 0.005)
+        return got
+
+    def release(self):
+        if self.open:
+            self.open = False
+            self.p.g.q("COMMIT")
+
+
+def kind_of(query):
+    return OPEN if "open_session(" in query else FULL if "authorize_playback(" in query else query
+
+
+def probe(p, call):
+    """Runs call (one authorization that writes a session) behind the gate;
+    returns (the function PostgreSQL ran for it: OPEN or FULL; None when it
+    wrote nothing, (code, response or details))."""
+    g = Gate(p)
+    res = []
+    th = threading.Thread(target=lambda: res.append(outcome(call)))
+    try:
+        th.start()
+        seen = []
+        deadline = time.monotonic() + 5.0
+        while not seen and th.is_alive() and time.monotonic() < deadline:
+            seen = g.waiting()
+            time.sleep(0.003)
+    finally:
+        g.release()
+    th.join(15)
+    assert res, "the call did not finish"
+    assert len(seen) <= 1, seen
+    return (kind_of(seen[0]) if seen else None), res[0]
+
+
+def warm(p, s, edges, line, **kw):
+    """line's rules held by both replicas, and used: an allowed authorization
+    at each (the full path fills the cache), then one at each behind the gate
+    that must run open_session. Every session is ended again."""
+    for e in edges:
+        a = authorize(e, s, line, **kw)
+        assert a.allowed, f"warming {line.username}: {why(a)}"
+        end(e, s, a)
+    for i, e in enumerate(edges):
+        path, (code, a) = probe(p, lambda e=e: authorize(e, s, line, **kw))
+        assert code == "OK" and a.allowed, (code, a)
+        end(e, s, a)
+        assert path == OPEN, f"replica {i} did not answer {line.username} from memory: ran {path}"
+
+
+def honoured(what, check, within=WITHIN):
+    """Polls check() (True once replica B honours the change) from now; asserts
+    it does within `within` s; records and returns the time it took."""
+    start = time.monotonic()
+    n = 0
+    while True:
+        ok, last = check()
+        n += 1
+        dt = time.monotonic() - start
+        if ok:
+            TIMINGS.append((what, dt))
+            print(f"{what}: honoured by replica B after {dt * 1000:.1f} ms ({n} tries)")
+            return dt
+        assert dt < within, f"{what}: replica B still answers {last} after {within} s ({n} tries)"
+        time.sleep(0.01)
+
+
+def answers(edge, s, line, want, **kw):
+    """A check for honoured(): the authorization at edge is denied with
+    reason `want`, or allowed when want is None (its session ended again)."""
+    def check():
+        a = authorize(edge, s, line, **kw)
+        end(edge, s, a)
+        if want is None:
+            return a.allowed, why(a)
+        return (not a.allowed and a.denial_reason == want and a.session_id == 0), why(a)
+    return check
+
+
+def allowed_with(edge, s, line, pred, **kw):
+    """A check: allowed, and pred(answer) holds (what the answer shows of the line)."""
+    def check():
+        a = authorize(edge, s, line, **kw)
+        end(edge, s, a)
+        return a.allowed and pred(a), (why(a), a.line)
+    return check
+
+
+# ---------------------------------------------------------------------------
+# 1. Every kind of change reaches replica B within 1 s.
+# ---------------------------------------------------------------------------
+
+def test_line_changes_reach_the_other_replica(p, edges):
+    """Changes of one line's rules, made through replica A: replica B, which
+    answered the line from memory just before, honours each at once (the
+    line's rev is checked by open_session), and so does A."""
+    s = make_shop(p)
+    A_, B = edges
+    ra = s.r.at(0)
+
+    def case(what, line, change, check, **warm_kw):
+        warm(p, s, edges, line, **warm_kw)
+        change()
+        honoured(what, check)
+
+    # Password: the old one is refused, the new one plays.
+    line = new_line(s)
+    new_pw = "pw-" + uuid.uuid4().hex[:12]
+    case("password changed", line, lambda: ra.UpdateLine(line_id=line.id, new_password=new_pw),
+         answers(B, s, line, D.DENIAL_REASON_BAD_CREDENTIALS))
+    honoured("password changed: the new one plays", answers(B, s, line, None, password=new_pw))
+    assert answers(A_, s, line, D.DENIAL_REASON_BAD_CREDENTIALS)()[0]
+
+    # Disabled, enabled again; banned, unbanned.
+    line = new_line(s)
+    case("disabled", line, lambda: ra.SetLineStatus(line_id=line.id, status=L.LINE_STATUS_DISABLED),
+         answers(B, s, line, D.DENIAL_REASON_DISABLED))
+    assert answers(A_, s, line, D.DENIAL_REASON_DISABLED)()[0]
+    ra.SetLineStatus(line_id=line.id, status=L.LINE_STATUS_ACTIVE)
+    honoured("enabled again", answers(B, s, line, None))
+    case("banned", line, lambda: s.t.at(0).SetLineStatus(line_id=line.id, status=L.LINE_STATUS_BANNED),
+         answers(B, s, line, D.DENIAL_REASON_BANNED))
+    s.t.at(0).SetLineStatus(line_id=line.id, status=L.LINE_STATUS_ACTIVE)
+    honoured("unbanned", answers(B, s, line, None))
+
+    # Expiry moved: into the past (no API sets it: SQL, the rev trigger
+    # fires whoever writes), then to another time still ahead.
+    line = new_line(s)
+    case("expiry moved into the past", line,
+         lambda: p.q.q(f"UPDATE frontdesk.lines SET expires_at = now() - interval '1 second' WHERE id = {line.id}"),
+         answers(B, s, line, D.DENIAL_REASON_EXPIRED))
+    # Extended (through A): plays again, B shows the new expiry.
+    ext = ra.ExtendLine(line_id=line.id, idempotency_key=ikey()).line
+    honoured("expired line extended", allowed_with(B, s, line, lambda a: a.line.expires_at == ext.expires_at))
+    at = int(p.q.q(f"WITH u AS (UPDATE frontdesk.lines SET expires_at = date_trunc('second', now())"
+                   f" + interval '3 days' WHERE id = {line.id} RETURNING expires_at)"
+                   f" SELECT extract(epoch FROM expires_at)::bigint FROM u"))
+    honoured("expiry moved earlier (still ahead)", allowed_with(B, s, line, lambda a: a.line.expires_at == at))
+    warm(p, s, edges, line)
+    ext = ra.ExtendLine(line_id=line.id, idempotency_key=ikey()).line
+    assert ext.expires_at > at
+    honoured("live line extended", allowed_with(B, s, line, lambda a: a.line.expires_at == ext.expires_at))
+
+    # Another package (ExtendLine with it: its bouquets, formats, limit, cap).
+    other = p.catalog(s.t, max_connections=1, allowed_output_formats=[C.OUTPUT_FORMAT_M3U8],
+                      bandwidth_cap_kbps=2500)
+    o = ns(tenant=s.tenant, cat=other)
+    line = new_line(s)
+    case("package changed: its streams", line,
+         lambda: ra.ExtendLine(line_id=line.id, package_id=other.package.id, idempotency_key=ikey()),
+         answers(B, s, line, D.DENIAL_REASON_STREAM_NOT_IN_PACKAGE))
+    honoured("package changed: its formats", answers(B, o, line, D.DENIAL_REASON_FORMAT_NOT_ALLOWED,
+                                                     output_format=C.OUTPUT_FORMAT_TS))
+    honoured("package changed: the new package plays",
+             allowed_with(B, o, line, lambda a: (a.line.package_id, a.line.max_connections, a.bandwidth_cap_kbps)
+                          == (other.package.id, 1, 2500), output_format=C.OUTPUT_FORMAT_M3U8))
+
+    # The line's own bouquets (within its package's: one of two kept).
+    both = s.t.lines.CreatePackage(name=uniq("pkg"), duration_days=30, credit_cost=10, max_connections=2,
+                                   bouquet_ids=[s.cat.bouquet, other.bouquet], idempotency_key=ikey()).package
+    line = new_line(s, package=both)
+    case("line's bouquets changed", line,
+         lambda: ra.UpdateLine(line_id=line.id, bouquet_ids=C.Int64List(values=[other.bouquet])),
+         answers(B, s, line, D.DENIAL_REASON_STREAM_NOT_IN_PACKAGE))
+    honoured("line's bouquets changed: the new one plays",
+             allowed_with(B, o, line, lambda a: list(a.line.bouquet_ids) == [other.bouquet]))
+
+    # IP lock: none -> one range; that range -> another; lock lifted.
+    line = new_line(s)
+    case("IP lock set", line,
+         lambda: ra.UpdateLine(line_id=line.id, allowed_ips=C.StringList(values=["198.51.100.0/24"])),
+         answers(B, s, line, D.DENIAL_REASON_IP_NOT_ALLOWED))
+    honoured("IP lock set: inside it plays", answers(B, s, line, None, client_ip="198.51.100.7"))
+    case("IP lock moved", line,
+         lambda: ra.UpdateLine(line_id=line.id, allowed_ips=C.StringList(values=["203.0.113.0/24"])),
+         answers(B, s, line, D.DENIAL_REASON_IP_NOT_ALLOWED, client_ip="198.51.100.8"),
+         client_ip="198.51.100.9")
+    honoured("IP lock moved: the new range plays", answers(B, s, line, None, client_ip="203.0.113.7"))
+    ra.UpdateLine(line_id=line.id, allowed_ips=C.StringList(values=[]))
+    honoured("IP lock lifted", answers(B, s, line, None))
+
+    # User agent lock, the same way.
+    line = new_line(s)
+    case("UA lock set", line,
+         lambda: ra.UpdateLine(line_id=line.id, allowed_user_agents=C.StringList(values=["Kodi/20"])),
+         answers(B, s, line, D.DENIAL_REASON_UA_NOT_ALLOWED))
+    honoured("UA lock set: that player plays", answers(B, s, line, None, ua="Kodi/20"))
+    case("UA lock changed", line,
+         lambda: ra.UpdateLine(line_id=line.id, allowed_user_agents=C.StringList(values=["Lavf/60"])),
+         answers(B, s, line, D.DENIAL_REASON_UA_NOT_ALLOWED, ua="Kodi/20"), ua="Kodi/20")
+    ra.UpdateLine(line_id=line.id, allowed_user_agents=C.StringList(values=[]))
+    honoured("UA lock lifted", answers(B, s, line, None))
+
+    # The connection limit lowered while one session plays, raised again.
+    line = new_line(s)
+    warm(p, s, edges, line)
+    keep = authorize(A_, s, line)
+    assert keep.allowed
+    ra.UpdateLine(line_id=line.id, max_connections=C.OptionalInt32(value=1))
+    honoured("connection limit lowered", answers(B, s, line, D.DENIAL_REASON_MAX_CONNECTIONS))
+    ra.UpdateLine(line_id=line.id, max_connections=C.OptionalInt32(value=2))
+    honoured("connection limit raised", answers(B, s, line, None))
+    end(A_, s, keep)
+
+    # The bandwidth cap and the notes B shows.
+    line = new_line(s)
+    case("bandwidth cap", line, lambda: ra.UpdateLine(line_id=line.id, bandwidth_cap_kbps=C.OptionalInt64(value=4321)),
+         allowed_with(B, s, line, lambda a: a.bandwidth_cap_kbps == 4321 and a.line.bandwidth_cap_kbps == 4321))
+    case("notes", line, lambda: ra.UpdateLine(line_id=line.id, notes=C.OptionalString(value="moved to room 5")),
+         allowed_with(B, s, line, lambda a: a.line.notes == "moved to room 5"))
+
+    # Deleted.
+    line = new_line(s)
+    case("line deleted", line, lambda: s.t.at(0).DeleteLine(line_id=line.id),
+         answers(B, s, line, D.DENIAL_REASON_BAD_CREDENTIALS))
+
+
+def test_catalog_changes_reach_the_other_replica(p, edges):
+    """The catalog a cached line plays from, changed through replica A: a
+    stream taken out of the line's bouquet, a stream disabled; and back."""
+    s = make_shop(p)
+    B = edges[1]
+    ta = s.t.at(0)
+    st = s.cat.streams
+    line = new_line(s)
+    warm(p, s, edges, line)
+    warm(p, s, edges, line, stream=st[1])
+    ta.UpdateBouquet(bouquet_id=s.cat.bouquet, stream_ids=C.Int64List(values=st[1:]))
+    honoured("stream taken out of the bouquet", answers(B, s, line, D.DENIAL_REASON_STREAM_NOT_IN_PACKAGE))
+    honoured("stream taken out of the bouquet: the others play", answers(B, s, line, None, stream=st[1]))
+    ta.UpdateBouquet(bouquet_id=s.cat.bouquet, stream_ids=C.Int64List(values=st))
+    honoured("stream put back into the bouquet", answers(B, s, line, None))
+
+    warm(p, s, edges, line, stream=st[2])
+    ta.UpdateStream(stream_id=st[2], disabled=C.OptionalBool(value=True))
+    honoured("stream disabled", answers(B, s, line, D.DENIAL_REASON_STREAM_NOT_IN_PACKAGE, stream=st[2]))
+    ta.UpdateStream(stream_id=st[2], disabled=C.OptionalBool(value=False))
+    honoured("stream enabled again", answers(B, s, line, None, stream=st[2]))
+
+
+def test_tenant_changes_reach_the_other_replica(p, edges):
+    """What replica B keeps per tenant, driven by NOTIFY: a reseller
+    suspended (its lines and its sub-resellers'; the sibling plays on) and
+    reactivated, through authd; the tenant suspended and reactivated; the
+    connection-limit policy switched through replica A and back; failure
+    limits reached at replica A. A stale tenant entry would keep allowing
+    (or, after an undo, keep denying): each is polled at B."""
+    s = make_shop(p)
+    A_, B = edges
+    mine, subs, sibling = new_line(s), new_line(s, owner=s.r2), new_line(s, owner=s.r3)
+    for line in (mine, subs, sibling):
+        warm(p, s, edges, line)
+    s.t.auth.UpdateReseller(reseller_id=s.r.id, status=A.RESELLER_STATUS_SUSPENDED)
+    honoured("reseller suspended", answers(B, s, mine, D.DENIAL_REASON_RESELLER_SUSPENDED))
+    honoured("reseller suspended: its sub-reseller's line", answers(B, s, subs, D.DENIAL_REASON_RESELLER_SUSPENDED))
+    assert answers(A_, s, mine, D.DENIAL_REASON_RESELLER_SUSPENDED)()[0]
+    assert answers(B, s, sibling, None)()[0], "a sibling reseller's line plays on"
+    s.t.auth.UpdateReseller(reseller_id=s.r.id, status=A.RESELLER_STATUS_ACTIVE)
+    honoured("reseller reactivated", answers(B, s, mine, None))
+    honoured("reseller reactivated: its sub-reseller's line", answers(B, s, subs, None))
+    # The sub-reseller alone.
+    warm(p, s, edges, subs)
+    s.r.auth.UpdateReseller(reseller_id=s.r2.id, status=A.RESELLER_STATUS_SUSPENDED)
+    honoured("sub-reseller suspended", answers(B, s, subs, D.DENIAL_REASON_RESELLER_SUSPENDED))
+    assert answers(B, s, mine, None)()[0], "its parent's own line plays on"
+    s.r.auth.UpdateReseller(reseller_id=s.r2.id, status=A.RESELLER_STATUS_ACTIVE)
+    honoured("sub-reseller reactivated", answers(B, s, subs, None))
+
+    # The connection-limit policy (lines settings, through replica A), on a
+    # line at its limit of 2, in a tenant that starts with END_OLDEST, so
+    # that B's first read keeps END_OLDEST. (Only the memory path takes the
+    # policy from the cache: the full path reads it in SQL. A stale
+    # END_OLDEST ends a session that REFUSE_NEW must keep.)
+    o = make_shop(p, policy=L.CONNECTION_LIMIT_POLICY_END_OLDEST)
+    line = new_line(o)
+    warm(p, o, edges, line)
+    two = [authorize(A_, o, line), authorize(B, o, line)]
+    assert all(a.allowed for a in two)
+    assert allowed_with(B, o, line, lambda a: a.replaced_session_id != 0)()[0]
+    o.t.at(0).UpdateLinesSettings(connection_limit_policy=L.CONNECTION_LIMIT_POLICY_REFUSE_NEW)
+
+    def full_then_refused():
+        # A stale answer (END_OLDEST) replaces one of the two: open another
+        # first, so that every try meets a full line.
+        while len(live_ids(p, line.id)) < 2:
+            assert authorize(A_, o, line).allowed
+        return answers(B, o, line, D.DENIAL_REASON_MAX_CONNECTIONS)()
+    honoured("policy REFUSE_NEW", full_then_refused)
+    o.t.at(0).UpdateLinesSettings(connection_limit_policy=L.CONNECTION_LIMIT_POLICY_END_OLDEST)
+    honoured("policy END_OLDEST again", allowed_with(B, o, line, lambda a: a.replaced_session_id != 0))
+
+    # Failure limits reached through replica A: per (username, address) ...
+    line = new_line(s)
+    bad = ip()
+    warm(p, s, edges, line, client_ip=bad)
+    for i in range(FAIL_MAX_USER):
+        a = authorize(A_, s, line, password=f"guess-{i}", client_ip=bad)
+        assert a.denial_reason == D.DENIAL_REASON_BAD_CREDENTIALS, why(a)
+    honoured("failure limit per username and address", answers(B, s, line, D.DENIAL_REASON_RATE_LIMITED, client_ip=bad))
+    assert answers(B, s, line, None)()[0], "from elsewhere the line plays"
+    # ... and per address (unknown usernames).
+    crowd = ip()
+    warm(p, s, edges, line, client_ip=crowd)
+    for i in range(FAIL_MAX_IP):
+        a = authorize(A_, s, line, username=uniq("spray"), client_ip=crowd)
+        assert a.denial_reason == D.DENIAL_REASON_BAD_CREDENTIALS, why(a)
+    honoured("failure limit per address", answers(B, s, line, D.DENIAL_REASON_RATE_LIMITED, client_ip=crowd))
+
+    # The tenant itself, last (suspension ends every session of it).
+    line = new_line(s)
+    warm(p, s, edges, line)
+    p.pa.auth.SuspendTenant(tenant_id=s.tenant, reason="unpaid")
+    honoured("tenant suspended", answers(B, s, line, D.DENIAL_REASON_TENANT_SUSPENDED))
+    assert answers(A_, s, line, D.DENIAL_REASON_TENANT_SUSPENDED)()[0]
+    p.pa.auth.SuspendTenant(tenant_id=s.tenant, reactivate=True)
+    honoured("tenant reactivated", answers(B, s, line, None))
+    warm(p, s, edges, line)
+
+
+# ---------------------------------------------------------------------------
+# 2. The LISTEN connection lost: the caches step aside until it is back.
+# ---------------------------------------------------------------------------
+
+def listeners(p, state=None):
+    return int(p.q.q("SELECT count(*) FROM pg_stat_activity WHERE application_name = 'linesd-listen'"
+                     " AND datname = current_database()" + (f" AND state = '{state}'" if state else "")))
+
+
+def open_connections(p, s, line, edge):
+    """Several of the replica's pooled connections opened (the pool opens
+    them lazily): no call needs a new one while PostgreSQL refuses them."""
+    out = []
+    threads = [threading.Thread(target=lambda: out.append(outcome(lambda: authorize(edge, s, line, stream=0))))
+               for _ in range(12)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join(15)
+    assert all(code == "OK" and a.allowed for code, a in out), out
+
+
+def test_listen_lost_steps_aside(p, edges):
+    """Both replicas' LISTEN connections terminated by PostgreSQL, and
+    refused back (the database's CONNECTION LIMIT 0, which superusers
+    ignore) for a while. Meanwhile every authorization runs the full SQL
+    path and changes made by direct SQL (their NOTIFY heard by nobody) are
+    honoured at once, also after a call that a cache would have kept; a
+    change made while replica B was asked nothing is honoured once LISTEN is
+    back. Then B answers from memory again and NOTIFY invalidates it again."""
+    s = make_shop(p)
+    A_, B = edges
+    mine, other = new_line(s), new_line(s, owner=s.r3)
+    for line in (mine, other):
+        warm(p, s, edges, line)
+    for e in edges:
+        open_connections(p, s, mine, e)
+    assert listeners(p) == 2
+    db = p.db.name
+    down = time.monotonic()
+    try:
+        p.q.q(f"ALTER DATABASE {db} CONNECTION LIMIT 0")
+        killed = p.q.q("SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
+                       " WHERE application_name = 'linesd-listen' AND datname = current_database()")
+        assert killed == "2", killed
+        # Stepped aside: B runs the full path for a line it held.
+        start = time.monotonic()
+        while True:
+            path, (code, a) = probe(p, lambda: authorize(B, s, mine))
+            assert code == "OK" and a.allowed, (code, a)
+            end(B, s, a)
+            if path == FULL:
+                break
+            assert time.monotonic() - start < 2.0, "replica B still answers from memory 2 s after LISTEN was lost"
+        print(f"LISTEN lost: replica B on the full path after {(time.monotonic() - start) * 1000:.0f} ms")
+        for i, e in enumerate(edges):
+            path, (code, a) = probe(p, lambda e=e: authorize(e, s, mine))
+            assert code == "OK" and a.allowed and path == FULL, (i, code, path)
+            end(e, s, a)
+        assert listeners(p) == 0, "PostgreSQL refused LISTEN back"
+        # Changes whose NOTIFY nobody hears, honoured at once (first call).
+        acct = f"tenant_id = {s.tenant} AND id = {s.r.id}"
+        p.q.q(f"UPDATE frontdesk.accounts SET status = 'suspended' WHERE {acct}")
+        for e in edges:
+            assert answers(e, s, mine, D.DENIAL_REASON_RESELLER_SUSPENDED)()[0], "suspension missed while deaf"
+        p.q.q(f"UPDATE frontdesk.accounts SET status = 'active' WHERE {acct}")
+        for e in edges:
+            assert answers(e, s, mine, None)()[0], "reactivation missed while deaf"
+        p.q.q(f"UPDATE frontdesk.tenants SET status = 'suspended' WHERE id = {s.tenant}")
+        for e in edges:
+            assert answers(e, s, mine, D.DENIAL_REASON_TENANT_SUSPENDED)()[0], "tenant suspension missed while deaf"
+        p.q.q(f"UPDATE frontdesk.tenants SET status = 'active' WHERE id = {s.tenant}")
+        for e in edges:
+            assert answers(e, s, mine, None)()[0], "tenant reactivation missed while deaf"
+        bad = ip()
+        for i in range(FAIL_MAX_USER):
+            assert authorize(A_, s, mine, password=f"deaf-{i}", client_ip=bad).denial_reason == \
+                D.DENIAL_REASON_BAD_CREDENTIALS
+        assert answers(B, s, mine, D.DENIAL_REASON_RATE_LIMITED, client_ip=bad)()[0], "failure limit missed while deaf"
+        # Unobserved by B: the other line's reseller suspended.
+        p.q.q(f"UPDATE frontdesk.accounts SET status = 'suspended' WHERE tenant_id = {s.tenant} AND id = {s.r3.id}")
+        assert listeners(p) == 0
+    finally:
+        p.q.q(f"ALTER DATABASE {db} CONNECTION LIMIT -1")
+    wait_until(lambda: listeners(p, "idle") == 2, 5.0, "both replicas LISTEN again")
+    print(f"LISTEN down for {(time.monotonic() - down) * 1000:.0f} ms")
+    assert answers(B, s, other, D.DENIAL_REASON_RESELLER_SUSPENDED)()[0], \
+        "a suspension made while replica B did not listen was missed after LISTEN came back"
+    s.t.auth.UpdateReseller(reseller_id=s.r3.id, status=A.RESELLER_STATUS_ACTIVE)
+    honoured("after LISTEN is back: reactivation", answers(B, s, other, None))
+    # The cache is used again (the first call reads the tenant again and keeps it) ...
+    start = time.monotonic()
+    for attempt in range(4):
+        path, (code, a) = probe(p, lambda: authorize(B, s, mine))
+        assert code == "OK" and a.allowed, (code, a)
+        end(B, s, a)
+        if path == OPEN:
+            break
+    assert path == OPEN, f"replica B never answered from memory again after LISTEN came back ({attempt + 1} calls)"
+    print(f"after LISTEN is back: from memory again at call {attempt + 1}"
+          f" ({(time.monotonic() - start) * 1000:.0f} ms)")
+    # ... and NOTIFY invalidates it again.
+    warm(p, s, edges, mine)
+    s.t.auth.UpdateReseller(reseller_id=s.r.id, status=A.RESELLER_STATUS_SUSPENDED)
+    honoured("after LISTEN is back: suspension", answers(B, s, mine, D.DENIAL_REASON_RESELLER_SUSPENDED))
+    s.t.auth.UpdateReseller(reseller_id=s.r.id, status=A.RESELLER_STATUS_ACTIVE)
+    honoured("after LISTEN is back: reactivation of the other", answers(B, s, mine, None))
+
+
+# ---------------------------------------------------------------------------
+# 3. The connection limit under races through open_session.
+# ---------------------------------------------------------------------------
+
+def race_round(p, s, edges, line, gated):
+    """BURST authorizations of line from distinct clients at once, half at
+    each replica; with gated, all six are held behind the gate until every
+    one waits there, and each must wait as open_session. Returns the
+    (code, answer) of each."""
+    calls = [(lambda e=edges[i % 2], a=ip(): authorize(e, s, line, client_ip=a, ua=f"ua-{i}")) for i in range(BURST)]
+    barrier = threading.Barrier(BURST)
+    out = [None] * BURST
+
+    def run(i):
+        barrier.wait()
+        out[i] = outcome(calls[i])
+
+    g = Gate(p) if gated else None
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(BURST)]
+    seen = []
+    try:
+        for th in threads:
+            th.start()
+        if g:
+            seen = g.wait_for(BURST)
+    finally:
+        if g:
+            g.release()
+    for th in threads:
+        th.join(30)
+    assert all(o is not None for o in out), "a call did not finish"
+    if g:
+        assert [kind_of(q) for q in seen] == [OPEN] * BURST, seen
+    assert all(code == "OK" for code, _ in out), out
+    return [a for _, a in out]
+
+
+def test_connection_limit_races_through_open_session(p, edges):
+    """100 rounds per policy of six authorizations at once of a line of max
+    2, warmed at both replicas (every other round behind the gate, proving
+    all six went through open_session). REFUSE_NEW: exactly 2 allowed, 4
+    MAX_CONNECTIONS, 2 live; END_OLDEST: all 6 allowed, 4 replaced (each one
+    of this round's), exactly 2 live. The live sessions are ended between
+    rounds, so the same warm lines serve every round."""
+    refuse = make_shop(p)
+    oldest = make_shop(p, policy=L.CONNECTION_LIMIT_POLICY_END_OLDEST)
+    for name, s in (("REFUSE_NEW", refuse), ("END_OLDEST", oldest)):
+        lines = [new_line(s) for _ in range(2)]
+        for line in lines:
+            warm(p, s, edges, line)
+        start = time.monotonic()
+        for n in range(RACE_ROUNDS):
+            line = lines[n % 2]
+            out = race_round(p, s, edges, line, gated=n % 2 == 0)
+            ok = [a for a in out if a.allowed]
+            ids = {a.session_id for a in ok}
+            live = live_ids(p, line.id)
+            if s is refuse:
+                no = [a for a in out if not a.allowed]
+                assert len(ok) == 2, f"{name} round {n}: {len(ok)} allowed of {BURST} on a line of max 2"
+                assert {a.denial_reason for a in no} == {D.DENIAL_REASON_MAX_CONNECTIONS}, [why(a) for a in no]
+                assert all(a.session_id == 0 for a in no)
+                assert len(ids) == 2 and live == ids, f"{name} round {n}: live {live}, allowed {ids}"
+            else:
+                replaced = [a.replaced_session_id for a in ok if a.replaced_session_id]
+                assert len(ok) == BURST, f"{name} round {n}: {[why(a) for a in out]}"
+                assert len(ids) == BURST and not any(a.session_reused for a in ok)
+                assert len(replaced) == BURST - 2 and set(replaced) <= ids, \
+                    f"{name} round {n}: replaced {replaced} of {ids}"
+                assert live == ids - set(replaced), f"{name} round {n}: live {live}, want {ids - set(replaced)}"
+            for k, sid in enumerate(sorted(live)):
+                edges[k % 2].EndSession(tenant_id=s.tenant, session_id=sid)
+        dt = time.monotonic() - start
+        print(f"{name}: {RACE_ROUNDS} rounds of {BURST} in {dt:.1f} s ({dt / RACE_ROUNDS * 1000:.0f} ms a round)")
+        # Still warm after all of it.
+        for line in lines:
+            path, (code, a) = probe(p, lambda line=line: authorize(edges[1], s, line))
+            assert code == "OK" and a.allowed and path == OPEN, (code, path)
+            end(edges[1], s, a)
