@@ -50,7 +50,9 @@ from fdstack import A, C, L, ikey, ns, uniq  # noqa: E402
 SESSION_TIMEOUT = 120
 FAIL_MAX_USER = 3
 FAIL_MAX_IP = 8
+FAIL_WINDOW = 300
 ENV = {
+    "FRONTDESK_PLAYBACK_FAIL_WINDOW": str(FAIL_WINDOW),
     "FRONTDESK_LINESD_SWEEP_MS": "500",
     "FRONTDESK_SESSION_TIMEOUT": str(SESSION_TIMEOUT),
     "FRONTDESK_HEARTBEAT_FLUSH_MS": "200",
@@ -533,6 +535,54 @@ def test_tenant_changes_reach_the_other_replica(p, edges):
     p.pa.auth.SuspendTenant(tenant_id=s.tenant, reactivate=True)
     honoured("tenant reactivated", answers(B, s, line, None))
     warm(p, s, edges, line)
+
+
+def test_failure_limit_ends_when_sql_says(p, edges):
+    """A (username, address) over its failure limit stays refused at replica
+    B until the window PostgreSQL counts in has passed (window_start +
+    FRONTDESK_PLAYBACK_FAIL_WINDOW, to the microsecond), not earlier from
+    memory. The window is made to end 2.9 s after the current whole second
+    (window_start moved back by SQL, as if W s had passed), and B re-reads the
+    tenant (a lines-settings notice), so that its memory holds the block as
+    PostgreSQL has it now."""
+    s = make_shop(p)
+    B = edges[1]
+    line = new_line(s)
+    bad = ip()
+    warm(p, s, edges, line, client_ip=bad)
+    for i in range(FAIL_MAX_USER):
+        assert authorize(edges[0], s, line, password=f"guess-{i}", client_ip=bad).denial_reason == \
+            D.DENIAL_REASON_BAD_CREDENTIALS
+    honoured("failure limit reached (window end test)",
+             answers(B, s, line, D.DENIAL_REASON_RATE_LIMITED, client_ip=bad))
+    ends = float(p.q.q(
+        f"WITH u AS (UPDATE frontdesk.playback_failures SET window_start = date_trunc('second', now())"
+        f" - make_interval(secs => {FAIL_WINDOW}) + interval '2.9 seconds'"
+        f" WHERE tenant_id = {s.tenant} AND key = 'u:{line.username}|{bad}' RETURNING window_start)"
+        f" SELECT extract(epoch FROM window_start + make_interval(secs => {FAIL_WINDOW})) FROM u"))
+    p.q.q(f"SELECT pg_notify('frontdesk_lines', '{s.tenant} 107 0 0 0 0')")
+    assert ends - time.time() > 1.5, "the set-up took too long"
+    seen = []
+    while True:
+        a = authorize(B, s, line, client_ip=bad)
+        now = time.time()
+        end(B, s, a)
+        seen.append((round(now - ends, 3), why(a)))
+        if a.allowed:
+            break
+        assert a.denial_reason == D.DENIAL_REASON_RATE_LIMITED, why(a)
+        assert now < ends + 2.0, "still refused 2 s after the window ended"
+        time.sleep(0.01)
+    # What the full path (stream 0 never takes the memory path) answers
+    # right after, at the same replica.
+    full = authorize(B, s, line, client_ip=bad, stream=0)
+    full_at = time.time()
+    print(f"failure limit: replica B allowed again {now - ends:+.3f} s from the window's end"
+          f" (the full path at {full_at - ends:+.3f} s: {why(full)})")
+    assert now >= ends - 0.02, (
+        f"replica B allowed a client over its failure limit {ends - now:.3f} s before the window PostgreSQL counts"
+        f" in ended (the last answers, s from the end: {seen[-4:]}; the full path just after, at"
+        f" {full_at - ends:+.3f} s: {why(full)})")
 
 
 # ---------------------------------------------------------------------------
