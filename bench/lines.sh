@@ -230,7 +230,15 @@ psql_pg -d frontdesk -c "ALTER SYSTEM SET log_min_duration_statement = 0" -c "SE
 sleep 0.5
 "$PY" "$HELPER" probe "$linesd" "$token" "$tenant" "$stream" "$U0" "$PASSWORD" "$IP" "$UA" || { logs; exit 1; }
 psql_pg -d frontdesk -c "ALTER SYSTEM RESET log_min_duration_statement" -c "SELECT pg_reload_conf()" >/dev/null
-"$PY" "$HELPER" pgbench "$tmp/authorize.pgbench" "$tmp/pg/log" "$mark" "$U0" "$tmp/pgbench.vars"
+# open_session names the line by id and checks its rev: the bench's lines
+# must be one id offset from their usernames and share one rev.
+# pgbench's fresh lines must be one id offset from their usernames and share
+# one rev.
+read -r noff loff nrev frev < <(psql_pg -d frontdesk -tA -F ' ' -c "SELECT count(DISTINCT id - username::bigint),
+  min(id - username::bigint), count(DISTINCT rev), min(rev) FROM frontdesk.lines
+  WHERE tenant_id = $tenant AND username::bigint >= $((U0 + NLIVE))")
+[ "$noff" = 1 ] && [ "$nrev" = 1 ] || { echo "lines.sh: the fresh lines' ids are not one offset from their usernames ($noff) or their revs differ ($nrev)" >&2; exit 1; }
+"$PY" "$HELPER" pgbench "$tmp/authorize.pgbench" "$tmp/pg/log" "$mark" "$U0" "$tmp/pgbench.vars" "$loff" "$frev"
 pgb_vars=()
 while IFS= read -r v; do pgb_vars+=(-D "$v"); done <"$tmp/pgbench.vars"
 

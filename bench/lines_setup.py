@@ -254,15 +254,21 @@ def captured_transaction(path, offset, name):
     return [(e[1], e[2], e[3]) for e in (execs[j] for j in mine if start <= j <= end)]
 
 
-def pgbench_script(statements, username):
+def pgbench_script(statements, username, line_offset=None, rev=None):
     """The statements with their parameters as pgbench variables (s<i>_<n>),
     the one whose value is `username` as :u, an empty one as the literal ''
     (pgbench has no empty variables), NULL as NULL. Returns (script, vars)."""
     body, variables, found = [], [], 0
-    for i, (_, text, params) in enumerate(statements):
+    for i, (name, text, params) in enumerate(statements):
         for n in sorted(params, reverse=True):          # $15 before $1
             v = params[n]
-            if v == username:
+            if name == "linesd_open_session" and n == 2 and line_offset is not None:
+                # open_session names the line by id: the id of username :u
+                # (the bench's line ids and usernames differ by one offset).
+                sub, found = ":l", found + 1
+            elif name == "linesd_open_session" and n == 3 and rev is not None:
+                sub = str(rev)           # the fresh lines' rev (one for all)
+            elif v == username:
                 sub, found = ":u", found + 1
             elif v is None:
                 sub = "NULL"
@@ -428,8 +434,16 @@ def main(cmd, *args):
                      metadata=fdapi.bearer(tok), timeout=30)
             assert r.allowed, r
     elif cmd == "pgbench":
-        out, log, offset, username, vars_out = args
-        body, variables = pgbench_script(captured_transaction(log, int(offset), "linesd_authorize"), username)
+        out, log, offset, username, vars_out, line_offset, rev = args
+        # The hot path's statement when the probe's line was held in memory
+        # (open_session), else the full authorize_playback.
+        try:
+            statements, hot = captured_transaction(log, int(offset), "linesd_open_session"), True
+        except AssertionError:
+            statements, hot = captured_transaction(log, int(offset), "linesd_authorize"), False
+        body, variables = pgbench_script(statements, username, int(line_offset) if hot else None,
+                                         int(rev) if hot else None)
+        print(f"# pgbench: {'open_session (the line in memory)' if hot else 'authorize_playback'} as linesd sent it")
         with open(out, "w") as f:
             f.write("-- written by bench/lines_setup.py: one AuthorizePlayback (a new session) as linesd\n"
                     "-- ran it, its statements and parameters as PostgreSQL logged them; the line:\n"
@@ -437,6 +451,7 @@ def main(cmd, *args):
                     "\\set i (:client_id + :nc * :n) % :span\n"
                     "\\set n :n + 1\n"
                     "\\set u :u0 + :i\n"
+                    f"\\set l :u + {int(line_offset)}\n"
                     "\\startpipeline\n")
             f.write("".join(stmt + "\n" for stmt in body))
             f.write("\\endpipeline\n")

@@ -134,7 +134,7 @@ static int linesd_start(linesd_t *l, fd_service_t *svc, fd_err_t *err)
 	events_observer_t obs = { .on_event = observe_event, .on_lost = observe_lost, .arg = l };
 	if ((rc = rules_init(l, (size_t)cfg->line_cache, err)) < 0 || (rc = sessions_init(l, err)) < 0 ||
 	    (rc = playback_init(l, err)) < 0 || (rc = events_init(l, &obs, err)) < 0 ||
-	    (rc = routing_init(l, err)) < 0)
+	    (rc = routing_init(l, err)) < 0 || (rc = rules_preload_start(l, err)) < 0)
 		return rc;
 	return janitor_start(l, err);
 }
@@ -161,6 +161,7 @@ static void linesd_fini(fd_service_t *svc, void *state)
 	linesd_t *l = state;
 	if (!l)
 		return;
+	rules_preload_stop(l);
 	janitor_stop(l);
 	routing_fini(l);
 	events_fini(l);

@@ -9,7 +9,9 @@
 #include "linesd.h"
 #include "rules.h"
 #include "store.h"
+#include "fd/clock.h"
 #include "fd/log.h"
+#include "fd/tenant.h"
 
 #define TENANT_BUCKETS 4096          /* generations, by tenant */
 #define TENANT_MAX 65536             /* tenants kept, at most */
@@ -79,6 +81,11 @@ struct linesd_rules {
 	size_t max_per_shard;
 	unsigned char hash_key[16];
 	_Atomic uint64_t line_hits, line_misses, tenant_hits, tenant_reads;
+	/* the preload's thread */
+	pthread_t preload;
+	bool preload_started;
+	atomic_bool preload_stop;
+	_Atomic uint64_t preloaded;
 };
 
 static size_t tbucket(int64_t tenant)
@@ -778,9 +785,139 @@ void rules_stats(linesd_t *l, rules_stats_t *out)
 	out->line_misses = atomic_load(&r->line_misses);
 	out->tenant_hits = atomic_load(&r->tenant_hits);
 	out->tenant_reads = atomic_load(&r->tenant_reads);
+	out->preloaded = atomic_load(&r->preloaded);
 	for (int i = 0; i < LINE_SHARDS; i++) {
 		pthread_mutex_lock(&r->shards[i].mu);
 		out->lines += r->shards[i].n;
 		pthread_mutex_unlock(&r->shards[i].mu);
 	}
+}
+
+/* ---- the preload ---- */
+
+/* At start, the lines that can be allowed now (active, not expired) of
+ * every active tenant are read into memory, in order of tenant and line id,
+ * PRELOAD_BATCH at a time, until the bound is reached, on a thread of their
+ * own: calls are served meanwhile, a line not read yet going to PostgreSQL
+ * as any miss does. So the first kickoff after a restart finds its lines'
+ * rules in memory. A preloaded line is no less exact than one kept after an
+ * allowed call: open_session checks its rev. */
+#define PRELOAD_BATCH 2000
+
+typedef struct preload_q {
+	linesd_t *l;
+	fd_arena_t arena;
+	int64_t tenant, after;
+	char tenant_s[24], after_s[24], limit_s[24];
+	int64_t ids[PRELOAD_BATCH];
+	size_t n;
+} preload_q_t;
+
+static int preload_tenants_tx(fd_tx_t *tx, void *arg)
+{
+	preload_q_t *q = arg;
+	const char *p[] = { q->after_s, q->limit_s };
+	PGresult *res;
+	int rc = fd_tx_exec(tx, &SQL_PRELOAD_TENANTS, p, FD_TX_LAST, &res);
+	if (rc < 0)
+		return rc;
+	q->n = 0;
+	for (int i = 0; i < PQntuples(res) && q->n < PRELOAD_BATCH; i++)
+		q->ids[q->n++] = col_i64(res, i, 0);
+	return 0;
+}
+
+/* The lines are kept as they are read (a retried transaction only keeps
+ * them again: rules_line_put keeps the newer rev). */
+static int preload_lines_tx(fd_tx_t *tx, void *arg)
+{
+	preload_q_t *q = arg;
+	const char *p[] = { q->tenant_s, q->after_s, q->limit_s };
+	PGresult *res;
+	int rc = fd_tx_exec(tx, &SQL_PRELOAD_LINES, p, FD_TX_LAST, &res);
+	if (rc < 0)
+		return rc;
+	q->n = (size_t)PQntuples(res);
+	for (int i = 0; i < PQntuples(res); i++) {
+		unsigned char pw[32];
+		const char *hex = PQgetvalue(res, i, PRELOAD_COL_PW_HASH);
+		Frontdesk__V1__Line *m = line_message_sealed(q->l, &q->arena, q->tenant, res, i, 0);
+		if (!m)
+			return fd_err_set(fd_tx_err(tx), FD_EEXHAUSTED, "out of memory");
+		if (strlen(hex) == 64 && sodium_hex2bin(pw, sizeof(pw), hex, 64, NULL, NULL, NULL) == 0)
+			rules_line_put(q->l, q->tenant, m, col_i64(res, i, PRELOAD_COL_REV),
+			               PQgetvalue(res, i, LINE_COL_PATH), pw);
+		q->after = m->id;
+	}
+	return 0;
+}
+
+static void *preload_main(void *arg)
+{
+	linesd_t *l = arg;
+	struct linesd_rules *r = l->rules;
+	size_t max = r->max_per_shard * LINE_SHARDS, tenants = 0;
+	int64_t start = fd_mono_ms(), after_tenant = 0;
+	preload_q_t *q = calloc(1, sizeof(*q));
+	fd_err_t err = { 0 };
+	int rc = q ? 0 : fd_err_set(&err, FD_EEXHAUSTED, "out of memory");
+	if (q) {
+		q->l = l;
+		snprintf(q->limit_s, sizeof(q->limit_s), "%d", PRELOAD_BATCH);
+	}
+	while (rc == 0 && !atomic_load(&r->preload_stop)) {
+		snprintf(q->after_s, sizeof(q->after_s), "%" PRId64, after_tenant);
+		if ((rc = fd_db_run(l->db, FD_NO_TENANT, preload_tenants_tx, q, &err)) < 0 || q->n == 0)
+			break;
+		size_t n = q->n;
+		int64_t ids[PRELOAD_BATCH];
+		memcpy(ids, q->ids, n * sizeof(*ids));
+		after_tenant = ids[n - 1];
+		for (size_t i = 0; rc == 0 && i < n && !atomic_load(&r->preload_stop); i++) {
+			tenants++;
+			q->tenant = ids[i];
+			q->after = 0;
+			snprintf(q->tenant_s, sizeof(q->tenant_s), "%" PRId64, ids[i]);
+			do {
+				if (atomic_load(&r->preloaded) >= max || atomic_load(&r->preload_stop))
+					goto done;
+				snprintf(q->after_s, sizeof(q->after_s), "%" PRId64, q->after);
+				fd_arena_init(&q->arena, (size_t)64 << 20);
+				rc = fd_tenant_run(l->db, q->tenant, preload_lines_tx, q, &err);
+				fd_arena_free(&q->arena);
+				atomic_fetch_add(&r->preloaded, q->n);
+			} while (rc == 0 && q->n == PRELOAD_BATCH);
+		}
+	}
+done:
+	if (rc < 0)
+		fd_warn("linesd: the preload of lines' rules stopped: %s (lines not read are read at their first "
+		        "authorization)", err.msg);
+	else
+		fd_info("linesd: %" PRIu64 " lines' rules of %zu tenants read into memory in %" PRId64 " ms%s",
+		        atomic_load(&r->preloaded), tenants, fd_mono_ms() - start,
+		        atomic_load(&r->preloaded) >= max ? " (FRONTDESK_LINESD_LINE_CACHE reached)" : "");
+	free(q);
+	return NULL;
+}
+
+int rules_preload_start(linesd_t *l, fd_err_t *err)
+{
+	struct linesd_rules *r = l->rules;
+	if (!r->max_per_shard)
+		return 0;
+	if (pthread_create(&r->preload, NULL, preload_main, l) != 0)
+		return fd_err_set(err, FD_EEXHAUSTED, "cannot start the preload thread");
+	r->preload_started = true;
+	return 0;
+}
+
+void rules_preload_stop(linesd_t *l)
+{
+	struct linesd_rules *r = l ? l->rules : NULL;
+	if (!r || !r->preload_started)
+		return;
+	atomic_store(&r->preload_stop, true);
+	pthread_join(r->preload, NULL);
+	r->preload_started = false;
 }

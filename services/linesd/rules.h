@@ -61,6 +61,11 @@ typedef struct rules_hit {
 
 int rules_init(struct linesd *l, size_t max_lines, fd_err_t *err) FD_MUSTCHECK;
 void rules_fini(struct linesd *l);
+/* Starts reading the lines that can be allowed into memory (rules.c: the
+ * preload), on a thread of its own; rules_preload_stop ends it (before the
+ * database goes). */
+int rules_preload_start(struct linesd *l, fd_err_t *err) FD_MUSTCHECK;
+void rules_preload_stop(struct linesd *l);
 
 /* Parses ip (already checked) into *out. */
 void rules_addr_parse(const char *ip, rules_addr_t *out);
@@ -90,7 +95,7 @@ void rules_on_event(struct linesd *l, const struct events_notice *n);
 void rules_forget_all(struct linesd *l);
 
 typedef struct rules_stats {
-	uint64_t line_hits, line_misses, lines, tenant_hits, tenant_reads;
+	uint64_t line_hits, line_misses, lines, tenant_hits, tenant_reads, preloaded;
 } rules_stats_t;
 void rules_stats(struct linesd *l, rules_stats_t *out);
 

@@ -683,6 +683,23 @@ const fd_sql_t SQL_OPEN_SESSION = {
 	"       $14, $15, $16) d",
 	16,
 };
+/* The preload (rules.c): the active tenants after $1, in order, at most
+ * $2; then a tenant's lines that can be allowed now (active, not expired)
+ * after line $2, in order, at most $3: the columns of authorize_playback's
+ * line (no live counts), its rev and its password's lookup hash. */
+const fd_sql_t SQL_PRELOAD_TENANTS = {
+	"linesd_preload_tenants",
+	"SELECT id FROM frontdesk.tenants WHERE status = 'active' AND id > $1 ORDER BY id LIMIT $2",
+	2, FD_SQL_PLATFORM,
+};
+const fd_sql_t SQL_PRELOAD_LINES = {
+	"linesd_preload_lines",
+	"SELECT " LINE_COLUMNS_WITH("0", "0") ", l.rev, encode(l.password_hash, 'hex')"
+	"  FROM frontdesk.lines l"
+	" WHERE l.tenant_id = $1 AND l.id > $2 AND l.state = 'active' AND l.expires_at > now()"
+	" ORDER BY l.id LIMIT $3",
+	3,
+};
 /* A tenant's rules (rules.c): its status (NULL: no such tenant), its
  * connection-limit policy, its suspended accounts as LIKE prefixes, then
  * the failure keys over their limits ($2 the window, $3 and $4 the limits

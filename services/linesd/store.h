@@ -209,6 +209,9 @@ extern const fd_sql_t SQL_PENDING;
 extern const fd_sql_t SQL_AUTHORIZE;
 extern const fd_sql_t SQL_OPEN_SESSION;
 extern const fd_sql_t SQL_TENANT_RULES;
+/* The preload's columns: the line (LINE_COL_*), then these. */
+enum { PRELOAD_COL_REV = LINE_NCOLS, PRELOAD_COL_PW_HASH };
+extern const fd_sql_t SQL_PRELOAD_TENANTS, SQL_PRELOAD_LINES;
 
 /* ---- GetLineChannels (channels.c) ---- */
 extern const fd_sql_t SQL_LINE_CHANNELS;
