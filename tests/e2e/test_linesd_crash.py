@@ -180,7 +180,8 @@ def test_sigkill_during_a_burst(p):
     ended_ok = {sid for _, sid, _, _, code in ends if code == "OK"}
     ended_doubt = {sid for _, sid, _, _, code in ends if code != "OK"}
     for r, lid, client, t0, t1, code, a in allowed:
-        assert a.session_id in rows, f"session {a.session_id} answered allowed by replica {r} is not in frontdesk.sessions"
+        assert a.session_id in rows, \
+            f"session {a.session_id} answered allowed by replica {r} is not in frontdesk.sessions"
         row = rows[a.session_id]
         assert row[0] == lid and row[1] == client, (a.session_id, row, lid, client)
         if a.session_id in ended_ok:
