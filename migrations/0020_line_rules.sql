@@ -75,13 +75,15 @@ CREATE TRIGGER lines_settings_changed AFTER INSERT OR UPDATE ON frontdesk.lines_
   FOR EACH ROW EXECUTE FUNCTION frontdesk.lines_settings_changed();
 
 -- Every failure counter written (failures are the slow path): the window's
--- start (epoch seconds) in the session field, the count last, then the key
+-- start (epoch seconds, rounded up: linesd keeps a block until that start
+-- plus the window, never less than PostgreSQL does; a block kept a moment
+-- longer only sends the call to authorize_playback) in the session field, the count last, then the key
 -- ('u:<username>|<source>' or 'a:<source>', 0017_edge_lines.sql).
 CREATE FUNCTION frontdesk.playback_failure_counted() RETURNS trigger
 LANGUAGE plpgsql SET search_path = pg_catalog AS $$
 BEGIN
   PERFORM pg_notify('frontdesk_lines', concat_ws(' ', NEW.tenant_id, 108, 0, 0,
-                    floor(extract(epoch FROM NEW.window_start))::bigint, NEW.failures, NEW.key));
+                    ceil(extract(epoch FROM NEW.window_start))::bigint, NEW.failures, NEW.key));
   RETURN NULL;
 END
 $$;

@@ -706,7 +706,7 @@ const fd_sql_t SQL_PRELOAD_LINES = {
  * per username and source; NULL columns when none). */
 const fd_sql_t SQL_TENANT_RULES = {
 	"linesd_tenant_rules",
-	"SELECT t.status, t.end_oldest, t.paths, f.key, floor(extract(epoch FROM f.window_start))::bigint, f.failures"
+	"SELECT t.status, t.end_oldest, t.paths, f.key, ceil(extract(epoch FROM f.window_start))::bigint, f.failures"
 	"  FROM (SELECT (SELECT status FROM frontdesk.tenants WHERE id = $1) AS status,"
 	"               coalesce((SELECT connection_limit_policy = 'end_oldest' FROM frontdesk.lines_settings"
 	"                          WHERE tenant_id = $1), false) AS end_oldest,"
