@@ -30,7 +30,8 @@
 # HEARTBEAT_INTERVAL (10 s, linesd's), NODE_HEARTBEAT_MS (1000, routerd's),
 # LINESD_THREADS (8), LINESD_DB_POOL (8), ROUTERD_THREADS (8), CONNS (8: the
 # driver's connections to linesd), KICKOFF_DRIVER (another bench_kickoff, e.g.
-# a sanitizer build's, with this BUILD's services).
+# a sanitizer build's, with this BUILD's services), PRELOAD (1: linesd started
+# again after the set-up, as a replica running before the match; 0: not).
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 BUILD=${BUILD:-${FD_BUILD_DIR:-$ROOT/build}}
@@ -108,15 +109,19 @@ env FRONTDESK_DATABASE_URL="$pg_url" FRONTDESK_ROUTERD_LISTEN="$routerd" FRONTDE
 	"$BUILD/services/routerd/routerd" >"$tmp/routerd.log" 2>&1 &
 routerd_pid=$!
 linesd=127.0.0.1:$(port)
-env FRONTDESK_DATABASE_URL="$pg_url" FRONTDESK_LINESD_LISTEN="$linesd" \
-	FRONTDESK_LINESD_THREADS="$THREADS" FRONTDESK_LINESD_DB_POOL="$POOL" \
-	FRONTDESK_SECRET_HASH_KEY="$hash_key" FRONTDESK_KEY_ENCRYPTION_KEY="$(openssl rand -hex 32)" \
-	FRONTDESK_LINESD_SERVICE_SECRET="$linesd_secret" FRONTDESK_AUTHD_TARGET="$authd" \
-	FRONTDESK_BILLINGD_TARGET="$billingd" FRONTDESK_ROUTERD_TARGET="$routerd" \
-	FRONTDESK_SESSION_TIMEOUT="$SESSION_TIMEOUT" FRONTDESK_HEARTBEAT_INTERVAL="$HB_S" \
-	FRONTDESK_SHUTDOWN_GRACE_MS=1000 FRONTDESK_LOG_LEVEL=warn \
-	"$BUILD/services/linesd/linesd" >"$tmp/linesd.log" 2>&1 &
-linesd_pid=$!
+kek=$(openssl rand -hex 32)
+start_linesd() {
+	env FRONTDESK_DATABASE_URL="$pg_url" FRONTDESK_LINESD_LISTEN="$linesd" \
+		FRONTDESK_LINESD_THREADS="$THREADS" FRONTDESK_LINESD_DB_POOL="$POOL" \
+		FRONTDESK_SECRET_HASH_KEY="$hash_key" FRONTDESK_KEY_ENCRYPTION_KEY="$kek" \
+		FRONTDESK_LINESD_SERVICE_SECRET="$linesd_secret" FRONTDESK_AUTHD_TARGET="$authd" \
+		FRONTDESK_BILLINGD_TARGET="$billingd" FRONTDESK_ROUTERD_TARGET="$routerd" \
+		FRONTDESK_SESSION_TIMEOUT="$SESSION_TIMEOUT" FRONTDESK_HEARTBEAT_INTERVAL="$HB_S" \
+		FRONTDESK_SHUTDOWN_GRACE_MS=1000 FRONTDESK_LOG_LEVEL="$1" \
+		"$BUILD/services/linesd/linesd" >>"$tmp/linesd.log" 2>&1 &
+	linesd_pid=$!
+}
+start_linesd warn
 logs() { for f in authd billingd routerd linesd; do echo "--- $f's log" >&2; tail -20 "$tmp/$f.log" >&2; done; }
 for t in "$authd" "$billingd" "$routerd" "$linesd"; do "$PY" "$HELPER" wait "$t" || { logs; exit 1; }; done
 
@@ -145,6 +150,19 @@ SQL
 	echo "$tenant $u0 $n $password $streams" >>"$tmp/plan.txt"
 done <"$tmp/tenants.txt"
 psql_pg -d frontdesk -c "ANALYZE frontdesk.lines" -c "VACUUM ANALYZE frontdesk.sessions"
+# PRELOAD=1 (the default): linesd started again now that the lines exist, as
+# a replica running before the match: its preload reads every line that can
+# be allowed into memory (rules.c). PRELOAD=0: a cold start (each line's
+# first authorization takes the full path).
+if [ "${PRELOAD:-1}" = 1 ]; then
+	kill -TERM "$linesd_pid"; wait "$linesd_pid" || true
+	t0=$(date +%s%N)
+	start_linesd info
+	"$PY" "$HELPER" wait "$linesd" || { logs; exit 1; }
+	t1=$(date +%s%N)
+	for _ in $(seq 600); do grep -q "read into memory" "$tmp/linesd.log" && break; sleep 0.1; done
+	echo "# linesd restarted: ready in $(( (t1 - t0) / 1000000 )) ms; $(grep -o '[0-9]* lines. rules of .*' "$tmp/linesd.log" | tail -1)"
+fi
 "$PY" "$HELPER" nodes "$authd" "$routerd" "$admin_pw" "$tmp" "$VIEWERS" || { logs; exit 1; }
 first_tenant=$(head -1 "$tmp/tenants.txt" | cut -d' ' -f1)
 "$PY" "$HELPER" token "$authd" "$edged_secret" "$linesd" "$first_tenant" "$tmp" || { logs; exit 1; }

@@ -41,7 +41,8 @@
 # ("8 32 128"), OPEN_RATE (5000), LINESD_THREADS (8), LINESD_DB_POOL (8),
 # ECHO_THREADS (2), PGBENCH_THREADS (1, like bench_load), PGBENCH (its path),
 # BENCH_SQL=0 (no pgbench), BENCH_OPEN=0 (no open-loop runs), BENCH_REOPEN=0
-# (no reopen runs), ROUTERD (1; 0:
+# (no reopen runs), PRELOAD (1: linesd restarted after the set-up, its lines
+# read into memory at start; 0: not), ROUTERD (1; 0:
 # no routerd), ROUTERD_NODES (200), ROUTERD_THREADS (8), ROUTERD_DB_POOL (2),
 # HEARTBEAT_MS (1000: the nodes' interval, FRONTDESK_NODE_HEARTBEAT_MS).
 set -euo pipefail
@@ -154,14 +155,17 @@ if [ "$ROUTED" = 1 ]; then
 	routed_env=(FRONTDESK_ROUTERD_TARGET="$routerd")
 fi
 linesd=127.0.0.1:$(port)
-env FRONTDESK_DATABASE_URL="$pg_url" FRONTDESK_LINESD_LISTEN="$linesd" \
-	FRONTDESK_LINESD_THREADS="$THREADS" FRONTDESK_LINESD_DB_POOL="$POOL" \
-	FRONTDESK_SECRET_HASH_KEY="$hash_key" FRONTDESK_KEY_ENCRYPTION_KEY="$kek" \
-	FRONTDESK_LINESD_SERVICE_SECRET="$linesd_secret" FRONTDESK_AUTHD_TARGET="$authd" \
-	FRONTDESK_BILLINGD_TARGET="$billingd" FRONTDESK_SESSION_TIMEOUT="$SESSION_TIMEOUT" \
-	FRONTDESK_SHUTDOWN_GRACE_MS=1000 FRONTDESK_LOG_LEVEL=warn "${routed_env[@]}" \
-	"$BUILD/services/linesd/linesd" >"$tmp/linesd.log" 2>&1 &
-linesd_pid=$!
+start_linesd() {
+	env FRONTDESK_DATABASE_URL="$pg_url" FRONTDESK_LINESD_LISTEN="$linesd" \
+		FRONTDESK_LINESD_THREADS="$THREADS" FRONTDESK_LINESD_DB_POOL="$POOL" \
+		FRONTDESK_SECRET_HASH_KEY="$hash_key" FRONTDESK_KEY_ENCRYPTION_KEY="$kek" \
+		FRONTDESK_LINESD_SERVICE_SECRET="$linesd_secret" FRONTDESK_AUTHD_TARGET="$authd" \
+		FRONTDESK_BILLINGD_TARGET="$billingd" FRONTDESK_SESSION_TIMEOUT="$SESSION_TIMEOUT" \
+		FRONTDESK_SHUTDOWN_GRACE_MS=1000 FRONTDESK_LOG_LEVEL="$1" "${routed_env[@]}" \
+		"$BUILD/services/linesd/linesd" >>"$tmp/linesd.log" 2>&1 &
+	linesd_pid=$!
+}
+start_linesd warn
 echo_target=127.0.0.1:$(port)
 "$BUILD/bench/bench_echo" --listen "$echo_target" --threads "$ECHO_THREADS" \
 	--method /frontdesk.v1.LinesService/SessionHeartbeat >"$tmp/echo.log" 2>&1 &
@@ -205,6 +209,20 @@ SQL
 [ "$nf" = "$NFRESH" ] && [ $((f1 - f0 + 1)) = "$NFRESH" ] ||
 	{ echo "lines.sh: the fresh lines' ids are not contiguous: $f0..$f1, $nf lines" >&2; exit 1; }
 psql_pg -d frontdesk -c "ANALYZE frontdesk.lines"
+# PRELOAD=1 (the default): linesd started again now that the lines exist, as
+# a replica started before a kickoff: its preload reads every line that can
+# be allowed into memory (rules.c), and the runs are decided from memory from
+# their first call. PRELOAD=0: the lines are kept as each is first allowed
+# (the first run of each level then pays the full path).
+if [ "${PRELOAD:-1}" = 1 ]; then
+	kill -TERM "$linesd_pid"; wait "$linesd_pid" || true
+	t0=$(date +%s%N)
+	start_linesd info
+	"$PY" "$HELPER" wait "$linesd" || { logs; exit 1; }
+	t1=$(date +%s%N)
+	for _ in $(seq 600); do grep -q "read into memory" "$tmp/linesd.log" && break; sleep 0.1; done
+	echo "# linesd restarted: ready in $(( (t1 - t0) / 1000000 )) ms; $(grep -o '[0-9]* lines. rules of .*' "$tmp/linesd.log" | tail -1)"
+fi
 total_lines=$(psql_pg -d frontdesk -tA -c "SELECT count(*) FROM frontdesk.lines WHERE tenant_id = $tenant AND state = 'active'")
 [ "$total_lines" = "$NLINES" ] || { echo "lines.sh: $total_lines active lines, want $NLINES" >&2; exit 1; }
 
