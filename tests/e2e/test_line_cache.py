@@ -70,6 +70,12 @@ FULL = "authorize_playback"
 
 _ips = itertools.count(1)
 TIMINGS = []             # (case, seconds until replica B honoured it)
+REPORT = []              # measurements, written to the terminal when the file ends
+
+
+def say(msg):
+    REPORT.append(msg)
+    print(msg)
 
 
 def ip():
@@ -117,8 +123,20 @@ class Psql:
 # The platform, shops, calls.
 # ---------------------------------------------------------------------------
 
+def write_report(request, lines):
+    """Measurements to the terminal (ctest's log) even when pytest captures output."""
+    tr = request.config.pluginmanager.getplugin("terminalreporter")
+    capman = request.config.pluginmanager.getplugin("capturemanager")
+    if not tr or not capman:
+        print("\n".join(lines))
+        return
+    with capman.global_and_fixture_disabled():
+        for line in lines:
+            tr.write_line(line)
+
+
 @pytest.fixture(scope="module")
-def p():
+def p(request):
     s = fdstack.Stack(linesd_replicas=2, linesd_env=ENV)
     s.q = Psql(s.db.name)          # reads
     s.g = Psql(s.db.name)          # holds the gate
@@ -127,9 +145,11 @@ def p():
     s.g.close()
     codes = s.close()
     if TIMINGS:
-        print("\nthe replica polled (B, or the small one) honoured each change after (ms):")
-        for what, dt in TIMINGS:
-            print(f"  {dt * 1000:8.1f}  {what}")
+        ms = sorted(dt * 1000 for _, dt in TIMINGS)
+        write_report(request, [""] + REPORT + [
+            f"the replica polled (B, or the small one) honoured each of {len(ms)} changes after (ms;"
+            f" median {ms[len(ms) // 2]:.1f}, max {ms[-1]:.1f}):"] +
+            [f"  {dt * 1000:8.1f}  {what}" for what, dt in TIMINGS])
     assert all(c == 0 for k, c in codes.items() if k.startswith("linesd")), codes
 
 
@@ -577,7 +597,7 @@ def test_failure_limit_ends_when_sql_says(p, edges):
     # right after, at the same replica.
     full = authorize(B, s, line, client_ip=bad, stream=0)
     full_at = time.time()
-    print(f"failure limit: replica B allowed again {now - ends:+.3f} s from the window's end"
+    say(f"failure limit: replica B allowed again {now - ends:+.3f} s from the window's end"
           f" (the full path at {full_at - ends:+.3f} s: {why(full)})")
     assert now >= ends - 0.02, (
         f"replica B allowed a client over its failure limit {ends - now:.3f} s before the window PostgreSQL counts"
@@ -639,7 +659,7 @@ def test_listen_lost_steps_aside(p, edges):
             if path == FULL:
                 break
             assert time.monotonic() - start < 2.0, "replica B still answers from memory 2 s after LISTEN was lost"
-        print(f"LISTEN lost: replica B on the full path after {(time.monotonic() - start) * 1000:.0f} ms")
+        say(f"LISTEN lost: replica B on the full path after {(time.monotonic() - start) * 1000:.0f} ms")
         for i, e in enumerate(edges):
             path, (code, a) = probe(p, lambda e=e: authorize(e, s, mine))
             assert code == "OK" and a.allowed and path == FULL, (i, code, path)
@@ -670,7 +690,7 @@ def test_listen_lost_steps_aside(p, edges):
     finally:
         p.q.q(f"ALTER DATABASE {db} CONNECTION LIMIT -1")
     wait_until(lambda: listeners(p, "idle") == 2, 5.0, "both replicas LISTEN again")
-    print(f"LISTEN down for {(time.monotonic() - down) * 1000:.0f} ms")
+    say(f"LISTEN down for {(time.monotonic() - down) * 1000:.0f} ms")
     assert answers(B, s, other, D.DENIAL_REASON_RESELLER_SUSPENDED)()[0], \
         "a suspension made while replica B did not listen was missed after LISTEN came back"
     s.t.auth.UpdateReseller(reseller_id=s.r3.id, status=A.RESELLER_STATUS_ACTIVE)
@@ -684,7 +704,7 @@ def test_listen_lost_steps_aside(p, edges):
         if path == OPEN:
             break
     assert path == OPEN, f"replica B never answered from memory again after LISTEN came back ({attempt + 1} calls)"
-    print(f"after LISTEN is back: from memory again at call {attempt + 1}"
+    say(f"after LISTEN is back: from memory again at call {attempt + 1}"
           f" ({(time.monotonic() - start) * 1000:.0f} ms)")
     # ... and NOTIFY invalidates it again.
     warm(p, s, edges, mine)
@@ -767,7 +787,7 @@ def test_connection_limit_races_through_open_session(p, edges):
             for k, sid in enumerate(sorted(live)):
                 edges[k % 2].EndSession(tenant_id=s.tenant, session_id=sid)
         dt = time.monotonic() - start
-        print(f"{name}: {RACE_ROUNDS} rounds of {BURST} in {dt:.1f} s ({dt / RACE_ROUNDS * 1000:.0f} ms a round)")
+        say(f"{name}: {RACE_ROUNDS} rounds of {BURST} in {dt:.1f} s ({dt / RACE_ROUNDS * 1000:.0f} ms a round)")
         # Still warm after all of it.
         for line in lines:
             path, (code, a) = probe(p, lambda line=line: authorize(edges[1], s, line))
@@ -825,7 +845,7 @@ def test_small_cache_evicts(p, edges):
             th.start()
         for th in threads:
             th.join(60)
-        print(f"small cache: 400 authorizations of 96 lines in {time.monotonic() - start:.1f} s")
+        say(f"small cache: 400 authorizations of 96 lines in {time.monotonic() - start:.1f} s")
         assert not errors, errors[:5]
         line = lines[7]
         for _ in range(2):

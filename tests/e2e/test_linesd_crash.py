@@ -42,7 +42,7 @@ import fdapi  # noqa: E402
 import fdstack  # noqa: E402
 from fdapi import outcome  # noqa: E402
 from fdstack import L, ikey  # noqa: E402
-from test_line_cache import OPEN, Psql, make_shop, probe  # noqa: E402
+from test_line_cache import OPEN, Psql, make_shop, probe, write_report  # noqa: E402
 
 ENV = {
     "FRONTDESK_LINESD_SWEEP_MS": "500",
@@ -61,8 +61,16 @@ BACKOFF = [("grpc.initial_reconnect_backoff_ms", 100), ("grpc.min_reconnect_back
            ("grpc.max_reconnect_backoff_ms", 300)]
 
 
+REPORT = []
+
+
+def say(msg):
+    REPORT.append(msg)
+    print(msg)
+
+
 @pytest.fixture(scope="module")
-def p():
+def p(request):
     s = fdstack.Stack(linesd_replicas=2, linesd_env=ENV)
     s.q = Psql(s.db.name)
     s.g = Psql(s.db.name)
@@ -73,6 +81,7 @@ def p():
     # status, -9, is on the same port: close() would report that one).
     codes = [x.stop() for x in s.linesd]
     s.close()
+    write_report(request, [""] + REPORT)
     assert codes == [0, 0], codes
 
 
@@ -152,7 +161,7 @@ def test_sigkill_during_a_burst(p):
     allowed = [c for c in calls if c[5] == "OK" and c[6].allowed]
     failed = [c for c in calls if c[5] != "OK"]
     in_flight = [c for c in calls if c[0] == 0 and c[3] < killed_at < c[4]]
-    print(f"\nburst {burst:.2f} s: {len(calls)} authorizations ({len(allowed)} allowed), {len(ends)} ends;"
+    say(f"burst {burst:.2f} s: {len(calls)} authorizations ({len(allowed)} allowed), {len(ends)} ends;"
           f" replica A killed at {killed_at - start:.2f} s with {len(in_flight)} of its calls in flight,"
           f" serving again at {back_at - start:.2f} s; codes by replica: {dict(by_code)}")
     # The kill landed mid-burst: replica A answered before it and after its
@@ -196,7 +205,7 @@ def test_sigkill_during_a_burst(p):
         lid, client, is_live = rows[sid]
         assert (lid, client) in doubt_clients, \
             f"session {sid} of line {lid} ({client}) exists, but no call for that client failed or was allowed it"
-    print(f"sessions: {len(rows)} opened, {sum(per_line.values())} live on {len(per_line)} lines (max 2 each);"
+    say(f"sessions: {len(rows)} opened, {sum(per_line.values())} live on {len(per_line)} lines (max 2 each);"
           f" {len(orphans)} opened by calls that got no answer ({sum(rows[x][2] for x in orphans)} still live);"
           f" {len(failed)} calls failed, {len(ended_doubt)} ends in doubt")
 
