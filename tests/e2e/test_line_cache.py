@@ -69,7 +69,7 @@ OPEN = "open_session"
 FULL = "authorize_playback"
 
 _ips = itertools.count(1)
-TIMINGS = []             # (case, seconds until replica B honoured it)
+TIMINGS = []             # (case, s until the honouring try began, until it was answered, tries)
 REPORT = []              # measurements, written to the terminal when the file ends
 
 
@@ -145,11 +145,12 @@ def p(request):
     s.g.close()
     codes = s.close()
     if TIMINGS:
-        ms = sorted(dt * 1000 for _, dt in TIMINGS)
+        ms = sorted(t[2] * 1000 for t in TIMINGS)
         write_report(request, [""] + REPORT + [
-            f"the replica polled (B, or the small one) honoured each of {len(ms)} changes after (ms;"
-            f" median {ms[len(ms) // 2]:.1f}, max {ms[-1]:.1f}):"] +
-            [f"  {dt * 1000:8.1f}  {what}" for what, dt in TIMINGS])
+            f"the replica polled (B, or the small one) honoured each of {len(ms)} changes: the first try that"
+            f" did began after / was answered after (ms; answered: median {ms[len(ms) // 2]:.1f}, max {ms[-1]:.1f}):"] +
+            [f"  {began * 1000:7.1f} {answered * 1000:7.1f}  {what}{f' ({n} tries)' if n > 1 else ''}"
+             for what, began, answered, n in TIMINGS])
     assert all(c == 0 for k, c in codes.items() if k.startswith("linesd")), codes
 
 
@@ -289,19 +290,24 @@ def warm(p, s, edges, line, **kw):
 
 
 def honoured(what, check, within=WITHIN):
-    """Polls check() (True once replica B honours the change) from now; asserts
-    it does within `within` s; records and returns the time it took."""
+    """Polls check() (True once replica B honours the change) from now.
+    Fails when a try that began `within` s after now or later still finds
+    the old rule; records and returns when the first honouring try began
+    (its own latency, which a loaded machine stretches, is not propagation)."""
     start = time.monotonic()
     n = 0
     while True:
+        began = time.monotonic() - start
         ok, last = check()
         n += 1
-        dt = time.monotonic() - start
         if ok:
-            TIMINGS.append((what, dt))
-            print(f"{what}: honoured after {dt * 1000:.1f} ms ({n} tries)")
-            return dt
-        assert dt < within, f"{what}: replica B still answers {last} after {within} s ({n} tries)"
+            answered = time.monotonic() - start
+            TIMINGS.append((what, began, answered, n))
+            print(f"{what}: honoured by the try begun after {began * 1000:.1f} ms ({n} tries,"
+                  f" answered after {answered * 1000:.1f} ms)")
+            return began
+        assert began < within, f"{what}: replica B still answers {last} to a try begun {began:.3f} s after the" \
+                               f" change ({n} tries)"
         time.sleep(0.01)
 
 
