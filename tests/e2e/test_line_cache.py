@@ -551,6 +551,18 @@ def test_tenant_changes_reach_the_other_replica(p, edges):
         a = authorize(A_, s, line, username=uniq("spray"), client_ip=crowd)
         assert a.denial_reason == D.DENIAL_REASON_BAD_CREDENTIALS, why(a)
     honoured("failure limit per address", answers(B, s, line, D.DENIAL_REASON_RATE_LIMITED, client_ip=crowd))
+    # ... with the source as PostgreSQL keys it: an IPv6 address's /64, an
+    # IPv4-mapped address as IPv4 (rules.c parses the key of the notice).
+    for what, guess_from, play_from in (("IPv6 /64", "2001:db8:77:1::5", "2001:db8:77:1::9"),
+                                        ("IPv4-mapped", "::ffff:10.250.0.1", "10.250.0.1"),
+                                        ("IPv4 then mapped", "10.250.0.2", "::ffff:10.250.0.2")):
+        line = new_line(s)
+        warm(p, s, edges, line, client_ip=play_from)
+        for i in range(FAIL_MAX_USER):
+            a = authorize(A_, s, line, password=f"guess-{i}", client_ip=guess_from)
+            assert a.denial_reason == D.DENIAL_REASON_BAD_CREDENTIALS, why(a)
+        honoured(f"failure limit, {what}", answers(B, s, line, D.DENIAL_REASON_RATE_LIMITED, client_ip=play_from))
+        assert answers(B, s, line, None, client_ip="2001:db8:78::1")()[0], "another /64 plays"
 
     # The tenant itself, last (suspension ends every session of it).
     line = new_line(s)
