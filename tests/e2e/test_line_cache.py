@@ -332,6 +332,15 @@ def allowed_with(edge, s, line, pred, **kw):
     return check
 
 
+def held(p, s, edge, line, inside, reason, outside):
+    """edge holds line's new rule and checks it itself: allowed from memory
+    with `inside`, denied `reason` with `outside`."""
+    path, (code, a) = probe(p, lambda: authorize(edge, s, line, **inside))
+    assert code == "OK" and a.allowed and path == OPEN, (code, path, why(a) if code == "OK" else a)
+    end(edge, s, a)
+    assert answers(edge, s, line, reason, **outside)()[0], f"want {D.Name(reason)} with {outside}"
+
+
 # ---------------------------------------------------------------------------
 # 1. Every kind of change reaches replica B within 1 s.
 # ---------------------------------------------------------------------------
@@ -417,6 +426,8 @@ def test_line_changes_reach_the_other_replica(p, edges):
          lambda: ra.UpdateLine(line_id=line.id, allowed_ips=C.StringList(values=["198.51.100.0/24"])),
          answers(B, s, line, D.DENIAL_REASON_IP_NOT_ALLOWED))
     honoured("IP lock set: inside it plays", answers(B, s, line, None, client_ip="198.51.100.7"))
+    held(p, s, B, line, dict(client_ip="198.51.100.20"), D.DENIAL_REASON_IP_NOT_ALLOWED,
+         dict(client_ip="198.51.101.20"))
     case("IP lock moved", line,
          lambda: ra.UpdateLine(line_id=line.id, allowed_ips=C.StringList(values=["203.0.113.0/24"])),
          answers(B, s, line, D.DENIAL_REASON_IP_NOT_ALLOWED, client_ip="198.51.100.8"),
@@ -431,6 +442,7 @@ def test_line_changes_reach_the_other_replica(p, edges):
          lambda: ra.UpdateLine(line_id=line.id, allowed_user_agents=C.StringList(values=["Kodi/20"])),
          answers(B, s, line, D.DENIAL_REASON_UA_NOT_ALLOWED))
     honoured("UA lock set: that player plays", answers(B, s, line, None, ua="Kodi/20"))
+    held(p, s, B, line, dict(ua="Kodi/20"), D.DENIAL_REASON_UA_NOT_ALLOWED, dict(ua="Kodi/21"))
     case("UA lock changed", line,
          lambda: ra.UpdateLine(line_id=line.id, allowed_user_agents=C.StringList(values=["Lavf/60"])),
          answers(B, s, line, D.DENIAL_REASON_UA_NOT_ALLOWED, ua="Kodi/20"), ua="Kodi/20")
