@@ -887,3 +887,46 @@ def test_small_cache_evicts(p, edges):
         honoured("ban, seen by the small cache", answers(c, s, line, D.DENIAL_REASON_BANNED))
     finally:
         assert small.stop() == 0, small.output()[-2000:]
+
+
+# ---------------------------------------------------------------------------
+# 5. A change racing an authorization from memory.
+# ---------------------------------------------------------------------------
+
+def test_ban_racing_an_authorization(p, edges):
+    """A ban through replica A committed while replica B's open_session has
+    passed its rev check but not yet inserted the session (held at the
+    session id's nextval: ALTER SEQUENCE in an open transaction blocks
+    nextval and nothing the ban does). Whatever B answers, the line must not
+    keep a live session once the ban is done: either B refuses, or the
+    session it opened ends (LINE_REVOKED) within 1 s at both replicas."""
+    s = make_shop(p)
+    A_, B = edges
+    line = new_line(s)
+    warm(p, s, edges, line)
+    p.g.q("BEGIN; ALTER SEQUENCE frontdesk.sessions_id_seq INCREMENT BY 1")
+    res = []
+    th = threading.Thread(target=lambda: res.append(outcome(lambda: authorize(B, s, line))))
+    try:
+        th.start()
+        q = ("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'"
+             " AND query LIKE '%open_session(%'")
+        wait_until(lambda: p.q.q(q) == "1", 5.0, "open_session held at nextval")
+        s.r.at(0).SetLineStatus(line_id=line.id, status=L.LINE_STATUS_BANNED, reason="race")
+    finally:
+        p.g.q("COMMIT")
+    th.join(15)
+    code, a = res[0]
+    assert code == "OK", (code, a)
+    banned_at = time.monotonic()
+    say(f"ban racing an authorization: replica B answered {why(a)} (session {a.session_id})")
+    if a.allowed:
+        sid = a.session_id
+        for i, e in enumerate(edges):
+            def ended(e=e):
+                h = e.SessionHeartbeat(tenant_id=s.tenant, session_id=sid)
+                return not h.active, (h.active, E.Name(h.end_reason))
+            honoured(f"ban racing an authorization: its session ends at replica {'AB'[i]}", ended,
+                     within=max(0.0, WITHIN - (time.monotonic() - banned_at)))
+        wait_until(lambda: not live_ids(p, line.id), 1.0, "the banned line's session ended in SQL")
+    assert answers(B, s, line, D.DENIAL_REASON_BANNED)()[0]
