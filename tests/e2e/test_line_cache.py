@@ -925,8 +925,11 @@ def test_ban_racing_an_authorization(p, edges):
         for i, e in enumerate(edges):
             def ended(e=e):
                 h = e.SessionHeartbeat(tenant_id=s.tenant, session_id=sid)
-                return not h.active, (h.active, E.Name(h.end_reason))
+                return not h.active and h.end_reason == E.SESSION_END_REASON_LINE_REVOKED, \
+                    (h.active, E.Name(h.end_reason))
             honoured(f"ban racing an authorization: its session ends at replica {'AB'[i]}", ended,
                      within=max(0.0, WITHIN - (time.monotonic() - banned_at)))
         wait_until(lambda: not live_ids(p, line.id), 1.0, "the banned line's session ended in SQL")
+        assert p.q.q(f"SELECT end_reason FROM frontdesk.sessions WHERE id = {sid}") == \
+            str(E.SESSION_END_REASON_LINE_REVOKED)
     assert answers(B, s, line, D.DENIAL_REASON_BANNED)()[0]
