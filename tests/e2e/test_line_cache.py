@@ -893,43 +893,83 @@ def test_small_cache_evicts(p, edges):
 # 5. A change racing an authorization from memory.
 # ---------------------------------------------------------------------------
 
-def test_ban_racing_an_authorization(p, edges):
-    """A ban through replica A committed while replica B's open_session has
-    passed its rev check but not yet inserted the session (held at the
-    session id's nextval: ALTER SEQUENCE in an open transaction blocks
-    nextval and nothing the ban does). Whatever B answers, the line must not
-    keep a live session once the ban is done: either B refuses, or the
-    session it opened ends (LINE_REVOKED) within 1 s at both replicas."""
-    s = make_shop(p)
-    A_, B = edges
-    line = new_line(s)
-    warm(p, s, edges, line)
+def held_at_nextval(p, call):
+    """Runs call (an authorization from memory) until its open_session waits
+    at the session id's nextval (ALTER SEQUENCE in p.g's open transaction:
+    past the rev check, before the insert; nothing else waits on it), then
+    returns (finish, result): finish() commits p.g, joins the call and
+    returns its (code, answer)."""
     p.g.q("BEGIN; ALTER SEQUENCE frontdesk.sessions_id_seq INCREMENT BY 1")
     res = []
-    th = threading.Thread(target=lambda: res.append(outcome(lambda: authorize(B, s, line))))
+    th = threading.Thread(target=lambda: res.append(outcome(call)))
+    th.start()
+    q = ("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'"
+         " AND query LIKE '%open_session(%'")
     try:
-        th.start()
-        q = ("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'"
-             " AND query LIKE '%open_session(%'")
         wait_until(lambda: p.q.q(q) == "1", 5.0, "open_session held at nextval")
-        s.r.at(0).SetLineStatus(line_id=line.id, status=L.LINE_STATUS_BANNED, reason="race")
-    finally:
+    except BaseException:
         p.g.q("COMMIT")
-    th.join(15)
-    code, a = res[0]
-    assert code == "OK", (code, a)
-    banned_at = time.monotonic()
-    say(f"ban racing an authorization: replica B answered {why(a)} (session {a.session_id})")
-    if a.allowed:
-        sid = a.session_id
-        for i, e in enumerate(edges):
-            def ended(e=e):
-                h = e.SessionHeartbeat(tenant_id=s.tenant, session_id=sid)
-                return not h.active and h.end_reason == E.SESSION_END_REASON_LINE_REVOKED, \
-                    (h.active, E.Name(h.end_reason))
-            honoured(f"ban racing an authorization: its session ends at replica {'AB'[i]}", ended,
-                     within=max(0.0, WITHIN - (time.monotonic() - banned_at)))
-        wait_until(lambda: not live_ids(p, line.id), 1.0, "the banned line's session ended in SQL")
-        assert p.q.q(f"SELECT end_reason FROM frontdesk.sessions WHERE id = {sid}") == \
-            str(E.SESSION_END_REASON_LINE_REVOKED)
-    assert answers(B, s, line, D.DENIAL_REASON_BANNED)()[0]
+        raise
+
+    def finish():
+        p.g.q("COMMIT")
+        th.join(15)
+        assert res, "the call did not finish"
+        return res[0]
+    return finish
+
+
+def revoked_everywhere(p, s, edges, sid, what, since):
+    """The session ends (LINE_REVOKED) at both replicas' heartbeats and in
+    SQL, within 1 s of `since`."""
+    for i, e in enumerate(edges):
+        def ended(e=e):
+            h = e.SessionHeartbeat(tenant_id=s.tenant, session_id=sid)
+            return not h.active and h.end_reason == E.SESSION_END_REASON_LINE_REVOKED, \
+                (h.active, E.Name(h.end_reason))
+        honoured(f"{what}: its session ends at replica {'AB'[i]}", ended,
+                 within=max(0.0, WITHIN - (time.monotonic() - since)))
+    wait_until(lambda: p.q.q(f"SELECT end_reason FROM frontdesk.sessions WHERE id = {sid}")
+               == str(E.SESSION_END_REASON_LINE_REVOKED), max(0.1, WITHIN - (time.monotonic() - since)),
+               f"{what}: session {sid} ended LINE_REVOKED in SQL")
+
+
+def test_changes_racing_an_authorization(p, edges):
+    """A change committed while replica B's open_session has passed its rev
+    check but not yet inserted the session (held_at_nextval): a ban through
+    replica A, a reseller suspension and a tenant suspension through authd,
+    each given time to be announced and acted on (0.5 s) before B's insert
+    goes on. Whatever B answers, the line must not keep a live session
+    afterwards: B refuses, or the session it opened ends (LINE_REVOKED)
+    within 1 s at both replicas' heartbeats and in SQL."""
+    one = make_shop(p)        # the ban (a line of r3), then r's suspension
+    cases = [
+        ("ban", lambda s, line: s.r3.at(0).SetLineStatus(line_id=line.id, status=L.LINE_STATUS_BANNED, reason="race"),
+         D.DENIAL_REASON_BANNED),
+        ("reseller suspension", lambda s, line: s.t.auth.UpdateReseller(reseller_id=s.r.id,
+                                                                         status=A.RESELLER_STATUS_SUSPENDED),
+         D.DENIAL_REASON_RESELLER_SUSPENDED),
+        ("tenant suspension", lambda s, line: p.pa.auth.SuspendTenant(tenant_id=s.tenant, reason="race"),
+         D.DENIAL_REASON_TENANT_SUSPENDED),
+    ]
+    failures = []
+    for what, change, reason in cases:
+        s = one if what != "tenant suspension" else make_shop(p)
+        line = new_line(s, owner=s.r3 if what == "ban" else None)
+        warm(p, s, edges, line)
+        finish = held_at_nextval(p, lambda: authorize(edges[1], s, line))
+        try:
+            change(s, line)
+            time.sleep(0.5)
+        finally:
+            code, a = finish()
+        since = time.monotonic()
+        assert code == "OK", (what, code, a)
+        say(f"{what} racing an authorization: replica B answered {why(a)} (session {a.session_id})")
+        try:
+            if a.allowed:
+                revoked_everywhere(p, s, edges, a.session_id, f"{what} racing an authorization", since)
+            assert answers(edges[1], s, line, reason)()[0], what
+        except AssertionError as e:
+            failures.append(f"{what}: {e}")
+    assert not failures, "\n".join(failures)
