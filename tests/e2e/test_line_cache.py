@@ -283,10 +283,15 @@ def warm(p, s, edges, line, **kw):
         assert a.allowed, f"warming {line.username}: {why(a)}"
         end(e, s, a)
     for i, e in enumerate(edges):
-        path, (code, a) = probe(p, lambda e=e: authorize(e, s, line, **kw))
-        assert code == "OK" and a.allowed, (code, a)
-        end(e, s, a)
-        assert path == OPEN, f"replica {i} did not answer {line.username} from memory: ran {path}"
+        # A notice of the tenant's (its bucket's) that arrives while the
+        # tenant is read keeps the read from being kept: a later call keeps it.
+        paths = []
+        while OPEN not in paths and len(paths) < 3:
+            path, (code, a) = probe(p, lambda e=e: authorize(e, s, line, **kw))
+            assert code == "OK" and a.allowed, (code, a)
+            end(e, s, a)
+            paths.append(path)
+        assert paths[-1] == OPEN, f"replica {i} did not answer {line.username} from memory: ran {paths}"
 
 
 def honoured(what, check, within=WITHIN):
