@@ -6,8 +6,11 @@
 --   an authorization reads (or the line's message shows) changes, whoever
 --   writes it. frontdesk.open_session refuses a rev other than the one
 --   linesd holds (and a line past its expiry), so a line rule held in
---   memory is never trusted past its change: no notification is needed for
---   lines, none can be late or lost.
+--   memory is never trusted past its change by a statement. A changed or
+--   deleted line is also announced (104, with its rev and its username):
+--   a session the same client reopens is answered from memory (no
+--   statement at all) only while no such notice came for its line since the
+--   database last confirmed it.
 -- - Announcements linesd's tenant cache needs besides the suspensions of
 --   0017_edge_lines.sql: a tenant or an account made active again (105,
 --   106), the tenant's lines settings (107), and every failed-authorization
@@ -19,7 +22,7 @@
 --   cannot make it, the insert.
 --
 -- Payload of frontdesk_lines: "<tenant> <type> <line> <reseller> <session>
--- <last>" (0004_lines.sql); type 108 appends " <key>".
+-- <last>" (0004_lines.sql); types 104 and 108 append " <key>".
 
 ALTER TABLE frontdesk.lines ADD COLUMN rev bigint NOT NULL DEFAULT 0;
 
@@ -40,6 +43,21 @@ END
 $$;
 CREATE TRIGGER lines_rev BEFORE UPDATE ON frontdesk.lines
   FOR EACH ROW EXECUTE FUNCTION frontdesk.line_rev();
+
+-- A line's rules changed (its new rev in the session field) or it was
+-- deleted (-1): 104, the username it was held under as the key.
+CREATE FUNCTION frontdesk.line_rev_announced() RETURNS trigger
+LANGUAGE plpgsql SET search_path = pg_catalog AS $$
+BEGIN
+  PERFORM pg_notify('frontdesk_lines', concat_ws(' ', OLD.tenant_id, 104, OLD.id, 0,
+                    CASE WHEN TG_OP = 'DELETE' THEN -1 ELSE NEW.rev END, 0, OLD.username));
+  RETURN NULL;
+END
+$$;
+CREATE TRIGGER lines_rev_announced AFTER UPDATE ON frontdesk.lines
+  FOR EACH ROW WHEN (OLD.rev IS DISTINCT FROM NEW.rev) EXECUTE FUNCTION frontdesk.line_rev_announced();
+CREATE TRIGGER lines_deleted_announced AFTER DELETE ON frontdesk.lines
+  FOR EACH ROW EXECUTE FUNCTION frontdesk.line_rev_announced();
 
 -- Made active again (the suspensions themselves: 0017_edge_lines.sql).
 CREATE FUNCTION frontdesk.tenant_reactivated() RETURNS trigger

@@ -148,9 +148,88 @@ static int open_from_memory(fd_tctx_t *t, linesd_t *l, const Frontdesk__V1__Auth
 	}
 	q->line = line;
 	q->line_id = hit.line_id;
+	q->rev = hit.rev;
 	q->line->active_connections = (int32_t)q->live;
 	q->line->last_seen_at = fd_now_s();
 	return 1;
+}
+
+/* A session the same client reopens, answered from memory (rules.h): no
+ * statement and no Route, as a heartbeat is answered. Only the very request
+ * that opened or last reused the session here (address, user agent, stream,
+ * format, client session key, no node named), while the line's rules allow
+ * it, nothing was announced for the line or its tenant since, the session
+ * is live in the heartbeat cache (an end anywhere is announced) and its
+ * node is fit: then the answer is the one given then. 1: answered, 0: not
+ * from memory, or -code. */
+static int reopen_from_memory(fd_tctx_t *t, linesd_t *l, const Frontdesk__V1__AuthorizePlaybackRequest *req,
+                              const unsigned char pw_bin[32], const rules_addr_t *addr, const rules_tenant_t *rt,
+                              ProtobufCMessage **resp)
+{
+	if (!req->stream_id || req->node_id || !rt->cached || rt->blocked || !rt->active || !l->cache)
+		return 0;
+	fd_arena_t *a = t->arena;
+	rules_reopen_t k = { .addr = addr, .ua = req->user_agent, .client_key = req->client_session_key,
+		                 .stream = req->stream_id, .format = (int)req->output_format };
+	rules_hit_t hit;
+	rules_reopened_t got;
+	int64_t now = fd_now_s();
+	cache_entry_t e;
+	if (!rules_reopen(l, a, req->tenant_id, req->username, pw_bin, &k, now, rt->paths, &hit, &got) ||
+	    !events_listening(l) ||
+	    !cache_touch(l->cache, got.session, req->tenant_id, now, l->cfg->session_timeout, &e) ||
+	    e.line != hit.line_id)
+		return 0;
+	Frontdesk__V1__AuthorizePlaybackResponse *was = (void *)protobuf_c_message_unpack(
+		&frontdesk__v1__authorize_playback_response__descriptor, &a->pb, got.answer_len, got.answer);
+	Frontdesk__V1__Line *line = (Frontdesk__V1__Line *)protobuf_c_message_unpack(
+		&frontdesk__v1__line__descriptor, &a->pb, hit.message_len, hit.message);
+	if (!was || !line)
+		return OOM(t->call);
+	int64_t node = was->node ? was->node->node_id : 0;
+	if (node != e.node || (node && routing_node_unfit(l, node)))
+		return 0;   /* moved or failing: Route is asked */
+	cache_note_beat(l->cache, req->tenant_id, got.session, now);
+	Frontdesk__V1__AuthorizePlaybackResponse *m = fd_reply(t->call, resp);
+	if (!m)
+		return -FD_EEXHAUSTED;
+	line->active_connections = (int32_t)got.live;   /* as counted when the slot was kept */
+	line->last_seen_at = now;
+	line->password = req->password;                 /* the player's own; never opened */
+	m->line = line;
+	m->allowed = true;
+	m->session_id = got.session;
+	m->session_reused = true;
+	m->bandwidth_cap_kbps = was->bandwidth_cap_kbps;
+	m->recheck_after_seconds = was->recheck_after_seconds;
+	m->node = was->node;
+	m->backups = was->backups;
+	m->n_backups = was->n_backups;
+	m->note = was->note;
+	return 1;
+}
+
+/* Keeps the answer m (allowed, a session of a stream) for the same
+ * client's next reopen: packed without its line. */
+static void keep_for_reopen(linesd_t *l, const Frontdesk__V1__AuthorizePlaybackRequest *req,
+                            const rules_addr_t *addr, Frontdesk__V1__AuthorizePlaybackResponse *m, int64_t rev,
+                            int64_t live, rules_gen_t gen, fd_arena_t *a)
+{
+	Frontdesk__V1__Line *line = m->line;
+	int64_t replaced = m->replaced_session_id;
+	m->line = NULL;
+	m->replaced_session_id = 0;
+	size_t n = protobuf_c_message_get_packed_size(&m->base);
+	unsigned char *buf = fd_arena_alloc(a, n ? n : 1);
+	if (buf) {
+		protobuf_c_message_pack(&m->base, buf);
+		rules_reopen_t k = { .addr = addr, .ua = req->user_agent, .client_key = req->client_session_key,
+			                 .stream = req->stream_id, .format = (int)req->output_format,
+			                 .session = m->session_id, .live = live, .answer = buf, .answer_len = n };
+		rules_reopen_put(l, req->tenant_id, req->username, rev, gen, &k);
+	}
+	m->line = line;
+	m->replaced_session_id = replaced;
 }
 
 int linesd_authorize_playback(fd_call_t *call, const ProtobufCMessage *msg, ProtobufCMessage **resp)
@@ -183,6 +262,15 @@ int linesd_authorize_playback(fd_call_t *call, const ProtobufCMessage *msg, Prot
 	if ((rc = rules_tenant(&t, l, req->username, &addr, &rt)) < 0)
 		return rc;
 	active = rt.active;
+	char pwh[65];
+	unsigned char pw_bin[32];
+	line_password_hash(l, req->tenant_id, req->password, pwh);
+	sodium_hex2bin(pw_bin, sizeof(pw_bin), pwh, 64, NULL, NULL, NULL);
+	rules_gen_t gen = rules_gen(l, req->tenant_id, req->username);
+	if ((rc = reopen_from_memory(&t, l, req, pw_bin, &addr, &rt, resp)) != 0) {
+		sodium_memzero(pw_bin, sizeof(pw_bin));
+		return rc < 0 ? rc : 0;
+	}
 	/* The node first: Route answers from memory, and the session is
 	 * written with its node in the same statement. When no node can take
 	 * the viewer, the line is still checked (without a session): a denial
@@ -201,8 +289,10 @@ int linesd_authorize_playback(fd_call_t *call, const ProtobufCMessage *msg, Prot
 		rr.client_country = req->client_country;
 		rr.client_region = req->client_region;
 		rr.output_format = req->output_format;
-		if ((route_rc = routing_route(l, &rr, a, &route, &rerr)) == -FD_EINVAL)
+		if ((route_rc = routing_route(l, &rr, a, &route, &rerr)) == -FD_EINVAL) {
+			sodium_memzero(pw_bin, sizeof(pw_bin));
 			return fd_call_fail(call, FD_EINVAL, "%s", rerr.msg);   /* client_country, client_region */
+		}
 		if (route_rc == 0 && !route->node)
 			route_rc = fd_err_set(&rerr, FD_EINTERNAL, "routerd answered without a node");
 		if (route_rc < 0)
@@ -210,10 +300,6 @@ int linesd_authorize_playback(fd_call_t *call, const ProtobufCMessage *msg, Prot
 		else
 			node = route->node->node_id;
 	}
-	char pwh[65];
-	unsigned char pw_bin[32];
-	line_password_hash(l, req->tenant_id, req->password, pwh);
-	sodium_hex2bin(pw_bin, sizeof(pw_bin), pwh, 64, NULL, NULL, NULL);
 	bool announce = stream && events_watched(l, req->tenant_id);
 	auth_q_t q = { .l = l, .arena = a, .tenant = req->tenant_id };
 	/* The session's id (and so its shard) is known only after: every drop counts. */
@@ -275,6 +361,8 @@ int linesd_authorize_playback(fd_call_t *call, const ProtobufCMessage *msg, Prot
 				                .expires_at = q.line->expires_at, .last_seen = fd_now_s() };
 			sessions_remember(l, true, drops, &e);
 			sessions_started(l, req->tenant_id, e.last_seen);
+			if (!req->node_id)
+				keep_for_reopen(l, req, &addr, m, q.rev, q.live ? q.live : q.line->active_connections, gen, a);
 		}
 		/* The one it names; any other it ended (a line over a lowered
 		 * limit) leaves this cache through its announced end. */

@@ -591,7 +591,8 @@ static void on_notify(struct linesd_events *ev, const char *payload)
 	int end = 0;
 	if (sscanf(payload, "%" SCNd64 " %d %" SCNd64 " %" SCNd64 " %" SCNd64 " %d%n", &e.tenant, &e.type,
 	           &e.line_id, &e.reseller_id, &e.session_id, &e.previous, &end) != 6 ||
-	    (payload[end] != '\0' && !(e.type == NOTIFY_FAILURE_COUNTED && payload[end] == ' ')) || e.tenant <= 0) {
+	    (payload[end] != '\0' &&
+	     !((e.type == NOTIFY_FAILURE_COUNTED || e.type == NOTIFY_LINE_REV) && payload[end] == ' ')) || e.tenant <= 0) {
 		fd_warn("line events: ignoring a malformed notification");
 		return;
 	}

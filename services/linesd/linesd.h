@@ -247,9 +247,11 @@ typedef struct events_observer {
 #define NOTIFY_CATALOG_CHANGED 101     /* session field: the tenant's catalog version now */
 #define NOTIFY_TENANT_SUSPENDED 102
 #define NOTIFY_ACCOUNT_SUSPENDED 103   /* reseller field: the account; its subtree's lines */
-/* 0020_line_rules.sql: made active again; the tenant's lines settings;
+/* 0020_line_rules.sql: a line changed or deleted; made active again; the
+ * tenant's lines settings;
  * a failure counter written (session field: its window's start in epoch
  * seconds, last: the count, then " <key>"). */
+#define NOTIFY_LINE_REV 104             /* session field: the new rev (-1: deleted); then " <username>" */
 #define NOTIFY_TENANT_REACTIVATED 105
 #define NOTIFY_ACCOUNT_REACTIVATED 106
 #define NOTIFY_LINES_SETTINGS 107

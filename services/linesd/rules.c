@@ -44,6 +44,24 @@ typedef struct cidr {
 	unsigned char a[16];
 } cidr_t;
 
+/* A session this replica opened or reused on the line, and the answer it
+ * gave (packed, without the line): the same request again (address, user
+ * agent, stream, format, client session key) is answered from memory while
+ * nothing was announced for the line since and its tenant bucket's
+ * generation is the one read before the database confirmed it. */
+#define REOPEN_SLOTS 4
+
+typedef struct rslot {
+	int64_t session, stream;
+	int format, family;
+	unsigned char a[16];
+	char *ua, *client_key;
+	uint64_t tgen;
+	int64_t live;
+	unsigned char *answer;
+	size_t answer_len;
+} rslot_t;
+
 typedef struct lentry {
 	struct lentry *next;                 /* hash chain */
 	struct lentry *older, *newer;        /* use order */
@@ -63,6 +81,8 @@ typedef struct lentry {
 	char *bouquets;                      /* "{1,2}" */
 	unsigned char *message;
 	size_t message_len;
+	rslot_t reopen[REOPEN_SLOTS];        /* sessions the same client may reopen from memory */
+	unsigned next_slot;                  /* the one replaced next when all are taken */
 } lentry_t;
 
 typedef struct lshard {
@@ -70,6 +90,7 @@ typedef struct lshard {
 	lentry_t **table;
 	size_t cap, n;                       /* cap a power of two */
 	lentry_t *oldest, *newest;
+	uint64_t gen;                        /* lines dropped for a change (stale, 104), also when not held */
 } lshard_t;
 
 struct linesd_rules {
@@ -85,7 +106,7 @@ struct linesd_rules {
 	pthread_t preload;
 	bool preload_started;
 	atomic_bool preload_stop;
-	_Atomic uint64_t preloaded;
+	_Atomic uint64_t preloaded, reopened;
 };
 
 static size_t tbucket(int64_t tenant)
@@ -102,6 +123,14 @@ static void tslot_free(tslot_t *s)
 	free(s);
 }
 
+static void rslot_clear(rslot_t *x)
+{
+	free(x->ua);
+	free(x->client_key);
+	free(x->answer);
+	memset(x, 0, sizeof(*x));
+}
+
 static void lentry_free(lentry_t *e)
 {
 	if (!e)
@@ -115,6 +144,8 @@ static void lentry_free(lentry_t *e)
 	free(e->formats);
 	free(e->bouquets);
 	free(e->message);
+	for (int i = 0; i < REOPEN_SLOTS; i++)
+		rslot_clear(&e->reopen[i]);
 	sodium_memzero(e->pw_hash, sizeof(e->pw_hash));
 	free(e);
 }
@@ -541,6 +572,58 @@ static bool path_suspended(const char *paths, const char *path)
 	return false;
 }
 
+/* The entry of (tenant, username) when its rules allow this request (shard
+ * lock held); it becomes the most recently used. */
+static lentry_t *allowed_locked(lshard_t *sh, uint64_t h, int64_t tenant, const char *username,
+                                const unsigned char pw_hash[32], const rules_addr_t *addr, const char *ua,
+                                int format, int64_t now_s, const char *paths)
+{
+	lentry_t *e = find_locked(sh, h, tenant, username);
+	if (!e)
+		return NULL;
+	unlink_use(sh, e);
+	link_newest(sh, e);
+	if (sodium_memcmp(e->pw_hash, pw_hash, 32) != 0 || e->expires_at <= now_s || path_suspended(paths, e->path))
+		return NULL;
+	if (e->n_ips) {
+		bool in = false;
+		for (size_t i = 0; i < e->n_ips && !in; i++)
+			in = cidr_contains(&e->ips[i], addr);
+		if (!in)
+			return NULL;
+	}
+	if (e->n_uas) {
+		bool in = false;
+		for (size_t i = 0; i < e->n_uas && !in; i++)
+			in = strcmp(e->uas[i], ua) == 0;
+		if (!in)
+			return NULL;
+	}
+	if (format && e->n_formats) {
+		bool in = false;
+		for (size_t i = 0; i < e->n_formats && !in; i++)
+			in = e->formats[i] == format;
+		if (!in)
+			return NULL;
+	}
+	return e;
+}
+
+/* hit from e, in a. */
+static bool hit_of(fd_arena_t *a, const lentry_t *e, rules_hit_t *hit)
+{
+	unsigned char *msg = fd_arena_alloc(a, e->message_len ? e->message_len : 1);
+	const char *bq = fd_arena_strdup(a, e->bouquets);
+	if (!msg || !bq)
+		return false;
+	memcpy(msg, e->message, e->message_len);
+	*hit = (rules_hit_t){ .line_id = e->line_id, .reseller_id = e->reseller_id, .rev = e->rev,
+		                  .expires_at = e->expires_at, .bandwidth_cap_kbps = e->bandwidth_cap_kbps,
+		                  .max_connections = e->max_connections, .bouquets = bq, .message = msg,
+		                  .message_len = e->message_len };
+	return true;
+}
+
 bool rules_line(linesd_t *l, fd_arena_t *a, int64_t tenant, const char *username, const unsigned char pw_hash[32],
                 const rules_addr_t *addr, const char *ua, int format, int64_t now_s, const char *paths,
                 rules_hit_t *hit)
@@ -550,49 +633,105 @@ bool rules_line(linesd_t *l, fd_arena_t *a, int64_t tenant, const char *username
 		return false;
 	uint64_t h = line_hash(r, tenant, username);
 	lshard_t *sh = shard_of(r, h);
-	bool ok = false;
 	pthread_mutex_lock(&sh->mu);
-	lentry_t *e = find_locked(sh, h, tenant, username);
-	if (!e)
-		goto out;
-	unlink_use(sh, e);
-	link_newest(sh, e);
-	if (sodium_memcmp(e->pw_hash, pw_hash, 32) != 0 || e->expires_at <= now_s || path_suspended(paths, e->path))
-		goto out;
-	if (e->n_ips) {
-		bool in = false;
-		for (size_t i = 0; i < e->n_ips && !in; i++)
-			in = cidr_contains(&e->ips[i], addr);
-		if (!in)
-			goto out;
-	}
-	if (e->n_uas) {
-		bool in = false;
-		for (size_t i = 0; i < e->n_uas && !in; i++)
-			in = strcmp(e->uas[i], ua) == 0;
-		if (!in)
-			goto out;
-	}
-	if (format && e->n_formats) {
-		bool in = false;
-		for (size_t i = 0; i < e->n_formats && !in; i++)
-			in = e->formats[i] == format;
-		if (!in)
-			goto out;
-	}
-	unsigned char *msg = fd_arena_alloc(a, e->message_len ? e->message_len : 1);
-	const char *bq = fd_arena_strdup(a, e->bouquets);
-	if (!msg || !bq)
-		goto out;
-	memcpy(msg, e->message, e->message_len);
-	*hit = (rules_hit_t){ .line_id = e->line_id, .reseller_id = e->reseller_id, .rev = e->rev,
-		                  .expires_at = e->expires_at, .bandwidth_cap_kbps = e->bandwidth_cap_kbps,
-		                  .max_connections = e->max_connections, .bouquets = bq, .message = msg,
-		                  .message_len = e->message_len };
-	ok = true;
-out:
+	lentry_t *e = allowed_locked(sh, h, tenant, username, pw_hash, addr, ua, format, now_s, paths);
+	bool ok = e && hit_of(a, e, hit);
 	pthread_mutex_unlock(&sh->mu);
 	atomic_fetch_add(ok ? &r->line_hits : &r->line_misses, 1);
+	return ok;
+}
+
+/* ---- sessions reopened from memory ---- */
+
+rules_gen_t rules_gen(linesd_t *l, int64_t tenant, const char *username)
+{
+	struct linesd_rules *r = l->rules;
+	rules_gen_t g = { .tenant = atomic_load(&r->gen[tbucket(tenant)]) };
+	if (!r->max_per_shard)
+		return g;
+	lshard_t *sh = shard_of(r, line_hash(r, tenant, username));
+	pthread_mutex_lock(&sh->mu);
+	g.line = sh->gen;
+	pthread_mutex_unlock(&sh->mu);
+	return g;
+}
+
+static bool slot_matches(const rslot_t *x, const rules_reopen_t *k)
+{
+	return x->session && x->stream == k->stream && x->format == k->format && x->family == k->addr->family &&
+	       memcmp(x->a, k->addr->a, sizeof(x->a)) == 0 && strcmp(x->ua, k->ua) == 0 &&
+	       strcmp(x->client_key, k->client_key) == 0;
+}
+
+/* Keeps k in e (shard lock held): its own slot when the request is there,
+ * else a free one, else the next in turn. */
+static void slot_keep_locked(lentry_t *e, uint64_t tgen, const rules_reopen_t *k)
+{
+	rslot_t *x = NULL;
+	for (int i = 0; i < REOPEN_SLOTS && !x; i++)
+		if (slot_matches(&e->reopen[i], k))
+			x = &e->reopen[i];
+	for (int i = 0; i < REOPEN_SLOTS && !x; i++)
+		if (!e->reopen[i].session)
+			x = &e->reopen[i];
+	if (!x)
+		x = &e->reopen[e->next_slot++ % REOPEN_SLOTS];
+	rslot_clear(x);
+	rslot_t v = { .session = k->session, .stream = k->stream, .format = k->format, .family = k->addr->family,
+		          .tgen = tgen, .live = k->live, .ua = strdup(k->ua), .client_key = strdup(k->client_key),
+		          .answer = malloc(k->answer_len ? k->answer_len : 1), .answer_len = k->answer_len };
+	memcpy(v.a, k->addr->a, sizeof(v.a));
+	if (!v.ua || !v.client_key || !v.answer) {
+		rslot_clear(&v);
+		return;
+	}
+	memcpy(v.answer, k->answer, k->answer_len);
+	*x = v;
+}
+
+void rules_reopen_put(linesd_t *l, int64_t tenant, const char *username, int64_t rev, rules_gen_t gen,
+                      const rules_reopen_t *k)
+{
+	struct linesd_rules *r = l->rules;
+	if (!r->max_per_shard || !k->addr->family)
+		return;
+	uint64_t h = line_hash(r, tenant, username);
+	lshard_t *sh = shard_of(r, h);
+	pthread_mutex_lock(&sh->mu);
+	lentry_t *e = find_locked(sh, h, tenant, username);
+	if (e && e->rev == rev && sh->gen == gen.line)
+		slot_keep_locked(e, gen.tenant, k);
+	pthread_mutex_unlock(&sh->mu);
+}
+
+bool rules_reopen(linesd_t *l, fd_arena_t *a, int64_t tenant, const char *username, const unsigned char pw_hash[32],
+                  const rules_reopen_t *k, int64_t now_s, const char *paths, rules_hit_t *hit,
+                  rules_reopened_t *out)
+{
+	struct linesd_rules *r = l->rules;
+	if (!r->max_per_shard || !k->addr->family)
+		return false;
+	uint64_t tgen = atomic_load(&r->gen[tbucket(tenant)]);
+	uint64_t h = line_hash(r, tenant, username);
+	lshard_t *sh = shard_of(r, h);
+	bool ok = false;
+	pthread_mutex_lock(&sh->mu);
+	lentry_t *e = allowed_locked(sh, h, tenant, username, pw_hash, k->addr, k->ua, k->format, now_s, paths);
+	for (int i = 0; e && !ok && i < REOPEN_SLOTS; i++) {
+		const rslot_t *x = &e->reopen[i];
+		if (!slot_matches(x, k) || x->tgen != tgen || !hit_of(a, e, hit))
+			continue;
+		unsigned char *ans = fd_arena_alloc(a, x->answer_len ? x->answer_len : 1);
+		if (!ans)
+			break;
+		memcpy(ans, x->answer, x->answer_len);
+		*out = (rules_reopened_t){ .session = x->session, .live = x->live, .answer = ans,
+			                       .answer_len = x->answer_len };
+		ok = true;
+	}
+	pthread_mutex_unlock(&sh->mu);
+	if (ok)
+		atomic_fetch_add(&r->reopened, 1);
 	return ok;
 }
 
@@ -711,16 +850,27 @@ void rules_line_put(linesd_t *l, int64_t tenant, const Frontdesk__V1__Line *m, i
 	pthread_mutex_unlock(&sh->mu);
 }
 
-void rules_line_drop(linesd_t *l, int64_t tenant, const char *username)
+/* Forgets (tenant, username) when held at a rev below rev (-1: whatever it
+ * is held at); a read of the line in flight is not kept for reopens in any
+ * case (the shard's generation). */
+static void line_drop_below(linesd_t *l, int64_t tenant, const char *username, int64_t rev)
 {
 	struct linesd_rules *r = l->rules;
+	if (!r->max_per_shard)
+		return;
 	uint64_t h = line_hash(r, tenant, username);
 	lshard_t *sh = shard_of(r, h);
 	pthread_mutex_lock(&sh->mu);
 	lentry_t *e = find_locked(sh, h, tenant, username);
-	if (e)
+	if (e && (rev < 0 || e->rev < rev))
 		remove_locked(sh, e);
+	sh->gen++;
 	pthread_mutex_unlock(&sh->mu);
+}
+
+void rules_line_drop(linesd_t *l, int64_t tenant, const char *username)
+{
+	line_drop_below(l, tenant, username, -1);
 }
 
 /* ---- notifications ---- */
@@ -751,6 +901,20 @@ void rules_on_event(linesd_t *l, const events_notice_t *n)
 		pthread_mutex_unlock(&r->mu);
 		return;
 	}
+	case NOTIFY_LINE_REV:
+		/* Changed (to rev n->session_id) or deleted (-1): forgotten when
+		 * held at an older rev (its reopened sessions too), so that the
+		 * next authorization asks PostgreSQL. A notice of the change the
+		 * held rev already has (a line cached just after its change) keeps
+		 * it. */
+		if (n->key)
+			line_drop_below(l, n->tenant, n->key, n->session_id);
+		return;
+	case NOTIFY_CATALOG_CHANGED:
+		/* A stream left a bouquet or was disabled: no session of the
+		 * tenant is reopened from memory until the database says again. */
+		atomic_fetch_add(&r->gen[tbucket(n->tenant)], 1);
+		return;
 	case NOTIFY_TENANT_SUSPENDED:
 	case NOTIFY_ACCOUNT_SUSPENDED:
 	case NOTIFY_TENANT_REACTIVATED:
@@ -786,6 +950,7 @@ void rules_stats(linesd_t *l, rules_stats_t *out)
 	out->tenant_hits = atomic_load(&r->tenant_hits);
 	out->tenant_reads = atomic_load(&r->tenant_reads);
 	out->preloaded = atomic_load(&r->preloaded);
+	out->reopened = atomic_load(&r->reopened);
 	for (int i = 0; i < LINE_SHARDS; i++) {
 		pthread_mutex_lock(&r->shards[i].mu);
 		out->lines += r->shards[i].n;

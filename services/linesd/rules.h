@@ -15,10 +15,18 @@
  *     make room early. Bounded (FRONTDESK_LINESD_LINE_CACHE lines), least
  *     recently used first out.
  *
- * Only an allowed authorization is decided from memory (and then only what
- * does not need the session table): anything the memory would deny is asked
- * of frontdesk.authorize_playback, which answers it as before (and counts a
- * wrong password). */
+ *   - per line, up to 4 sessions this replica opened or reused, with the
+ *     answer it gave: the very same request again (the same client
+ *     reopening its stream) is answered from memory, with no statement,
+ *     while the session is live in the heartbeat cache, its node fit, and
+ *     no notice came for the line (104: any change of its rev, whoever
+ *     made it) or for its tenant's bucket (suspensions, settings, failures,
+ *     catalog changes) since the database last confirmed it.
+ *
+ * Only an allowed authorization is decided from memory (and then, for a new
+ * session, only what does not need the session table): anything the memory
+ * would deny is asked of frontdesk.authorize_playback, which answers it as
+ * before (and counts a wrong password). */
 #ifndef LINESD_RULES_H
 #define LINESD_RULES_H
 
@@ -87,7 +95,46 @@ bool rules_line(struct linesd *l, fd_arena_t *a, int64_t tenant, const char *use
  * holds no password here), its rev, its path and the lookup hash. */
 void rules_line_put(struct linesd *l, int64_t tenant, const Frontdesk__V1__Line *m, int64_t rev, const char *path,
                     const unsigned char pw_hash[32]);
-/* Forgets (tenant, username): open_session found it stale. */
+/* Sessions the same client reopens (rules.c: the line's reopen slots).
+ * rules_gen is read before the database is asked; a slot is kept only if
+ * the line was not dropped since (rules_line_drop: stale, or announced
+ * changed) and is used only while the tenant's bucket saw no notice since
+ * (suspensions, settings, failures, catalog changes). */
+typedef struct rules_gen {
+	uint64_t tenant, line;
+} rules_gen_t;
+
+/* The request as a reopen compares it, and (to keep) the session and the
+ * answer given, packed without its line. */
+typedef struct rules_reopen {
+	const rules_addr_t *addr;
+	const char *ua, *client_key;
+	int64_t stream;
+	int format;
+	int64_t session, live;
+	const unsigned char *answer;
+	size_t answer_len;
+} rules_reopen_t;
+
+typedef struct rules_reopened {
+	int64_t session, live;        /* live: the line's live sessions when the slot was kept */
+	const unsigned char *answer;  /* in the arena */
+	size_t answer_len;
+} rules_reopened_t;
+
+rules_gen_t rules_gen(struct linesd *l, int64_t tenant, const char *username);
+/* Keeps k's session on (tenant, username) at rev, unless the line was
+ * dropped since gen or is not held at rev. */
+void rules_reopen_put(struct linesd *l, int64_t tenant, const char *username, int64_t rev, rules_gen_t gen,
+                      const rules_reopen_t *k);
+/* rules_line's checks, then the slot of k's request (session and answer
+ * ignored in k): true with *hit and *out filled. The caller still checks
+ * that the session is live (the heartbeat cache) and its node fit. */
+bool rules_reopen(struct linesd *l, fd_arena_t *a, int64_t tenant, const char *username,
+                  const unsigned char pw_hash[32], const rules_reopen_t *k, int64_t now_s, const char *paths,
+                  rules_hit_t *hit, rules_reopened_t *out);
+/* Forgets (tenant, username): open_session found it stale, or it was
+ * announced changed or deleted (104). */
 void rules_line_drop(struct linesd *l, int64_t tenant, const char *username);
 
 /* events.c's observer part (the LISTEN thread) and a lost or renewed LISTEN. */
@@ -95,7 +142,7 @@ void rules_on_event(struct linesd *l, const struct events_notice *n);
 void rules_forget_all(struct linesd *l);
 
 typedef struct rules_stats {
-	uint64_t line_hits, line_misses, lines, tenant_hits, tenant_reads, preloaded;
+	uint64_t line_hits, line_misses, lines, tenant_hits, tenant_reads, preloaded, reopened;
 } rules_stats_t;
 void rules_stats(struct linesd *l, rules_stats_t *out);
 
