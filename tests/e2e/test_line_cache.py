@@ -662,19 +662,44 @@ def open_connections(p, s, line, edge):
     assert all(code == "OK" and a.allowed for code, a in out), out
 
 
+def reopened_from_memory(p, s, edge, line, **kw):
+    """A session opened at edge, then the same request again answered there
+    from memory (authorize.c's reopen: no statement runs, so it completes
+    behind the gate with nothing waiting); a notice still in flight may send
+    the first tries to PostgreSQL. Returns the session's id."""
+    a = authorize(edge, s, line, **kw)
+    assert a.allowed and not a.session_reused, why(a)
+    paths = []
+    while len(paths) < 5:
+        path, (code, b) = probe(p, lambda: authorize(edge, s, line, **kw))
+        assert code == "OK" and b.allowed and b.session_reused and b.session_id == a.session_id, (code, b)
+        paths.append(path)
+        if path is None:
+            return a.session_id
+        time.sleep(0.05)
+    raise AssertionError(f"never reopened from memory: the tries ran {paths}")
+
+
 def test_listen_lost_steps_aside(p, edges):
     """Both replicas' LISTEN connections terminated by PostgreSQL, and
     refused back (the database's CONNECTION LIMIT 0, which superusers
     ignore) for a while. Meanwhile every authorization runs the full SQL
     path and changes made by direct SQL (their NOTIFY heard by nobody) are
-    honoured at once, also after a call that a cache would have kept; a
-    change made while replica B was asked nothing is honoured once LISTEN is
-    back. Then B answers from memory again and NOTIFY invalidates it again."""
+    honoured at once, also after a call that a cache would have kept, and by
+    a player reopening a session B answered from memory before; a change
+    made while replica B was asked nothing (a reseller suspended, a
+    reopening player's line banned) is honoured once LISTEN is back. Then B
+    answers from memory again and NOTIFY invalidates it again."""
     s = make_shop(p)
     A_, B = edges
     mine, other = new_line(s), new_line(s, owner=s.r3)
     for line in (mine, other):
         warm(p, s, edges, line)
+    # Two players whose reopens B answers from memory (no statement).
+    reo = [new_line(s, owner=s.r2) for _ in range(2)]
+    reo_ip = [ip(), ip()]
+    for line, addr in zip(reo, reo_ip):
+        reopened_from_memory(p, s, B, line, client_ip=addr)
     for e in edges:
         open_connections(p, s, mine, e)
     assert listeners(p) == 2
@@ -700,6 +725,14 @@ def test_listen_lost_steps_aside(p, edges):
             assert code == "OK" and a.allowed and path == FULL, (i, code, path)
             end(e, s, a)
         assert listeners(p) == 0, "PostgreSQL refused LISTEN back"
+        # Both reopening players' lines banned by SQL alone (the rev
+        # trigger's notice heard by nobody; their sessions stay live): the
+        # first reopens now, the second once LISTEN is back.
+        p.q.q(f"UPDATE frontdesk.lines SET state = 'banned' WHERE tenant_id = {s.tenant}"
+              f" AND id IN ({reo[0].id}, {reo[1].id})")
+        a = authorize(B, s, reo[0], client_ip=reo_ip[0])
+        assert not a.allowed and a.denial_reason == D.DENIAL_REASON_BANNED, \
+            f"a reopen at replica B while it does not listen: {why(a)} (session {a.session_id})"
         # Changes whose NOTIFY nobody hears, honoured at once (first call).
         acct = f"tenant_id = {s.tenant} AND id = {s.r.id}"
         p.q.q(f"UPDATE frontdesk.accounts SET status = 'suspended' WHERE {acct}")
@@ -728,6 +761,9 @@ def test_listen_lost_steps_aside(p, edges):
     say(f"LISTEN down for {(time.monotonic() - down) * 1000:.0f} ms")
     assert answers(B, s, other, D.DENIAL_REASON_RESELLER_SUSPENDED)()[0], \
         "a suspension made while replica B did not listen was missed after LISTEN came back"
+    a = authorize(B, s, reo[1], client_ip=reo_ip[1])
+    assert not a.allowed and a.denial_reason == D.DENIAL_REASON_BANNED, \
+        f"a reopen at replica B of a line banned while it did not listen, once LISTEN is back: {why(a)}"
     s.t.auth.UpdateReseller(reseller_id=s.r3.id, status=A.RESELLER_STATUS_ACTIVE)
     honoured("after LISTEN is back: reactivation", answers(B, s, other, None))
     # The cache is used again (the first call reads the tenant again and keeps it) ...
