@@ -1014,3 +1014,26 @@ def test_changes_racing_an_authorization(p, edges):
         except AssertionError as e:
             failures.append(f"{what}: {e}")
     assert not failures, "\n".join(failures)
+
+
+def test_reopen_of_a_replaced_session(p, edges):
+    """A player whose reopen replica B answers from memory has its session
+    replaced (END_OLDEST) by newcomers at replica A: its next reopen at B is
+    not answered with the ended session (within 1 s: the end's notice), and
+    its heartbeat there says REPLACED."""
+    o = make_shop(p, policy=L.CONNECTION_LIMIT_POLICY_END_OLDEST)
+    A_, B = edges
+    line = new_line(o)
+    x = ip()
+    sid = reopened_from_memory(p, o, B, line, client_ip=x)
+    assert authorize(A_, o, line).allowed
+    c = authorize(A_, o, line)
+    assert c.allowed and c.replaced_session_id == sid, (why(c), c.replaced_session_id, sid)
+
+    def not_the_ended_one():
+        a = authorize(B, o, line, client_ip=x)
+        return a.allowed and a.session_id != sid and not a.session_reused, (why(a), a.session_id, a.session_reused)
+    honoured("reopen of a session replaced at the other replica", not_the_ended_one)
+    h = B.SessionHeartbeat(tenant_id=o.tenant, session_id=sid)
+    assert not h.active and h.end_reason == E.SESSION_END_REASON_REPLACED, (h.active, E.Name(h.end_reason))
+    assert len(live_ids(p, line.id)) == 2
