@@ -993,18 +993,24 @@ def revoked_everywhere(p, s, edges, sid, what, since):
 
 def test_changes_racing_an_authorization(p10):
     """A change committed while replica B's open_session has passed its rev
-    check but not yet inserted the session (held_at_nextval): a ban through
-    replica A, a reseller suspension and a tenant suspension through authd,
+    check but not yet inserted the session (held_at_nextval): a ban, a
+    disable, a password change and a deletion through replica A, a reseller
+    suspension and a tenant suspension through authd,
     each given time to be announced and acted on (0.5 s) before B's insert
     goes on. Whatever B answers, the line must not keep a live session
     afterwards: B refuses, or the session it opened ends (LINE_REVOKED)
     within 1 s at both replicas' heartbeats and in SQL. With the sweep at its
     default period (p10), so that the sweep's pass is not what ends it."""
     p, edges = p10, p10.edges
-    one = make_shop(p)        # the ban (a line of r3), then r's suspension
+    one = make_shop(p)        # the line changes (lines of r3), then r's suspension
     cases = [
         ("ban", lambda s, line: s.r3.at(0).SetLineStatus(line_id=line.id, status=L.LINE_STATUS_BANNED, reason="race"),
          D.DENIAL_REASON_BANNED),
+        ("disable", lambda s, line: s.r3.at(0).SetLineStatus(line_id=line.id, status=L.LINE_STATUS_DISABLED),
+         D.DENIAL_REASON_DISABLED),
+        ("password change", lambda s, line: s.r3.at(0).UpdateLine(line_id=line.id, new_password=uniq("pw")),
+         D.DENIAL_REASON_BAD_CREDENTIALS),
+        ("deletion", lambda s, line: s.t.at(0).DeleteLine(line_id=line.id), D.DENIAL_REASON_BAD_CREDENTIALS),
         ("reseller suspension", lambda s, line: s.t.auth.UpdateReseller(reseller_id=s.r.id,
                                                                          status=A.RESELLER_STATUS_SUSPENDED),
          D.DENIAL_REASON_RESELLER_SUSPENDED),
@@ -1014,7 +1020,7 @@ def test_changes_racing_an_authorization(p10):
     failures = []
     for what, change, reason in cases:
         s = one if what != "tenant suspension" else make_shop(p)
-        line = new_line(s, owner=s.r3 if what == "ban" else None)
+        line = new_line(s, owner=s.r if what == "reseller suspension" else s.r3)
         warm(p, s, edges, line)
         finish = held_at_nextval(p, lambda: authorize(edges[1], s, line))
         try:
