@@ -1061,3 +1061,36 @@ def test_reopen_of_a_replaced_session(p, edges):
     h = B.SessionHeartbeat(tenant_id=o.tenant, session_id=sid)
     assert not h.active and h.end_reason == E.SESSION_END_REASON_REPLACED, (h.active, E.Name(h.end_reason))
     assert len(live_ids(p, line.id)) == 2
+
+
+def test_password_change_racing_the_full_path(p10):
+    """The same race on the full path, where it needs no artificial hold: an
+    authorization of a line not held in memory waits for the line's advisory
+    lock (as it does behind any other authorization of the line: a shared
+    line at kickoff) after authorize_playback has read the line; a password
+    change through replica A commits meanwhile (it does not take that lock).
+    Whatever B answers, no session with the old password may stay live: the
+    one opened ends (LINE_REVOKED) within 1 s at both replicas."""
+    p, edges = p10, p10.edges
+    s = make_shop(p)
+    line = new_line(s)
+    p.g.q(f"SELECT pg_advisory_lock({line.id})")
+    res = []
+    th = threading.Thread(target=lambda: res.append(outcome(lambda: authorize(edges[1], s, line))))
+    try:
+        th.start()
+        q = ("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'"
+             " AND query LIKE '%authorize_playback(%'")
+        wait_until(lambda: p.q.q(q) == "1", 5.0, "authorize_playback waiting for the line's advisory lock")
+        s.r.at(0).UpdateLine(line_id=line.id, new_password=uniq("pw"))
+        time.sleep(0.5)
+    finally:
+        p.g.q(f"SELECT pg_advisory_unlock({line.id})")
+    th.join(15)
+    since = time.monotonic()
+    code, a = res[0]
+    assert code == "OK", (code, a)
+    say(f"password change racing the full path: replica B answered {why(a)} (session {a.session_id})")
+    if a.allowed:
+        revoked_everywhere(p, s, edges, a.session_id, "password change racing the full path", since)
+    assert answers(edges[1], s, line, D.DENIAL_REASON_BAD_CREDENTIALS)()[0]
