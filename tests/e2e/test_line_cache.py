@@ -985,6 +985,20 @@ def test_reopen_of_a_replaced_session(p, edges):
 # 5. A change racing an authorization from memory.
 # ---------------------------------------------------------------------------
 
+def in_thread(call, want_response=False):
+    """Starts call in a thread; returns a function that joins it and gives
+    its code ("OK" or the gRPC code), or (code, response) with want_response."""
+    res = []
+    th = threading.Thread(target=lambda: res.append(outcome(call)))
+    th.start()
+
+    def done():
+        th.join(30)
+        assert res, "the call did not finish"
+        return res[0] if want_response else res[0][0]
+    return done
+
+
 def held_at_nextval(p, call):
     """Runs call (an authorization from memory) until its open_session waits
     at the session id's nextval (ALTER SEQUENCE in p.g's open transaction:
@@ -1059,11 +1073,14 @@ def test_changes_racing_an_authorization(p10):
         warm(p, s, edges, line)
         finish = held_at_nextval(p, lambda: authorize(edges[1], s, line))
         try:
-            change(s, line)
+            # In a thread: a change that takes the line's advisory lock waits
+            # for the held authorization (which holds it) instead.
+            changed = in_thread(lambda: change(s, line))
             time.sleep(0.5)
         finally:
             code, a = finish()
         since = time.monotonic()
+        assert changed() == "OK", (what, changed())
         assert code == "OK", (what, code, a)
         say(f"{what} racing an authorization: replica B answered {why(a)} (session {a.session_id})")
         try:
@@ -1087,20 +1104,20 @@ def test_password_change_racing_the_full_path(p10):
     s = make_shop(p)
     line = new_line(s)
     p.g.q(f"SELECT pg_advisory_lock({line.id})")
-    res = []
-    th = threading.Thread(target=lambda: res.append(outcome(lambda: authorize(edges[1], s, line))))
     try:
-        th.start()
+        authorized = in_thread(lambda: authorize(edges[1], s, line), want_response=True)
         q = ("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'"
              " AND query LIKE '%authorize_playback(%'")
         wait_until(lambda: p.q.q(q) == "1", 5.0, "authorize_playback waiting for the line's advisory lock")
-        s.r.at(0).UpdateLine(line_id=line.id, new_password=uniq("pw"))
+        # In a thread: a change that takes the line's advisory lock queues
+        # behind the authorization for it.
+        changed = in_thread(lambda: s.r.at(0).UpdateLine(line_id=line.id, new_password=uniq("pw")))
         time.sleep(0.5)
     finally:
         p.g.q(f"SELECT pg_advisory_unlock({line.id})")
-    th.join(15)
+    code, a = authorized()
     since = time.monotonic()
-    code, a = res[0]
+    assert changed() == "OK", changed()
     assert code == "OK", (code, a)
     say(f"password change racing the full path: replica B answered {why(a)} (session {a.session_id})")
     if a.allowed:
