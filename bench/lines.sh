@@ -41,7 +41,7 @@
 # ("8 32 128"), OPEN_RATE (5000), LINESD_THREADS (8), LINESD_DB_POOL (8),
 # ECHO_THREADS (2), PGBENCH_THREADS (1, like bench_load), PGBENCH (its path),
 # BENCH_SQL=0 (no pgbench), BENCH_OPEN=0 (no open-loop runs), BENCH_REOPEN=0
-# (no reopen runs), PRELOAD (1: linesd restarted after the set-up, its lines
+# (no reopen runs), BENCH_HOLD=1 (set up, then hold for profiling), PRELOAD (1: linesd restarted after the set-up, its lines
 # read into memory at start; 0: not), ROUTERD (1; 0:
 # no routerd), ROUTERD_NODES (200), ROUTERD_THREADS (8), ROUTERD_DB_POOL (2),
 # HEARTBEAT_MS (1000: the nodes' interval, FRONTDESK_NODE_HEARTBEAT_MS).
@@ -260,6 +260,13 @@ read -r noff loff nrev frev < <(psql_pg -d frontdesk -tA -F ' ' -c "SELECT count
 pgb_vars=()
 while IFS= read -r v; do pgb_vars+=(-D "$v"); done <"$tmp/pgbench.vars"
 
+# BENCH_HOLD=1: everything set up is kept running for profiling (perf,
+# pgbench by hand) until this script is interrupted; nothing is measured.
+if [ "${BENCH_HOLD:-0}" = 1 ]; then
+	echo "# holding: psql -h $pg_host -p $pg_port -U postgres frontdesk; linesd $linesd (pid $linesd_pid);" \
+		"pgbench script $tmp/authorize.pgbench with: ${pgb_vars[*]} -D u0=$((U0 + NLIVE)) -D span=$NFRESH -D nc=1 -D n=0"
+	while :; do sleep 60; done
+fi
 out=$tmp/out
 # measure CASE SERVER_PID -- COMMAND...: runs COMMAND, samples the CPU of the
 # server (linesd or bench_echo), of PostgreSQL (the postmaster and its

@@ -267,6 +267,7 @@ int linesd_authorize_playback(fd_call_t *call, const ProtobufCMessage *msg, Prot
 	line_password_hash(l, req->tenant_id, req->password, pwh);
 	sodium_hex2bin(pw_bin, sizeof(pw_bin), pwh, 64, NULL, NULL, NULL);
 	rules_gen_t gen = rules_gen(l, req->tenant_id, req->username);
+	uint64_t suspensions = rules_suspensions(l, req->tenant_id);
 	if ((rc = reopen_from_memory(&t, l, req, pw_bin, &addr, &rt, resp)) != 0) {
 		sodium_memzero(pw_bin, sizeof(pw_bin));
 		return rc < 0 ? rc : 0;
@@ -322,8 +323,16 @@ int linesd_authorize_playback(fd_call_t *call, const ProtobufCMessage *msg, Prot
 			if (!q.params[i])
 				return OOM(call);
 		fd_tx_opts_t o = { .generic_plans = true };
-		if ((rc = fd_tctx_run(&t, l->db, &o, authorize_tx, &q)) < 0)
-			return rc;
+		/* stale: the line changed between its read and its lock (a change
+		 * holding the lock ended its sessions): asked again. */
+		for (int tries = 1;; tries++) {
+			if ((rc = fd_tctx_run(&t, l->db, &o, authorize_tx, &q)) < 0)
+				return rc;
+			if (q.outcome != OPEN_STALE)
+				break;
+			if (tries == 3)
+				return fd_call_fail(call, FD_EABORTED, "the line changed during each of 3 tries; try again");
+		}
 		/* An allowed line's rules are kept: the next authorization of it
 		 * is decided from memory. */
 		if (playback_answer(q.outcome).allowed && q.line)
@@ -363,6 +372,10 @@ int linesd_authorize_playback(fd_call_t *call, const ProtobufCMessage *msg, Prot
 			sessions_started(l, req->tenant_id, e.last_seen);
 			if (!req->node_id)
 				keep_for_reopen(l, req, &addr, m, q.rev, q.live ? q.live : q.line->active_connections, gen, a);
+			/* A suspension heard meanwhile: its sweep may have run before
+			 * this session committed, so it runs again (rules.h). */
+			if (rules_suspensions(l, req->tenant_id) != suspensions)
+				janitor_soon(l, req->tenant_id);
 		}
 		/* The one it names; any other it ended (a line over a lowered
 		 * limit) leaves this cache through its announced end. */

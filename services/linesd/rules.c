@@ -98,6 +98,7 @@ struct linesd_rules {
 	tslot_t **tenants;                   /* TENANT_BUCKETS chains */
 	size_t n_tenants;
 	_Atomic uint64_t gen[TENANT_BUCKETS];
+	_Atomic uint64_t sgen[TENANT_BUCKETS];   /* suspensions heard, by tenant bucket */
 	lshard_t shards[LINE_SHARDS];
 	size_t max_per_shard;
 	unsigned char hash_key[16];
@@ -643,6 +644,11 @@ bool rules_line(linesd_t *l, fd_arena_t *a, int64_t tenant, const char *username
 
 /* ---- sessions reopened from memory ---- */
 
+uint64_t rules_suspensions(linesd_t *l, int64_t tenant)
+{
+	return atomic_load(&l->rules->sgen[tbucket(tenant)]);
+}
+
 rules_gen_t rules_gen(linesd_t *l, int64_t tenant, const char *username)
 {
 	struct linesd_rules *r = l->rules;
@@ -917,6 +923,8 @@ void rules_on_event(linesd_t *l, const events_notice_t *n)
 		return;
 	case NOTIFY_TENANT_SUSPENDED:
 	case NOTIFY_ACCOUNT_SUSPENDED:
+		atomic_fetch_add(&r->sgen[tbucket(n->tenant)], 1);
+		/* fall through */
 	case NOTIFY_TENANT_REACTIVATED:
 	case NOTIFY_ACCOUNT_REACTIVATED:
 	case NOTIFY_LINES_SETTINGS: {

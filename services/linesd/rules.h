@@ -123,6 +123,11 @@ typedef struct rules_reopened {
 } rules_reopened_t;
 
 rules_gen_t rules_gen(struct linesd *l, int64_t tenant, const char *username);
+/* The count of suspensions (tenant or account) heard in tenant's bucket. A
+ * session opened while it changed may have been decided before the
+ * suspension was known, and committed after the sweep the suspension woke
+ * ended its peers: the caller wakes the sweep again (janitor_soon). */
+uint64_t rules_suspensions(struct linesd *l, int64_t tenant);
 /* Keeps k's session on (tenant, username) at rev, unless the line was
  * dropped since gen or is not held at rev. */
 void rules_reopen_put(struct linesd *l, int64_t tenant, const char *username, int64_t rev, rules_gen_t gen,

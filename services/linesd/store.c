@@ -497,10 +497,15 @@ const fd_sql_t SQL_LIST_LINES = {
 	" ORDER BY l.id LIMIT $3",
 	12,
 };
+/* The line's row, and its advisory lock: the one its authorizations hold
+ * from their connection-limit check to their commit, so a session opened
+ * just before this change is seen (and ended) by the change's later
+ * statements (migrations/0020_line_rules.sql). */
 const fd_sql_t SQL_LOCK_LINE = {
 	"linesd_lock_line",
 	"SELECT l.reseller_id, l.state, CASE WHEN l.state IN ('banned', 'disabled') THEN l.state"
-	"       WHEN l.expires_at <= now() THEN 'expired' ELSE l.state END, p.max_connections, p.bouquet_ids"
+	"       WHEN l.expires_at <= now() THEN 'expired' ELSE l.state END, p.max_connections, p.bouquet_ids,"
+	"       pg_advisory_xact_lock(l.id)"
 	"  FROM frontdesk.lines l LEFT JOIN frontdesk.packages p ON p.tenant_id = l.tenant_id AND p.id = l.package_id"
 	" WHERE l.tenant_id = $1 AND l.id = $2 AND l.state <> 'pending' AND l.reseller_path LIKE $3::text || '%'"
 	"   FOR NO KEY UPDATE OF l",
@@ -656,6 +661,10 @@ const fd_sql_t SQL_PENDING = {
 /* The outcome's number comes last in the text: pg_stat_activity shows a
  * statement's first 1024 bytes, and tests find waiting authorizations by
  * the function's name there. */
+/* (Its text up to "authorize_playback(" stays within PostgreSQL's default
+ * track_activity_query_size, 1024: the tests find waiting authorizations in
+ * pg_stat_activity by it.) Outcome -1: stale (the line changed before its
+ * lock was taken). */
 const fd_sql_t SQL_AUTHORIZE = {
 	"linesd_authorize",
 	"SELECT o.n, d.retry_after, d.session_id, d.reused, d.replaced_id, d.line_id, "
@@ -669,7 +678,8 @@ const fd_sql_t SQL_AUTHORIZE = {
 	"       $16::text[], $11, $12, $13, $14, coalesce((SELECT connection_limit_policy = 'end_oldest'"
 	"                                        FROM frontdesk.lines_settings WHERE tenant_id = $1), false), $15) d"
 	"  LEFT JOIN LATERAL (SELECT (d.line).*) l ON true"
-	"  CROSS JOIN LATERAL (SELECT " PLAYBACK_OUTCOME_SQL("d.outcome") ") o(n)",
+	"  CROSS JOIN LATERAL (SELECT CASE WHEN d.outcome = 'stale' THEN -1"
+	"                      ELSE " PLAYBACK_OUTCOME_SQL("d.outcome") " END) o(n)",
 	16,
 };
 /* AuthorizePlayback of a line whose rules linesd holds (rules.h): the
