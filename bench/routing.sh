@@ -50,7 +50,11 @@
 # scaled like it), KEEPER (1), KEEPER0_MISS_AFTER_MS (600000, routerd's
 # most), BENCH_FAILOVER=0 (skip it), FAILOVER_KILLS (20), FAILOVER_SILENCES
 # (20), FAILOVER_PROBERS (4 threads), ROUTERD_BIN (another routerd binary,
-# e.g. an older build's, to compare).
+# e.g. an older build's, to compare), ROUTERD_BASE_BIN (a second routerd,
+# e.g. an older build's, run beside the first as a replica of the same
+# database, learning the nodes' heartbeats from it; its Route is then a
+# case of each round, `base`, interleaved with the others: route/base is
+# from the same rounds).
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 BUILD=${BUILD:-${FD_BUILD_DIR:-$ROOT/build}}
@@ -66,6 +70,7 @@ COUNTS=${BENCH_NODES:-1000}
 SHARED_PCT=${NODES_SHARED_PERCENT:-80}
 KEEPER=${KEEPER:-1}
 ROUTERD_BIN=${ROUTERD_BIN:-$BUILD/services/routerd/routerd}
+BASE_BIN=${ROUTERD_BASE_BIN:-}
 KEEPER0_MISS=${KEEPER0_MISS_AFTER_MS:-600000}
 KILLS=${FAILOVER_KILLS:-20}
 SILENCES=${FAILOVER_SILENCES:-20}
@@ -84,6 +89,8 @@ for k in $INFLIGHTS; do
 	[[ "$k" =~ ^[1-9][0-9]*$ ]] && [ "$k" -le 256 ] || { echo "routing.sh: BENCH_INFLIGHT: 1 to 256 each" >&2; exit 1; }
 done
 [ -x "$ROUTERD_BIN" ] || { echo "routing.sh: ROUTERD_BIN $ROUTERD_BIN: not an executable" >&2; exit 1; }
+[ -z "$BASE_BIN" ] || [ -x "$BASE_BIN" ] ||
+	{ echo "routing.sh: ROUTERD_BASE_BIN $BASE_BIN: not an executable" >&2; exit 1; }
 prev=0
 for c in $COUNTS; do
 	[[ "$c" =~ ^[1-9][0-9]*$ ]] && [ "$c" -ge 5 ] && [ "$c" -gt "$prev" ] ||
@@ -108,9 +115,9 @@ done
 [ "$SHARED_PCT" -ge 0 ] && [ "$SHARED_PCT" -le 100 ] || { echo "routing.sh: NODES_SHARED_PERCENT: 0..100" >&2; exit 1; }
 
 tmp=$(mktemp -d /tmp/fd-bench-routing.XXXXXX)
-authd_pid= routerd_pid= echo_pid= keeper_pid=
+authd_pid= routerd_pid= base_pid= echo_pid= keeper_pid=
 cleanup() {
-	for p in $keeper_pid $echo_pid $routerd_pid $authd_pid; do
+	for p in $keeper_pid $echo_pid $base_pid $routerd_pid $authd_pid; do
 		kill "$p" 2>/dev/null || true
 		wait "$p" 2>/dev/null || true
 	done
@@ -139,18 +146,33 @@ env FRONTDESK_DATABASE_URL="$pg_url" FRONTDESK_AUTHD_LISTEN="$authd" FRONTDESK_A
 	"$BUILD/services/authd/authd" >"$tmp/authd.log" 2>&1 &
 authd_pid=$!
 routerd=127.0.0.1:$(port)
-start_routerd() { # HEARTBEAT_MS MISS_AFTER_MS (0 = routerd's default)
+routerd_base=127.0.0.1:$(port)
+start_routerd() { # HEARTBEAT_MS MISS_AFTER_MS (0 = routerd's default); the base beside it when asked
 	env FRONTDESK_DATABASE_URL="$pg_url" FRONTDESK_ROUTERD_LISTEN="$routerd" \
 		FRONTDESK_ROUTERD_THREADS="$THREADS" FRONTDESK_ROUTERD_DB_POOL="$POOL" \
 		FRONTDESK_SECRET_HASH_KEY="$hash_key" FRONTDESK_NODE_HEARTBEAT_MS="$1" \
 		FRONTDESK_NODE_MISS_AFTER_MS="$2" FRONTDESK_SHUTDOWN_GRACE_MS=1000 FRONTDESK_LOG_LEVEL=warn \
 		"$ROUTERD_BIN" >>"$tmp/routerd.log" 2>&1 &
 	routerd_pid=$!
+	if [ -n "$BASE_BIN" ]; then
+		env FRONTDESK_DATABASE_URL="$pg_url" FRONTDESK_ROUTERD_LISTEN="$routerd_base" \
+			FRONTDESK_ROUTERD_THREADS="$THREADS" FRONTDESK_ROUTERD_DB_POOL="$POOL" \
+			FRONTDESK_SECRET_HASH_KEY="$hash_key" FRONTDESK_NODE_HEARTBEAT_MS="$1" \
+			FRONTDESK_NODE_MISS_AFTER_MS="$2" FRONTDESK_SHUTDOWN_GRACE_MS=1000 FRONTDESK_LOG_LEVEL=warn \
+			"$BASE_BIN" >>"$tmp/routerd-base.log" 2>&1 &
+		base_pid=$!
+	fi
 }
 stop_routerd() {
-	kill "$routerd_pid" 2>/dev/null || true
-	wait "$routerd_pid" 2>/dev/null || true
-	routerd_pid=
+	for p in $base_pid $routerd_pid; do
+		kill "$p" 2>/dev/null || true
+		wait "$p" 2>/dev/null || true
+	done
+	routerd_pid= base_pid=
+}
+wait_routerd() {
+	"$PY" "$HELPER" wait "$routerd" || return 1
+	[ -z "$BASE_BIN" ] || "$PY" "$HELPER" wait "$routerd_base"
 }
 logs() { for f in authd routerd; do echo "--- $f's log" >&2; tail -20 "$tmp/$f.log" >&2; done; }
 rounds_miss() { if [ "$KEEPER" = 1 ]; then miss_of "$1"; else echo "$KEEPER0_MISS"; fi; }
@@ -161,7 +183,7 @@ echo_target=127.0.0.1:$(port)
 "$BUILD/bench/bench_echo" --listen "$echo_target" --threads "$ECHO_THREADS" --method "$ROUTE" \
 	>"$tmp/echo.log" 2>&1 &
 echo_pid=$!
-for t in "$authd" "$routerd"; do "$PY" "$HELPER" wait "$t" || { logs; exit 1; }; done
+for t in "$authd" "$routerd" ${BASE_BIN:+"$routerd_base"}; do "$PY" "$HELPER" wait "$t" || { logs; exit 1; }; done
 
 tenant='' admin_token='' boss_token='' told_interval_ms='' token=''
 out=$tmp/out
@@ -248,6 +270,14 @@ run_route() { # K ROUND
 	check_answers "$name" "$name-round$2" 2
 	health "nodes-up-after-$name-round$2"
 }
+run_base() { # K ROUND: Route of the base routerd (ROUTERD_BASE_BIN)
+	local name
+	name=$(cname base "$1")
+	bl "$name" "$routerd_base" "$ROUTE" "$tmp/route.hex" "$1" --metadata "authorization=Bearer $token_base" \
+		--count-field 1 --count-field 2
+	measure "$name" "$base_pid" -- "${BL[@]}"
+	check_answers "$name" "$name-round$2" 2
+}
 run_beat() { # K ROUND
 	local name since
 	name=$(cname beat "$1")
@@ -285,12 +315,16 @@ for NODES in $COUNTS; do
 		sleep 2
 		stop_routerd
 		start_routerd "$HB_MS" "$(rounds_miss "$NODES")"
-		"$PY" "$HELPER" wait "$routerd" || { logs; exit 1; }
+		wait_routerd || { logs; exit 1; }
 	fi
 	echo "# $NODES nodes registered and UP in $(( ($(date +%s%N) - t0) / 1000000 )) ms;" \
 		"routerd told them heartbeat_interval_ms=$told_interval_ms"
 	if [ "$KEEPER" = 1 ]; then start_keeper "$NODES"; fi
-	sleep 0.5
+	# With a larger count the set-up can outlast miss_after (10,000 nodes:
+	# about 40 s of RegisterNode against 20 s), so the nodes registered
+	# first are DOWN until the keeper reaches them: one whole interval of
+	# the keeper before the rounds (the first count: half a second).
+	if [ "$first" = 1 ] || [ "$KEEPER" != 1 ]; then sleep 0.5; else sleep $(( HB_MS / 1000 + 1 )); fi
 	vars=$("$PY" "$HELPER" token "$authd" "$linesd_secret" "$routerd") || { logs; exit 1; }
 	eval "$vars"
 	"$PY" "$HELPER" sample "$routerd" "$token" "$tenant" "$admin_token" | tee -a "$out"
@@ -309,6 +343,13 @@ for NODES in $COUNTS; do
 		vars=$("$PY" "$HELPER" token "$authd" "$linesd_secret" "$routerd") || { logs; exit 1; }
 		eval "$vars"
 		cases=(echo route beat)
+		if [ -n "$BASE_BIN" ]; then
+			main_token=$token
+			vars=$("$PY" "$HELPER" token "$authd" "$linesd_secret" "$routerd_base") || { logs; exit 1; }
+			eval "$vars"
+			token_base=$token token=$main_token
+			cases+=(base)
+		fi
 		for k in $INFLIGHTS; do
 			# A different order each round: the noise of a shared machine falls on all alike.
 			n=${#cases[@]}
@@ -325,7 +366,7 @@ for NODES in $COUNTS; do
 		if [ "$KEEPER" != 1 ]; then
 			stop_routerd
 			start_routerd "$HB_MS" "$(miss_of "$NODES")"
-			"$PY" "$HELPER" wait "$routerd" || { logs; exit 1; }
+			wait_routerd || { logs; exit 1; }
 		fi
 		echo "# failover: $KILLS kills and $SILENCES silences of a node process holding StreamHeartbeats" \
 			"(interval $HB_MS ms, miss_after $EFF_MISS ms), Route probed by $PROBERS threads;" \
@@ -337,7 +378,7 @@ for NODES in $COUNTS; do
 		if [ "$KEEPER" != 1 ]; then
 			stop_routerd
 			start_routerd "$HB_MS" "$KEEPER0_MISS"
-			"$PY" "$HELPER" wait "$routerd" || { logs; exit 1; }
+			wait_routerd || { logs; exit 1; }
 		fi
 	fi
 	first=0
@@ -353,7 +394,7 @@ import re, statistics, sys
 miss = int(sys.argv[2])
 rows, audits, fo = {}, [], {}
 for line in open(sys.argv[1]):
-    m = re.match(r"(bench|cpu|fields) (echo|route|beat)_n(\d+)_inflight(\d+) (.*)", line)
+    m = re.match(r"(bench|cpu|fields) (echo|route|beat|base)_n(\d+)_inflight(\d+) (.*)", line)
     if m:
         r = rows.setdefault((int(m[3]), int(m[4]), m[2]), {})
         for kv in m[5].split():
@@ -369,7 +410,7 @@ for line in open(sys.argv[1]):
 med = {k: {f: statistics.median(v) for f, v in r.items()} for k, r in rows.items()}
 def fmt(r, f, spec):
     return format(r[f], spec) if f in r else "-"
-order = {"echo": 0, "route": 1, "beat": 2}
+order = {"echo": 0, "route": 1, "base": 2, "beat": 3}
 for key in sorted(med, key=lambda x: (x[0], x[1], order.get(x[2], 9))):
     n, k, case = key
     r = med[key]
@@ -390,14 +431,20 @@ def ratio(n, k, case="route"):
     e = rate(n, k, "echo")
     return rate(n, k, case) / e if e else 0.0
 # Per round too (each round's route over the same round's echo), for the spread.
-def round_ratios(n, k):
-    e, g = rows.get((n, k, "echo"), {}).get("bench.rate", []), rows.get((n, k, "route"), {}).get("bench.rate", [])
+def round_ratios(n, k, case="route"):
+    e, g = rows.get((n, k, "echo"), {}).get("bench.rate", []), rows.get((n, k, case), {}).get("bench.rate", [])
     return [b / a for a, b in zip(e, g) if a]
 print("--- ratios (medians; route/echo per round in brackets)")
 for n in counts:
     for k in ks:
         rr = " ".join(f"{x:.3f}" for x in round_ratios(n, k))
-        print(f"nodes={n:<6} inflight={k:<4} route/echo={ratio(n, k):.3f} [{rr}] beat/echo={ratio(n, k, 'beat'):.3f}")
+        base = ""
+        if rate(n, k, "base"):
+            br = " ".join(f"{x:.3f}" for x in round_ratios(n, k, "base"))
+            base = (f" base/echo={ratio(n, k, 'base'):.3f} [{br}] route/base="
+                    f"{rate(n, k, 'route') / rate(n, k, 'base'):.3f}")
+        print(f"nodes={n:<6} inflight={k:<4} route/echo={ratio(n, k):.3f} [{rr}] beat/echo={ratio(n, k, 'beat'):.3f}"
+              + base)
 goals = []
 k64 = 64 if 64 in ks else max(ks)
 n1 = counts[0]
