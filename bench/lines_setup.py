@@ -262,11 +262,12 @@ def pgbench_script(statements, username, line_offset=None, rev=None):
     for i, (name, text, params) in enumerate(statements):
         for n in sorted(params, reverse=True):          # $15 before $1
             v = params[n]
-            if name == "linesd_open_session" and n == 2 and line_offset is not None:
-                # open_session names the line by id: the id of username :u
+            if line_offset is not None and (name, n) in (("linesd_open_session", 2), ("linesd_open_fast", 2),
+                                                         ("linesd_open_lock", 1)):
+                # The hot path names the line by id: the id of username :u
                 # (the bench's line ids and usernames differ by one offset).
-                sub, found = ":l", found + 1
-            elif name == "linesd_open_session" and n == 3 and rev is not None:
+                sub, found = ":l", found + (name != "linesd_open_lock")
+            elif rev is not None and (name, n) in (("linesd_open_session", 3), ("linesd_open_fast", 3)):
                 sub = str(rev)           # the fresh lines' rev (one for all)
             elif v == username:
                 sub, found = ":u", found + 1
@@ -437,13 +438,18 @@ def main(cmd, *args):
         out, log, offset, username, vars_out, line_offset, rev = args
         # The hot path's statement when the probe's line was held in memory
         # (open_session), else the full authorize_playback.
-        try:
-            statements, hot = captured_transaction(log, int(offset), "linesd_open_session"), True
-        except AssertionError:
-            statements, hot = captured_transaction(log, int(offset), "linesd_authorize"), False
+        statements = hot = None
+        for name, hot in (("linesd_open_fast", True), ("linesd_open_session", True), ("linesd_authorize", False)):
+            try:
+                statements = captured_transaction(log, int(offset), name)
+                break
+            except AssertionError:
+                continue
+        assert statements, "no authorization's statements in the log"
         body, variables = pgbench_script(statements, username, int(line_offset) if hot else None,
                                          int(rev) if hot else None)
-        print(f"# pgbench: {'open_session (the line in memory)' if hot else 'authorize_playback'} as linesd sent it")
+        print(f"# pgbench: {statements[-2][0] if hot else 'authorize_playback'} (the line {'in memory' if hot else 'read'})"
+              " as linesd sent it")
         with open(out, "w") as f:
             f.write("-- written by bench/lines_setup.py: one AuthorizePlayback (a new session) as linesd\n"
                     "-- ran it, its statements and parameters as PostgreSQL logged them; the line:\n"
