@@ -265,7 +265,7 @@ while IFS= read -r v; do pgb_vars+=(-D "$v"); done <"$tmp/pgbench.vars"
 if [ "${BENCH_HOLD:-0}" = 1 ]; then
 	echo "# holding: psql -h $pg_host -p $pg_port -U postgres frontdesk; linesd $linesd (pid $linesd_pid);" \
 		"pgbench script $tmp/authorize.pgbench with: ${pgb_vars[*]} -D u0=$((U0 + NLIVE)) -D span=$NFRESH -D nc=1 -D n=0"
-	while :; do sleep 60; done
+	while :; do sleep 60 & wait $!; done   # wait: a signal ends it at once
 fi
 out=$tmp/out
 # measure CASE SERVER_PID -- COMMAND...: runs COMMAND, samples the CPU of the
