@@ -101,6 +101,7 @@ ECHO_THREADS=${ECHO_THREADS:-2}
 HB_MS=${HEARTBEAT_MS:-1000}
 SHARED_BUFFERS=${PG_SHARED_BUFFERS:-1GB}
 SWEEP_MS=${SWEEP_MS:-10000}
+LINE_CACHE=${LINE_CACHE:-1100000}
 U0=1000000               # the big tenant's usernames: U0 .. U0+lines-1 (lines.sh's)
 PASSWORD=bench-line-pw-1 # its lines' password (lines.sh's)
 IP=203.0.113.7
@@ -161,7 +162,7 @@ cleanup() {
 	rm -rf "$top"
 }
 trap cleanup EXIT
-trap 'exit 130' INT TERM
+trap 'echo "scale.sh: stopped by a signal (INT or TERM)" >&2; exit 130' INT TERM
 
 # shellcheck source=bench/lib.sh
 . "$ROOT/bench/lib.sh"
@@ -236,7 +237,7 @@ linesd_env() { # STACK ADDR
 		FRONTDESK_LINESD_SERVICE_SECRET="${LSEC[$s]}" FRONTDESK_AUTHD_TARGET="${AUTHD[$s]}"
 		FRONTDESK_BILLINGD_TARGET="${BILLINGD[$s]}" FRONTDESK_ROUTERD_TARGET="${ROUTERD[$s]}"
 		FRONTDESK_SESSION_TIMEOUT="$SESSION_TIMEOUT" FRONTDESK_LINESD_SWEEP_MS="$SWEEP_MS"
-		FRONTDESK_SHUTDOWN_GRACE_MS=1000 FRONTDESK_LOG_LEVEL=warn)
+		FRONTDESK_LINESD_LINE_CACHE="$LINE_CACHE" FRONTDESK_SHUTDOWN_GRACE_MS=1000 FRONTDESK_LOG_LEVEL=info)
 }
 
 # A fresh edge token for STACK (shown to its linesd once): TOKEN[STACK] and $top/STACK/token.
@@ -570,28 +571,39 @@ echo "# data made in $(ms_since "$t_all") ms"
 
 # --- linesd restarted on the data: start-up, then the caches filled (memory) ---
 # STACK's linesd (or a replica beside it, on ADDR) started and timed by
-# scale_setup.py startup: prints `pid= ready_ms= first_auth_ms= rss_kb=`.
-start_linesd() { # STACK ADDR LOG
-	local s=$1
-	linesd_env "$s" "$2"
-	env "${LENV[@]}" "$PY" "$HELPER" startup "$2" "$top/$s/token" "$top/$s/first.hex" "$3" -- \
+# scale_setup.py startup (ENV... added to linesd's): prints `pid=
+# listen_ms= ready_ms= first_auth_ms= rss_kb= preload_lines= ...`.
+start_linesd() { # STACK ADDR LOG [ENV...]
+	local s=$1 addr=$2 log=$3
+	shift 3
+	linesd_env "$s" "$addr"
+	env "${LENV[@]}" "$@" "$PY" "$HELPER" startup "$addr" "$top/$s/token" "$top/$s/first.hex" "$log" -- \
 		"$BUILD/services/linesd/linesd"
 }
+kv() { sed -n "s/.* $1=\([^ ]*\).*/\1/p" <<<" $2"; }
+declare -A RNC RPRE NPRE
 for s in $STACKS; do
 	fresh_token "$s"
 	stop_pid "${LPID[$s]}"
 	wait "${LPID[$s]}" 2>/dev/null || true
 	LPID[$s]=
+	# First without a line cache (no preload): the baseline of the memory a
+	# replica takes before any line is kept.
+	res=$(start_linesd "$s" "${LINESD[$s]}" "$top/$s/linesd.log" FRONTDESK_LINESD_LINE_CACHE=0) || { logs "$s"; exit 1; }
+	pid=$(kv pid "$res")
+	echo "startup $s nocache $res" | tee -a "$out"
+	RNC[$s]=$(kv rss_kb "$res")
+	stop_pid "$pid"
+	# Then as deployed: the preload reads every line that can be allowed.
 	res=$(start_linesd "$s" "${LINESD[$s]}" "$top/$s/linesd.log") || { logs "$s"; exit 1; }
-	eval "${res%% *}"          # pid=
-	LPID[$s]=$pid
+	LPID[$s]=$(kv pid "$res")
 	echo "startup $s restart $res" | tee -a "$out"
+	RPRE[$s]=$(kv rss_preloaded_kb "$res") NPRE[$s]=$(kv preload_lines "$res")
 	fresh_token "$s"
 done
 for s in $STACKS; do
 	# Every thread and connection at work once (one line reopened over and
-	# over: one entry in each cache), so the baseline holds what serving
-	# costs before anything is cached.
+	# over), so the baseline holds what serving costs before the sessions.
 	"$BUILD/bench/bench_load" --target "${LINESD[$s]}" --method "$AUTH" --case prime --inflight 64 --conns 8 \
 		--seconds 2 --warmup 0 --metadata "authorization=Bearer ${TOKEN[$s]}" --payload-file "$top/$s/first.hex" \
 		>/dev/null 2>&1 || true
@@ -601,24 +613,26 @@ for s in $STACKS; do
 	nb=$(warm "$s" warm_beat "$BEAT" "$top/$s/beat.hex" "${NLIVE[$s]}" --count-field 1)
 	sleep 1.5   # a heartbeat flush
 	r1=$(rss "${LPID[$s]}")
-	echo "# $s: heartbeat cache filled: $nb heartbeats in $(ms_since "$t0") ms"
+	echo "# $s: heartbeat cache filled: $nb heartbeats in $(ms_since "$t0") ms (each live session read from PostgreSQL once)"
 	t0=$(date +%s%N)
 	nr=$(warm "$s" warm_reopen "$AUTH" "$top/$s/reopen.hex" "${NREOPEN[$s]}" --count-field 1 --count-field 5)
 	sleep 1.5
 	r2=$(rss "${LPID[$s]}")
-	echo "# $s: line cache filled: $nr reopens in $(ms_since "$t0") ms"
+	echo "# $s: the reopen runs' lines: $nr reopens in $(ms_since "$t0") ms"
 	audit_new "$s" "warm-reopen-$s" 0
 	t0=$(date +%s%N)
 	nw=$(warm "$s" warm_new "$AUTH" "$top/$s/new.hex" "${NNEW[$s]}" --count-field 1)
 	sleep 1.5
 	r3=$(rss "${LPID[$s]}")
-	echo "# $s: new-session lines cached: $nw authorizations in $(ms_since "$t0") ms"
+	echo "# $s: the new-session runs' lines: $nw authorizations in $(ms_since "$t0") ms"
 	psql_s "$s" -tA -v t="${TENANT[$s]}" -v m="${MAXSID[$s]}" <<<"DELETE FROM frontdesk.sessions WHERE tenant_id = :t AND id > :m"
 	psql_s "$s" -c "VACUUM ANALYZE frontdesk.sessions"
-	echo "memory $s rss0_kb=$r0 sessions=${NLIVE[$s]} rss_sessions_kb=$r1 lines=${NREOPEN[$s]} rss_lines_kb=$r2" \
-		"new=${NNEW[$s]} rss_new_kb=$r3" \
-		"per_session_b=$(( (r1 - r0) * 1024 / NLIVE[$s] )) per_line_b=$(( (r2 - r1) * 1024 / NREOPEN[$s] ))" \
-		"per_new_line_and_session_b=$(( (r3 - r2) * 1024 / NNEW[$s] ))" | tee -a "$out"
+	pl=-
+	[[ "${NPRE[$s]}" =~ ^[1-9][0-9]*$ ]] && pl=$(( (RPRE[$s] - RNC[$s]) * 1024 / NPRE[$s] ))
+	echo "memory $s nocache_kb=${RNC[$s]} preloaded_kb=${RPRE[$s]} preloaded_lines=${NPRE[$s]} per_line_b=$pl" \
+		"rss0_kb=$r0 sessions=${NLIVE[$s]} rss_sessions_kb=$r1 per_session_b=$(( (r1 - r0) * 1024 / NLIVE[$s] ))" \
+		"reopens=${NREOPEN[$s]} rss_reopen_kb=$r2 new=${NNEW[$s]} rss_new_kb=$r3" \
+		"per_new_session_b=$(( (r3 - r2) * 1024 / NNEW[$s] ))" | tee -a "$out"
 done
 
 # --- the rates, interleaved ---
@@ -684,7 +698,7 @@ for i in $(seq "$STARTS"); do
 	for s in $STACKS; do
 		fresh_token "$s"
 		res=$(start_linesd "$s" "127.0.0.1:$(port)" "$top/$s/replica.log") || { tail -20 "$top/$s/replica.log" >&2; exit 1; }
-		eval "${res%% *}"
+		pid=$(kv pid "$res")
 		extra_pids="$extra_pids $pid"
 		echo "startup $s replica$i $res" | tee -a "$out"
 		stop_pid "$pid"
@@ -735,7 +749,7 @@ for line in open(sys.argv[1]):
     elif w and w[0] == "idle_stmt":
         stmts.append(line.strip())
     elif w and w[0] == "startup":
-        starts.setdefault((w[1], "restart" if w[2] == "restart" else "replica"), []).append(kv(w[3:]))
+        starts.setdefault((w[1], w[2] if w[2] in ("restart", "nocache") else "replica"), []).append(kv(w[3:]))
     elif w and w[0] == "jobs":
         jobs.append(line.strip())
 med = {k: {f: statistics.median(v) for f, v in r.items()} for k, r in rows.items()}
@@ -762,14 +776,17 @@ for k in ks:
         goals.append((f"{c} at inflight {k}: scale >= 0.8 of small", f"{ratio(b, a):.3f}", ratio(b, a) >= 0.8))
 print("memory (linesd RSS, VmRSS)")
 for s, m in mem.items():
-    ps, pl, pn = int(m["per_session_b"]), int(m["per_line_b"]), int(m["per_new_line_and_session_b"])
-    print(f"  {s}: start {int(m['rss0_kb']) / 1024:.0f} MiB; +{m['sessions']} sessions in the heartbeat cache "
-          f"{(int(m['rss_sessions_kb']) - int(m['rss0_kb'])) / 1024:.1f} MiB = {ps} B a session; +{m['lines']} lines "
-          f"in the line cache {(int(m['rss_lines_kb']) - int(m['rss_sessions_kb'])) / 1024:.1f} MiB = {pl} B a line; "
-          f"check: +{m['new']} lines with a new session each {pn} B (expected {ps + pl})")
-    if s == "scale":
-        print(f"  at that rate a full line cache (FRONTDESK_LINESD_LINE_CACHE, 1,000,000) holds ~{pl * 1e6 / 2**20:.0f} MiB, "
-              f"200,000 sessions ~{ps * 2e5 / 2**20:.0f} MiB")
+    ps, pn = int(m["per_session_b"]), int(m["per_new_session_b"])
+    pl = m.get("per_line_b", "-")
+    mib = lambda k: f"{int(m[k]) / 1024:.0f}" if m.get(k, "").isdigit() else "-"
+    print(f"  {s}: a replica without a line cache {mib('nocache_kb')} MiB after its first authorization; "
+          f"with its preload of {m.get('preloaded_lines', '-')} lines {mib('preloaded_kb')} MiB: {pl} B a cached line")
+    print(f"  {s}: +{m['sessions']} sessions in the heartbeat cache "
+          f"{(int(m['rss_sessions_kb']) - int(m['rss0_kb'])) / 1024:.1f} MiB = {ps} B a session; check: +{m['new']} new "
+          f"sessions (their lines preloaded) {pn} B each")
+    if s == "scale" and pl.isdigit():
+        print(f"  at those rates 1,000,000 cached lines take ~{int(pl) * 1e6 / 2**20:.0f} MiB a replica, "
+              f"200,000 live sessions ~{ps * 2e5 / 2**20:.0f} MiB")
 print(f"idle (the janitor walks every {sweep_s:g} s; pg_stat_statements tracking on in the window; -a: as made, "
       f"live sessions in the big tenant only; -b: and one in each small tenant)")
 for lab, d in idle.items():
@@ -795,10 +812,16 @@ for st in stmts:
         print("  " + st)
 print("start-up of linesd (process start to Health SERVING / to the first allowed AuthorizePlayback)")
 for (s, kind), v in sorted(starts.items()):
-    f = lambda key: statistics.median(float(x[key]) for x in v)
-    print(f"  {s} {kind} (n={len(v)}): ready {f('ready_ms'):.0f} ms, first authorization {f('first_auth_ms'):.0f} ms, "
-          f"RSS then {f('rss_kb') / 1024:.0f} MiB" + ("" if kind != "replica" else
-          "  [" + ", ".join(f"{x['ready_ms']}/{x['first_auth_ms']}" for x in v) + "]"))
+    def f(key):
+        xs = [float(x[key]) for x in v if x.get(key, "-") not in ("-", "")]
+        return statistics.median(xs) if xs else float("nan")
+    pre = (f", preload of {f('preload_lines'):.0f} lines of {f('preload_tenants'):.0f} tenants done at "
+           f"{f('preloaded_ms'):.0f} ms (logged {f('preload_logged_ms'):.0f} ms), RSS then {f('rss_preloaded_kb') / 1024:.0f} MiB"
+           if kind != "nocache" else " (FRONTDESK_LINESD_LINE_CACHE=0: no preload)")
+    print(f"  {s} {kind} (n={len(v)}): listening {f('listen_ms'):.0f} ms, SERVING {f('ready_ms'):.0f} ms, first "
+          f"authorization {f('first_auth_ms'):.0f} ms (RSS {f('rss_kb') / 1024:.0f} MiB){pre}"
+          + ("" if kind != "replica" else
+             "  [ready/first/preloaded: " + ", ".join(f"{x['ready_ms']}/{x['first_auth_ms']}/{x.get('preloaded_ms', '-')}" for x in v) + "]"))
 clean = bool(audits) and all(" ok" in a for a in audits)
 goals.append(("every answer allowed/active (reused for reopen, a node named), every audit clean",
               f"{len(audits)} checks", clean))

@@ -27,8 +27,13 @@ shell assignments or `key=value` lines, or writes files:
                                      answered allowed (first authorization,
                                      asked from the moment it is ready). The
                                      replica is left running; prints
-                                     pid= ready_ms= first_auth_ms= rss_kb=
-                                     (RSS once the first one is answered)
+                                     pid= listen_ms= ready_ms= first_auth_ms=
+                                     rss_kb= (RSS once the first one is
+                                     answered), then, once linesd logs the
+                                     end of its preload (rules.c, at info),
+                                     preload_lines= preload_tenants=
+                                     preload_logged_ms= preloaded_ms= (seen,
+                                     from the start) rss_preloaded_kb=
   idle SECS STACK...                 an idle window of SECS seconds over every
                                      STACK (label:pg_host:pg_port:postmaster:
                                      linesd_pid, pg_stat_statements loaded):
@@ -61,6 +66,7 @@ import lines_setup  # noqa: E402
 import measure  # noqa: E402
 
 lines_pb2 = importlib.import_module("frontdesk.v1.lines_pb2")
+PRELOAD = re.compile(r"(\d+) lines' rules of (\d+) tenants read into memory in (\d+) ms")
 ROLES = ("frontdesk_linesd", "frontdesk_routerd", "frontdesk_authd", "frontdesk_billingd")
 
 
@@ -91,6 +97,7 @@ def fast_channel(target):
 def startup(target, token_file, req_hex, log, cmd):
     token = read_lines(token_file)[0]
     req = bytes.fromhex(read_lines(req_hex)[0])
+    offset = os.path.getsize(log) if os.path.exists(log) else 0
     with open(log, "ab") as out:
         t0 = time.monotonic()
         p = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
@@ -134,9 +141,24 @@ def startup(target, token_file, req_hex, log, cmd):
         if time.monotonic() > deadline:
             sys.exit(f"scale_setup: no allowed authorization within 120 s ({last})")
         time.sleep(0.002)
+    rss_first = rss_kb(p.pid)
+    # The preload (rules.c) logs its end at info: its count, tenants and time.
+    pre, pre_at = None, None
+    preloads = os.environ.get("FRONTDESK_LINESD_LINE_CACHE", "1") != "0"
+    while preloads and pre is None and time.monotonic() < t0 + 600 and p.poll() is None:
+        with open(log, "rb") as f:
+            f.seek(offset)
+            m = PRELOAD.search(f.read().decode("utf-8", "replace"))
+        if m:
+            pre, pre_at = m, time.monotonic()
+        else:
+            time.sleep(0.01)
+    tail = (f"preload_lines={pre[1]} preload_tenants={pre[2]} preload_logged_ms={pre[3]} "
+            f"preloaded_ms={(pre_at - t0) * 1e3:.0f} rss_preloaded_kb={rss_kb(p.pid)}" if pre else
+            "preload_lines=- (no preload line in the log: FRONTDESK_LINESD_LINE_CACHE=0 or LOG_LEVEL above info?)")
     print(f"pid={p.pid} listen_ms={(listening - t0) * 1e3 if listening else float('nan'):.0f} "
           f"ready_ms={(ready - t0) * 1e3:.0f} first_auth_ms={(first - t0) * 1e3:.0f} "
-          f"rss_kb={rss_kb(p.pid)}")
+          f"rss_kb={rss_first} {tail}")
 
 
 def psql(host, port, sql):
