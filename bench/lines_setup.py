@@ -430,8 +430,12 @@ def main(cmd, *args):
             "/frontdesk.v1.LinesService/AuthorizePlayback",
             request_serializer=lines_pb2.AuthorizePlaybackRequest.SerializeToString,
             response_deserializer=lines_pb2.AuthorizePlaybackResponse.FromString)
-        for _ in range(3):      # the first may reach a backend before it reloaded its settings
-            r = call(authorize_request(int(tenant), int(stream), username, password, ip, ua),
+        # The first may reach a backend before it reloaded its settings; each
+        # from another address, so that each opens a session through
+        # PostgreSQL (the same request again is a reopen answered from memory).
+        for k in range(3):
+            addr = ip.rsplit(".", 1)[0] + "." + str(int(ip.rsplit(".", 1)[1]) + 1 + k)
+            r = call(authorize_request(int(tenant), int(stream), username, password, addr, ua),
                      metadata=fdapi.bearer(tok), timeout=30)
             assert r.allowed, r
     elif cmd == "pgbench":
