@@ -11,9 +11,16 @@
 -- statement that reads or updates a partitioned table by tenant_id, the plan
 -- cache compares the generic plan (all eight partitions, pruned at run time)
 -- with a custom one (pruned to one at planning) and keeps choosing the custom
--- one, which it then plans again on every call: measured here, 44-48 us of
--- planning per call for the replay lookup of a charge (bench/billing.sh,
--- BENCH_PGSS=1). Run-time pruning still reaches one partition.
+-- one, which it then plans again on every call. Measured on PostgreSQL 15
+-- with pg_stat_statements, as prepared statements, 100 calls on 2
+-- connections: the replay lookup of a charge, the idempotency read and
+-- update, the rate-limited repeat's UPDATE each made 102 plans; the INSERTs
+-- (a charge's UPDATE of credit_balances feeding its entry, an audit row, an
+-- idempotency claim) kept their generic plan after 5 custom ones (12 plans),
+-- so those three gain only behind a pooler. Run-time pruning still reaches
+-- one partition. The price of the call itself: a loop of 10,000 charges in
+-- one backend (a DO block, no client) took 129-187 us a charge as the plain
+-- statement, 160-218 us through billing_charge.
 --
 -- Each function runs as its caller (SECURITY INVOKER): row-level security
 -- and the grants on the tables apply as before; each is granted to the
