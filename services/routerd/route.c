@@ -51,7 +51,12 @@
  *
  * Its cost: a primary is a descent of two trees (about 2 log2 n leaves and
  * siblings), a backup one root look per cell of the tier plus a descent;
- * independent of the fleet but for log n. Concurrency: searches take no
+ * independent of the fleet but for log n. Measured (test_route_index,
+ * Release, bench/routing.sh's fleet): 9-10 leaves and 1.8 us per choice
+ * with its replay at 1,000 nodes, 12 leaves and 2.5 us at 10,000, against
+ * 17 and 75 us for the pass over every node; in routerd under load the
+ * index's functions are about 3% of its CPU, gRPC and the kernel's
+ * loopback I/O and wake-ups the rest (perf, bench/routing.sh). Concurrency: searches take no
  * lock (the table's read lock keeps the cells' shape; keys and winners are
  * atomics); replays take their cell's mutex, held for one path per format,
  * inside the cell's sequence count. A search that read a replay half done
