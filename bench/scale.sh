@@ -57,9 +57,11 @@
 # Knobs: SCALE_LINES (1000000), SCALE_LIVE (200000), SCALE_TENANTS (10000,
 # the small tenants; 0: none), SCALE_TENANT_LINES (3), SCALE_NODES (1000),
 # SMALL_LINES (100000), SMALL_LIVE (10000), SMALL_NODES (200), NEW_LINES
-# (24000: lines of each stack the new-session runs use, spread over its
+# (90000: lines of each stack the new-session runs use, spread over its
 # lines without a session; more than a run's calls, which the audit
-# checks), REOPEN_LINES (10000: the live sessions whose lines the reopen
+# checks; each round's requests from a player of its own, so that no
+# request is the one that opened a session before: linesd answers that one
+# from memory, 2b7e55e), REOPEN_LINES (10000: the live sessions whose lines the reopen
 # runs use, the first ones, in turn; lines.sh's 10,000), BENCH_SECONDS (5), BENCH_ROUNDS (3),
 # BENCH_INFLIGHT ("32"), SCALE_IDLE_SECONDS (60; 0: no idle part),
 # SCALE_STARTS (3), LINESD_THREADS (8), LINESD_DB_POOL (8), ROUTERD_THREADS
@@ -86,7 +88,7 @@ SCALE_NODES=${SCALE_NODES:-1000}
 SMALL_LINES=${SMALL_LINES:-100000}
 SMALL_LIVE=${SMALL_LIVE:-10000}
 SMALL_NODES=${SMALL_NODES:-200}
-NEW_LINES=${NEW_LINES:-24000}
+NEW_LINES=${NEW_LINES:-90000}
 REOPEN_LINES=${REOPEN_LINES:-10000}
 SECS=${BENCH_SECONDS:-5}
 ROUNDS=${BENCH_ROUNDS:-3}
@@ -298,7 +300,6 @@ SQL
 	stride=$(( fresh / nn ))
 	NNEW[$s]=$nn
 	seq 0 $((nn - 1)) | awk -v b=$((U0 + live)) -v st="$stride" '{ print b + $1 * st }' >"$d/new.users"
-	"$PY" "$HELPER" authreqs "$d/new.hex" "$tenant" "$stream" "$PASSWORD" "$IP" "$UA" "$d/new.users"
 	echo "# $s: new sessions on $nn lines (every ${stride}th line without a session)"
 }
 
@@ -414,6 +415,13 @@ SQL
 	echo "# $s: $count small tenants (1 through the API, $((count - 1)) clones in SQL), $per lines each," \
 		"in $(ms_since "$t0") ms"
 	SMALLT_U0=$u0 SMALLT_PW=$pw SMALLT_STREAM=${streams%%,*} SMALLT_TPL=$tpl_t
+}
+
+# The new-session requests of STACK's lines without a session, from a player
+# of TAG's own (its user agent): a new session each, never the request that
+# opened one before (which linesd answers from memory as a reopen).
+new_payloads() { # STACK TAG
+	"$PY" "$HELPER" authreqs "$top/$1/new.hex" "${TENANT[$1]}" "${STREAM[$1]}" "$PASSWORD" "$IP" "$UA $2" "$top/$1/new.users"
 }
 
 # --- the load, as lines.sh measures it ---
@@ -621,6 +629,7 @@ for s in $STACKS; do
 	echo "# $s: the reopen runs' lines: $nr reopens in $(ms_since "$t0") ms"
 	audit_new "$s" "warm-reopen-$s" 0
 	t0=$(date +%s%N)
+	new_payloads "$s" warm
 	nw=$(warm "$s" warm_new "$AUTH" "$top/$s/new.hex" "${NNEW[$s]}" --count-field 1)
 	sleep 1.5
 	r3=$(rss "${LPID[$s]}")
@@ -642,7 +651,7 @@ echo_pid=$!
 sleep 0.5
 echo "=== rates: $ROUNDS rounds of ${SECS}s a case (+${WARMUP}s warm-up) at in-flight $INFLIGHTS"
 for r in $(seq "$ROUNDS"); do
-	for s in $STACKS; do fresh_token "$s"; done
+	for s in $STACKS; do fresh_token "$s"; new_payloads "$s" "round$r"; done
 	cases=(echo "new small" "new scale" "reopen small" "reopen scale" "beat small" "beat scale")
 	n=${#cases[@]}
 	for k in $INFLIGHTS; do
