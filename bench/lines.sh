@@ -318,6 +318,16 @@ SELECT 'audit ' || :'label' || ' ' ||
   FROM n, l;
 DELETE FROM frontdesk.sessions WHERE tenant_id = :t AND line_id BETWEEN :f0 AND :f1;
 SQL
+	# Deleted behind linesd's back (nothing announced): its heartbeat cache
+	# and reopen slots would still hold them. Its LISTEN connection is
+	# ended, which makes it forget both (as after any lost notification),
+	# and the next run waits until it listens again.
+	psql_pg -d frontdesk -tA -c "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity
+	  WHERE application_name = 'linesd-listen'" >/dev/null
+	for _ in $(seq 100); do
+		[ "$(psql_pg -d frontdesk -tA -c "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'linesd-listen'")" -ge 1 ] && break
+		sleep 0.1
+	done
 	psql_pg -d frontdesk -c "VACUUM ANALYZE frontdesk.sessions"
 	table_state "$1"
 }

@@ -426,10 +426,19 @@ def main(cmd, *args):
         sys.stdout.flush()
     elif cmd == "probe":
         linesd, tok, tenant, stream, username, password, ip, ua = args
-        call = grpc.insecure_channel(linesd).unary_unary(
+        ch = grpc.insecure_channel(linesd)
+        call = ch.unary_unary(
             "/frontdesk.v1.LinesService/AuthorizePlayback",
             request_serializer=lines_pb2.AuthorizePlaybackRequest.SerializeToString,
             response_deserializer=lines_pb2.AuthorizePlaybackResponse.FromString)
+        end_call = ch.unary_unary(
+            "/frontdesk.v1.LinesService/EndSession",
+            request_serializer=lines_pb2.EndSessionRequest.SerializeToString,
+            response_deserializer=lines_pb2.EndSessionResponse.FromString)
+
+        def end(sid):
+            end_call(lines_pb2.EndSessionRequest(tenant_id=int(tenant), session_id=sid),
+                     metadata=fdapi.bearer(tok), timeout=30)
         # The first may reach a backend before it reloaded its settings; each
         # from another address, so that each opens a session through
         # PostgreSQL (the same request again is a reopen answered from memory).
@@ -438,6 +447,7 @@ def main(cmd, *args):
             r = call(authorize_request(int(tenant), int(stream), username, password, addr, ua),
                      metadata=fdapi.bearer(tok), timeout=30)
             assert r.allowed, r
+            end(r.session_id)       # the live sessions stay the set-up's
     elif cmd == "pgbench":
         out, log, offset, username, vars_out, line_offset, rev = args
         # The hot path's statement when the probe's line was held in memory
