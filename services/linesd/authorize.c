@@ -66,30 +66,6 @@ static int authorize_tx(fd_tx_t *tx, void *arg)
 	return 0;
 }
 
-/* The hot path's two plain statements (store.c: SQL_OPEN_FAST); OPEN_FULL
- * leaves the decision to open_tx. */
-static int open_fast_tx(fd_tx_t *tx, void *arg)
-{
-	auth_q_t *q = arg;
-	PGresult *res;
-	const char *lock[] = { q->params[1] };
-	const char *p[13] = {
-		q->params[0], q->params[1], q->params[2], q->params[5], q->params[7], q->params[8], q->params[9],
-		q->params[10], q->params[11], q->params[12], q->params[13], q->params[4], "true",
-	};
-	int rc = fd_tx_exec(tx, &SQL_OPEN_LOCK, lock, 0, NULL);
-	if (rc < 0 || (rc = fd_tx_exec(tx, &SQL_OPEN_FAST, p, FD_TX_LAST, &res)) < 0)
-		return rc;
-	if (PQntuples(res) != 1)
-		return fd_err_set(fd_tx_err(tx), FD_EINTERNAL, "the session's statement answered no row");
-	q->outcome = (int)col_i64(res, 0, OPEN_COL_OUTCOME);
-	q->session = col_i64(res, 0, OPEN_COL_SESSION);
-	q->reused = col_bool(res, 0, OPEN_COL_REUSED);
-	q->replaced = 0;
-	q->live = col_i64(res, 0, OPEN_COL_LIVE);
-	return 0;
-}
-
 static int open_tx(fd_tx_t *tx, void *arg)
 {
 	auth_q_t *q = arg;
@@ -157,20 +133,10 @@ static int open_from_memory(fd_tctx_t *t, linesd_t *l, const Frontdesk__V1__Auth
 	for (int i = 0; i < 16; i++)
 		if (!q->params[i])
 			return OOM(t->call);
-	/* Plain statements planned for the call (no generic plans: store.c says
-	 * why); a full line, or a start someone watches, is frontdesk.open_session's. */
-	int rc = 0;
-	q->outcome = OPEN_FULL;
-	if (!announce) {
-		fd_tx_opts_t fast = { 0 };
-		if ((rc = fd_tctx_run(t, l->db, &fast, open_fast_tx, q)) < 0)
-			return rc;
-	}
-	if (q->outcome == OPEN_FULL) {
-		fd_tx_opts_t o = { .generic_plans = true };
-		if ((rc = fd_tctx_run(t, l->db, &o, open_tx, q)) < 0)
-			return rc;
-	}
+	fd_tx_opts_t o = { .generic_plans = true };
+	int rc = fd_tctx_run(t, l->db, &o, open_tx, q);
+	if (rc < 0)
+		return rc;
 	if (q->outcome == OPEN_STALE) {
 		rules_line_drop(l, req->tenant_id, req->username);
 		return 0;

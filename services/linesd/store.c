@@ -710,61 +710,6 @@ const fd_sql_t SQL_PRELOAD_LINES = {
 	" ORDER BY l.id LIMIT $3",
 	3,
 };
-/* The hot path of a line whose rules linesd holds, as two plain statements
- * planned for the call (custom plans, pruned to the tenant's partitions at
- * planning): a generic plan of a statement over the hash-partitioned lines
- * and sessions locks every partition and index at each execution (100
- * relation locks for open_session, 83 of them past the backend's 16
- * fast-path slots), which cost PostgreSQL more than planning these does
- * (bench/README.md). First the line's advisory lock (every authorization of
- * the line holds it until its commit; the sessions are written with
- * synchronous_commit off), then, in a snapshot taken after it: the line
- * still at the rev held and not expired, the stream in its bouquets, the
- * live sessions counted once and the one this client reopens, then the
- * reuse or the insert when there is room. Outcome -1: stale; -2: the line
- * is full (or the call is announced): frontdesk.open_session decides
- * (replacing a session, or refusing), in a transaction of its own; else
- * PLAYBACK_ALLOWED or PLAYBACK_STREAM_NOT_IN_PACKAGE. Columns as
- * SQL_OPEN_SESSION's. Both texts name open_session( first: pg_stat_activity
- * shows them so (the tests find waiting authorizations by it). */
-const fd_sql_t SQL_OPEN_LOCK = {
-	"linesd_open_lock",
-	"/* frontdesk.open_session( as plain statements: the line's lock ) */"
-	" SELECT pg_advisory_xact_lock($1), set_config('synchronous_commit', 'off', true)",
-	1,
-};
-const fd_sql_t SQL_OPEN_FAST = {
-	"linesd_open_fast",
-	"/* frontdesk.open_session( as plain statements ) */"
-	" WITH ln AS (SELECT count(*) > 0 AS fresh FROM frontdesk.lines l"
-	"             WHERE l.tenant_id = $1 AND l.id = $2 AND l.rev = $3 AND l.expires_at > now()),"
-	" st AS (SELECT NOT $13::boolean OR EXISTS ("
-	"          SELECT 1 FROM frontdesk.streams s WHERE s.tenant_id = $1 AND s.id = $5 AND NOT s.disabled"
-	"             AND EXISTS (SELECT 1 FROM frontdesk.bouquets b WHERE b.tenant_id = $1 AND b.id = ANY ($4::bigint[])"
-	"                            AND $5 = ANY (b.stream_ids))) AS ok),"
-	" lv AS (SELECT count(*) AS n,"
-	"               max(s.id) FILTER (WHERE ($10 <> '' AND s.client_key = $10)"
-	"                                    OR (s.stream_id = $5 AND s.client_ip = $6::inet AND s.user_agent = $7)) AS reuse"
-	"          FROM frontdesk.sessions s"
-	"         WHERE s.tenant_id = $1 AND s.line_id = $2 AND s.ended_at IS NULL"
-	"           AND s.last_seen_at > now() - make_interval(secs => $11::integer)),"
-	" go AS (SELECT ln.fresh AND st.ok AS ok, ln.fresh, st.ok AS stream_ok, lv.n, lv.reuse FROM ln, st, lv),"
-	" upd AS (UPDATE frontdesk.sessions s SET last_seen_at = now(), stream_id = $5,"
-	"                node_id = CASE WHEN $9::bigint <> 0 THEN $9::bigint ELSE s.node_id END"
-	"           FROM go WHERE go.ok AND s.tenant_id = $1 AND s.id = go.reuse RETURNING s.id),"
-	" ins AS (INSERT INTO frontdesk.sessions (tenant_id, line_id, stream_id, node_id, client_ip, user_agent,"
-	"                                         output_format, client_key)"
-	"         SELECT $1, $2, $5, $9::bigint, $6::inet, $7, $8::smallint, $10 FROM go"
-	"          WHERE go.ok AND go.reuse IS NULL AND go.n < $12::integer RETURNING id)"
-	" SELECT CASE WHEN NOT go.fresh THEN -1"
-	"             WHEN NOT go.stream_ok THEN " PLAYBACK_OUTCOME_SQL("'stream_not_in_package'")
-	"             WHEN go.reuse IS NOT NULL OR go.n < $12::integer THEN " PLAYBACK_OUTCOME_SQL("'allowed'")
-	"             ELSE -2 END,"
-	"        coalesce((SELECT id FROM upd), (SELECT id FROM ins), 0), go.reuse IS NOT NULL AND go.ok, 0,"
-	"        go.n + CASE WHEN go.ok AND go.reuse IS NULL AND go.n < $12::integer THEN 1 ELSE 0 END"
-	"   FROM go",
-	13,
-};
 /* A tenant's rules (rules.c): its status (NULL: no such tenant), its
  * connection-limit policy, its suspended accounts as LIKE prefixes, then
  * the failure keys over their limits ($2 the window, $3 and $4 the limits

@@ -116,8 +116,6 @@ enum {
 /* SQL_OPEN_SESSION */
 enum { OPEN_COL_OUTCOME, OPEN_COL_SESSION, OPEN_COL_REUSED, OPEN_COL_REPLACED, OPEN_COL_LIVE };
 #define OPEN_STALE (-1)
-#define OPEN_FULL (-2)                 /* SQL_OPEN_FAST: ask frontdesk.open_session */
-extern const fd_sql_t SQL_OPEN_LOCK, SQL_OPEN_FAST;
 /* SQL_LINE_CHANNELS: the decision, the line's lists and the catalog
  * version (every row), then the channel (NULL when none). */
 enum {
