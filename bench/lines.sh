@@ -318,16 +318,6 @@ SELECT 'audit ' || :'label' || ' ' ||
   FROM n, l;
 DELETE FROM frontdesk.sessions WHERE tenant_id = :t AND line_id BETWEEN :f0 AND :f1;
 SQL
-	# Deleted behind linesd's back (nothing announced): its heartbeat cache
-	# and reopen slots would still hold them. Its LISTEN connection is
-	# ended, which makes it forget both (as after any lost notification),
-	# and the next run waits until it listens again.
-	psql_pg -d frontdesk -tA -c "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity
-	  WHERE application_name = 'linesd-listen'" >/dev/null
-	for _ in $(seq 100); do
-		[ "$(psql_pg -d frontdesk -tA -c "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'linesd-listen'")" -ge 1 ] && break
-		sleep 0.1
-	done
 	psql_pg -d frontdesk -c "VACUUM ANALYZE frontdesk.sessions"
 	table_state "$1"
 }
@@ -403,8 +393,16 @@ run_echo() { # K ROUND
 	bl "echo_inflight$1" "$echo_target" "$BEAT" "$tmp/beat.hex" "$1" --count-field 1
 	measure "echo_inflight$1" "$echo_pid" -- "${BL[@]}"
 }
+# The new-session requests of one run, from a player of the run's own (user
+# agent): the sessions a run opened are deleted behind linesd's back after it,
+# and linesd answers the very request that opened a live session from memory
+# (a reopen), so a later run of the same requests would reuse them.
+new_payloads() { # FILE TAG
+	"$PY" "$HELPER" payloads "$1" "$tenant" "$stream" "$((U0 + NLIVE))" "$NFRESH" "$PASSWORD" "$IP" "$UA $2"
+}
 run_grpc() { # K ROUND
 	local name=auth_grpc_inflight$1
+	new_payloads "$tmp/new.hex" "r$2k$1"
 	bl "$name" "$linesd" "$AUTH" "$tmp/new.hex" "$1" "${auth_fields[@]}"
 	measure "$name" "$linesd_pid" -- "${BL[@]}"
 	check_answers "$name" "$name-round$2"
@@ -437,6 +435,7 @@ run_open() { # ROUND: echo then authorizations, offered OPEN_RATE a second
 	local cap=512 name=auth_open$OPEN_RATE
 	bl "echo_open$OPEN_RATE" "$echo_target" "$BEAT" "$tmp/beat.hex" "$cap" --rate "$OPEN_RATE" --count-field 1
 	measure "echo_open$OPEN_RATE" "$echo_pid" -- "${BL[@]}"
+	new_payloads "$tmp/new.hex" "open$1"
 	bl "$name" "$linesd" "$AUTH" "$tmp/new.hex" "$cap" --rate "$OPEN_RATE" "${auth_fields[@]}"
 	measure "$name" "$linesd_pid" -- "${BL[@]}"
 	check_answers "$name" "$name-round$1"
