@@ -42,7 +42,7 @@ static const fd_cfg_item_t config_items[] = {
 	  offsetof(linesd_config_t, fail_max_ip), "failed authorizations per client address per window" },
 	{ "line_cache", "FRONTDESK_LINESD_LINE_CACHE", FD_CFG_INT, "1000000", 0, 100000000,
 	  offsetof(linesd_config_t, line_cache),
-	  "lines whose rules are kept in memory for playback authorization (0: none; about 0.5 KB each)" },
+	  "lines whose rules are kept in memory for playback authorization (0: none; about 750 B each)" },
 	{ "fault", "FRONTDESK_LINESD_FAULT", FD_CFG_STR, "", 0, 64, offsetof(linesd_config_t, fault),
 	  "tests only: kill_after_charge (SIGKILL itself after Charge answered, before the line commits)" },
 	{ 0 },
